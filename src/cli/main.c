@@ -1,0 +1,63 @@
+/* main.c — the `brainalign` executable: initialise MPI, dispatch to a
+ * subcommand, finalise. Everything else is in the library. */
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const ba_command COMMANDS[] = {
+    {"synth", "generate a synthetic study with a known answer", ba_cmd_synth},
+    {"fit", "cross-validated ridge from features (or X) to BOLD (or Y)", ba_cmd_fit},
+};
+static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "brainalign %s — brain scores of language models, with associative memory\n\n"
+            "usage: mpirun -np N brainalign COMMAND [options]\n"
+            "       brainalign COMMAND --help\n\ncommands:\n",
+            BRAINALIGN_VERSION);
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
+int ba_cli_report(const char *command, ba_status rc, const ba_error *err)
+{
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0)
+        fprintf(stderr, "brainalign %s: error (%s): %s\n", command,
+                ba_status_name(rc), err->message[0] ? err->message : "(no message)");
+    return 1;
+}
+
+bool ba_cli_is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || ba_cli_is_help(argv[1])) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("brainalign %s\n", BRAINALIGN_VERSION);
+        return 0;
+    }
+    const ba_command *cmd = NULL;
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) cmd = &COMMANDS[i];
+    if (!cmd) {
+        fprintf(stderr, "brainalign: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    MPI_Init(&argc, &argv);
+    int code = cmd->run(argc - 1, argv + 1);
+    MPI_Finalize();
+    return code;
+}

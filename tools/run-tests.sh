@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (install what is missing, build) and run the whole test suite.
+# The MPI tests run under `mpiexec -n 2` (some -n 4, oversubscribed).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$here/tools/setup.sh"
+cd "${BUILD_DIR:-$here/build}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+ctest --output-on-failure --timeout 1200 "$@"
