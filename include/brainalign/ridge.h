@@ -1,0 +1,99 @@
+/* ridge.h — cross-validated ridge regression from features X [n, p] to
+ * voxels Y [n, v], with one alpha per voxel chosen by efficient
+ * leave-one-out inside each training fold (as scikit-learn's
+ * RidgeCV(alphas, alpha_per_target=True, fit_intercept=False) does on
+ * standardised X and training-centred Y), then Pearson r on the held-out
+ * fold.
+ *
+ * Parallel layout: the ranks split into `fold_groups` equal groups; group g
+ * owns the outer folds f with f % fold_groups == g. Inside a group, the
+ * feature side (Gram matrix, its eigendecomposition, the spectral basis) is
+ * computed with ScaLAPACK on a BLACS grid; the basis is then replicated in
+ * single precision and each rank runs the voxel side (the GEMMs that
+ * dominate the cost) on its own contiguous range of voxels with no
+ * communication at all. Voxel ranges are the same in every group, so the
+ * per-fold results are combined with one exact reduction.
+ *
+ * Life cycle: ba_ridge_layout_create -> caller reads its voxels ->
+ * ba_ridge_cv -> ba_ridge_result_free, ba_ridge_layout_destroy. */
+#ifndef BRAINALIGN_RIDGE_H
+#define BRAINALIGN_RIDGE_H
+
+#include <mpi.h>
+#include <stdbool.h>
+
+#include "brainalign/error.h"
+
+typedef struct {
+    int n_folds;
+    const long *fold_bounds; /* NULL: KFold(n_folds); else n_folds + 1 bounds */
+    const double *alphas;
+    int n_alphas;
+    int fold_groups;         /* >= 1, must divide the rank count */
+    long voxel_block;        /* voxels per block in the voxel phase (0: 512) */
+    int block_size;          /* ScaLAPACK block size (0: 64) */
+    bool quiet;
+} ba_ridge_options;
+
+typedef struct {
+    MPI_Comm world;   /* all ranks (not owned) */
+    MPI_Comm group;   /* the ranks of my fold group */
+    MPI_Comm across;  /* the ranks with my position in every group */
+    int n_groups, group_index, group_rank, group_size;
+    long v_total, v_begin, v_end; /* my voxels: [v_begin, v_end) */
+} ba_ridge_layout;
+
+ba_status ba_ridge_layout_create(MPI_Comm world, int fold_groups, long v_total,
+                                 ba_ridge_layout *layout, ba_error *err);
+void ba_ridge_layout_destroy(ba_ridge_layout *layout);
+
+/* Fill out[n_rows][p] (row-major) with rows row0 .. row0 + n_rows - 1 of
+ * X. Called independently by each rank, only for rows it owns. */
+typedef ba_status (*ba_row_reader)(void *ctx, long row0, long n_rows, float *out,
+                                   ba_error *err);
+
+typedef struct {
+    long n, p;
+    ba_row_reader read_x;
+    void *x_ctx;
+    const float *y; /* my voxels: [n][v_end - v_begin], row-major */
+} ba_ridge_data;
+
+typedef struct {
+    double feature_seconds;  /* Gram, eigendecomposition, basis (incl. reads) */
+    double voxel_seconds;    /* the voxel-side GEMMs and statistics */
+    double exchange_seconds; /* combining fold results */
+    double voxel_flops;      /* flops of the voxel side on this rank */
+    double feature_flops;    /* flops of the feature side of this group */
+} ba_ridge_timing;
+
+typedef struct {
+    int n_folds;
+    long v_local;
+    float *r_folds; /* [n_folds][v_local] */
+    float *alpha;   /* [n_folds][v_local] */
+    float *r;       /* [v_local], mean over folds */
+    ba_ridge_timing timing;
+} ba_ridge_result;
+
+/* Collective over layout->world. Checks Y (NaN/Inf, constant voxels) and X
+ * (NaN/Inf) and fails on every rank with the same message. */
+ba_status ba_ridge_cv(const ba_ridge_layout *layout, const ba_ridge_data *data,
+                      const ba_ridge_options *opt, ba_ridge_result *result,
+                      ba_error *err);
+void ba_ridge_result_free(ba_ridge_result *result);
+
+/* The plain reference, for tests: one process, double precision, and the
+ * textbook algorithm — per alpha, G = (X Xᵀ + alpha I)^-1 by Cholesky,
+ * LOO residuals c_i / G_ii with c = G y — no eigendecomposition, no BLAS.
+ * X [n][p], Y [n][v] row-major; r_folds and alpha [n_folds][v]. */
+ba_status ba_ridge_cv_reference(long n, long p, const float *x, long v, const float *y,
+                                const ba_ridge_options *opt, float *r_folds,
+                                float *alpha, ba_error *err);
+
+/* Pearson correlation of two float series, computed in double; 0 when
+ * either is constant. */
+double ba_pearson_f32(const float *a, long stride_a, const float *b, long stride_b,
+                      long n);
+
+#endif
