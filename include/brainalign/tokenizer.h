@@ -22,7 +22,10 @@ void ba_tokenizer_destroy(ba_tokenizer *tok);
 const char *ba_tokenizer_kind(const ba_tokenizer *tok);
 int32_t ba_tokenizer_vocab_size(const ba_tokenizer *tok);
 
-/* Encode UTF-8 text (no BOS added). *ids is malloc'd; free() it. */
+/* Encode UTF-8 text (no BOS added). *ids is malloc'd; free() it.
+ * Special tokens ("<|endoftext|>", "<s>") are never recognised in text.
+ * Invalid UTF-8: "gpt2-bpe" refuses it (BA_ERR_VALUE naming the byte
+ * offset); "sentencepiece-bpe" reads each bad byte as U+FFFD. */
 ba_status ba_tokenizer_encode(const ba_tokenizer *tok, const char *text, size_t len,
                               int32_t **ids, size_t *n_ids, ba_error *err);
 
@@ -33,5 +36,24 @@ ba_status ba_tokenizer_encode(const ba_tokenizer *tok, const char *text, size_t 
 ba_status ba_tokenizer_encode_words(const ba_tokenizer *tok, char *const *words,
                                     size_t n_words, int32_t **ids, size_t *n_ids,
                                     size_t *word_end, ba_error *err);
+
+/* The text that token ids stand for, concatenated (*text is malloc'd and
+ * NUL-terminated; free() it). Ids outside the vocabulary are an error.
+ * Implemented for "gpt2-bpe"; other kinds give BA_ERR_USAGE. */
+ba_status ba_tokenizer_decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                              char **text, size_t *len, ba_error *err);
+
+/* Learn a tiny GPT-2-style byte-level BPE from `corpus` (n_docs UTF-8
+ * texts, pre-tokenised exactly like GPT-2) and write <dir>/vocab.json and
+ * <dir>/merges.txt, which ba_tokenizer_load(dir) reads back. Each of the
+ * n_merges steps merges the most frequent adjacent pair (ties: the smaller
+ * pair of byte strings, left then right, compared bytewise); training stops
+ * early when every pre-token is a single token. Vocabulary: the 256 byte
+ * tokens in GPT-2's order, the merged tokens, then "<|endoftext|>". Meant
+ * for the small corpora of the synthetic study (it recounts pairs at every
+ * step). The directory is created when missing; files are written under
+ * temporary names and renamed. */
+ba_status ba_bpe_write_tiny_vocab(const char *dir, const char *const *corpus, size_t n_docs,
+                                  int n_merges, ba_error *err);
 
 #endif

@@ -1,0 +1,102 @@
+/* cmd_tokenize.c — `brainalign tokenize --tokenizer DIR`: UTF-8 text on
+ * standard input, its token ids (no BOS) on one line of standard output.
+ * A serial tool: under mpirun only rank 0 reads and prints. */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brainalign/tokenizer.h"
+#include "commands.h"
+
+static void tokenize_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: brainalign tokenize --tokenizer DIR < text.txt\n\n"
+            "Reads UTF-8 text from standard input and prints its token ids on one line,\n"
+            "separated by spaces (no BOS token is added).\n\n"
+            "options:\n"
+            "  --tokenizer DIR  a directory with tokenizer.json, vocab.json + merges.txt,\n"
+            "                   encoder.json + vocab.bpe, or tokenizer.model\n"
+            "  --help, -h       show this help\n");
+}
+
+static ba_status read_stdin(char **text, size_t *len, ba_error *err)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = ba_malloc(cap, "standard input", err);
+    if (!buf) return BA_ERR_NOMEM;
+    for (;;) {
+        if (n == cap) {
+            char *bigger = realloc(buf, 2 * cap);
+            if (!bigger) {
+                free(buf);
+                return ba_fail(err, BA_ERR_NOMEM, "standard input: cannot hold %zu bytes",
+                               2 * cap);
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, stdin);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        return ba_fail(err, BA_ERR_IO, "standard input: read error");
+    }
+    *text = buf;
+    *len = n;
+    return BA_OK;
+}
+
+static ba_status tokenize_stdin(const char *dir, ba_error *err)
+{
+    ba_status rc = BA_OK;
+    ba_tokenizer *tok = NULL;
+    char *text = NULL;
+    int32_t *ids = NULL;
+    size_t len = 0, n_ids = 0;
+    BA_TRY(ba_tokenizer_load(dir, &tok, err), done);
+    BA_TRY(read_stdin(&text, &len, err), done);
+    BA_TRY(ba_tokenizer_encode(tok, text, len, &ids, &n_ids, err), done);
+    for (size_t i = 0; i < n_ids; i++) printf(i ? " %d" : "%d", (int)ids[i]);
+    printf("\n");
+    if (fflush(stdout) != 0) rc = ba_fail(err, BA_ERR_IO, "standard output: write error");
+done:
+    free(ids);
+    free(text);
+    ba_tokenizer_destroy(tok);
+    return rc;
+}
+
+int ba_cmd_tokenize(int argc, char **argv)
+{
+    const char *dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (ba_cli_is_help(argv[i])) {
+            tokenize_usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) {
+            dir = argv[++i];
+        } else if (strncmp(argv[i], "--tokenizer=", 12) == 0) {
+            dir = argv[i] + 12;
+        } else {
+            fprintf(stderr, "brainalign tokenize: unexpected argument '%s'\n\n", argv[i]);
+            tokenize_usage(stderr);
+            return 2;
+        }
+    }
+    if (!dir) {
+        fprintf(stderr, "brainalign tokenize: --tokenizer DIR is required\n\n");
+        tokenize_usage(stderr);
+        return 2;
+    }
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank != 0) return 0;
+    ba_error err;
+    ba_error_clear(&err);
+    ba_status rc = tokenize_stdin(dir, &err);
+    return rc == BA_OK ? 0 : ba_cli_report("tokenize", rc, &err);
+}
