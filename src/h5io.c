@@ -349,6 +349,7 @@ ba_status ba_h5_read_strings(const ba_h5file *f, const char *dset, char ***strin
     hid_t mtype = H5Tcopy(H5T_C_S1);
     H5Tset_size(mtype, width);
     H5Tset_strpad(mtype, H5T_STR_NULLPAD);
+    H5Tset_cset(mtype, H5Tget_cset(ftype)); /* no ASCII <-> UTF-8 conversion exists */
     char *packed = ba_calloc(count ? count : 1, width, "string table", err);
     char **out = ba_calloc(count ? count : 1, sizeof *out, "string table", err);
     if (!packed || !out) rc = BA_ERR_NOMEM;

@@ -278,14 +278,46 @@ static ba_status loo_denominators(fold_spectrum *S, const ba_ridge_options *opt,
     return BA_OK;
 }
 
+/* A cheap guard against a silently failed eigensolver: the basis must
+ * satisfy Mᵀ M = diag(s), so for a fixed vector u, ||M u||² = Σ s_k u_k².
+ * O(n m), against the O(n m v) that follows. */
+static ba_status check_spectrum(const fold_spectrum *S, ba_error *err)
+{
+    double lhs = 0, rhs = 0;
+    for (long k = 0; k < S->m; k++) {
+        double u = (k % 3 == 0 ? 1.0 : -0.5) / sqrt((double)S->m);
+        rhs += (S->dual ? 1.0 : S->eig[k]) * u * u;
+    }
+    for (long i = 0; i < S->n_train; i++) {
+        double mu = 0;
+        const float *row = S->basis + i * S->m;
+        for (long k = 0; k < S->m; k++) mu += row[k] * ((k % 3 == 0 ? 1.0 : -0.5) / sqrt((double)S->m));
+        lhs += mu * mu;
+    }
+    if (!(fabs(lhs - rhs) <= 1e-3 * (rhs > 0 ? rhs : 1.0)))
+        return ba_fail(err, BA_ERR_NUMERIC,
+                       "the eigendecomposition of the %s matrix (%ld x %ld) failed its check "
+                       "(||M u||² = %.6g, expected %.6g)", S->dual ? "kernel" : "Gram", S->m,
+                       S->m, lhs, rhs);
+    return BA_OK;
+}
+
 static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
                                const ba_ridge_data *D, const fold_rows *f,
                                const ba_ridge_options *opt, fold_spectrum *S,
                                double *flops, ba_error *err)
 {
     ba_status rc = BA_OK;
-    int nb = opt->block_size > 0 ? opt->block_size : 64;
     int n = (int)D->n, p = (int)D->p, ntr = (int)f->n_train, nte = (int)f->n_test;
+    /* ScaLAPACK's eigensolver returns wrong results, with info = 0, when a
+     * block is larger than the matrix or some process owns no block of it;
+     * so the block is small enough that every process row and column gets
+     * at least one block of the spectrum-sized matrix. */
+    int nb = opt->block_size > 0 ? opt->block_size : 64;
+    int spectrum_size = ntr <= p ? ntr : p;
+    int widest = grid->nprow > grid->npcol ? grid->nprow : grid->npcol;
+    int fitting = (spectrum_size + widest - 1) / widest;
+    if (nb > fitting) nb = fitting > 0 ? fitting : 1;
     ba_dmat x = {0}, gram = {0}, vecs = {0}, cross = {0}, basis_te = {0};
     memset(S, 0, sizeof *S);
     S->dual = f->n_train <= D->p; /* scikit-learn's 'eigen' vs 'svd' choice */
@@ -310,7 +342,7 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
         gemm("N", "T", ntr, ntr, p, &x, 1, &x, 1, &gram);             /* K = X_tr X_trᵀ */
         BA_TRY(ba_dmat_create(grid, nte, ntr, nb, &cross, err), done);
         gemm("N", "T", nte, ntr, p, &x, ntr + 1, &x, 1, &cross);      /* X_te X_trᵀ */
-        rc = ba_dmat_syevd(&gram, S->eig, &vecs, err);
+        rc = ba_dmat_syevd(grid, &gram, S->eig, &vecs, err);
         BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
         BA_TRY(ba_dmat_create(grid, nte, ntr, nb, &basis_te, err), done);
         gemm("N", "N", nte, ntr, ntr, &cross, 1, &vecs, 1, &basis_te); /* B = X_te X_trᵀ Q */
@@ -320,7 +352,7 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
                   10.0 * ntr * ntr * ntr;
     } else {
         gemm("T", "N", p, p, ntr, &x, 1, &x, 1, &gram);               /* X_trᵀ X_tr */
-        rc = ba_dmat_syevd(&gram, S->eig, &vecs, err);
+        rc = ba_dmat_syevd(grid, &gram, S->eig, &vecs, err);
         BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
         BA_TRY(ba_dmat_create(grid, n, p, nb, &basis_te, err), done);
         gemm("N", "N", n, p, p, &x, 1, &vecs, 1, &basis_te);           /* [X_tr; X_te] V */
@@ -338,6 +370,7 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
     }
     for (long k = 0; k < S->m; k++)
         if (S->eig[k] < 0) S->eig[k] = 0; /* round-off on a PSD matrix */
+    BA_TRY(check_spectrum(S, err), done);
     BA_TRY(loo_denominators(S, opt, err), done);
 done:
     ba_dmat_destroy(&x);

@@ -101,7 +101,8 @@ ba_status ba_dmat_replicate_f32(const ba_dmat *mat, const ba_grid *grid, float *
     return BA_OK;
 }
 
-ba_status ba_dmat_syevd(ba_dmat *a, double *w, ba_dmat *z, ba_error *err)
+ba_status ba_dmat_syevd(const ba_grid *grid, ba_dmat *a, double *w, ba_dmat *z,
+                        ba_error *err)
 {
     const int one = 1;
     int n = a->m, info = 0, lwork = -1, liwork = -1, iwork_query = 0;
@@ -111,9 +112,22 @@ ba_status ba_dmat_syevd(ba_dmat *a, double *w, ba_dmat *z, ba_error *err)
     if (info != 0)
         return ba_fail(err, BA_ERR_NUMERIC, "pdsyevd workspace query failed (info %d)",
                        info);
-    /* The reference implementation's query can underestimate: pad it. */
-    lwork = (int)work_query + 2 * n + 1024;
-    liwork = iwork_query + 2 * n + 64;
+    /* The reference implementation's query underestimates when the block
+     * size exceeds the matrix (PDORMTR then rejects LWORK, yet info comes
+     * back 0 with garbage eigenvectors). Take the larger of the query and
+     * the documented minimum:
+     *   LWORK >= max(1 + 6N + 2 NP NQ, 3N + max(NB (NP + 1), 3 NB)) + 2N. */
+    int nb = a->desc[5], zero = 0, nprow = 0, npcol = 0, myrow = 0, mycol = 0;
+    Cblacs_gridinfo(a->desc[1], &nprow, &npcol, &myrow, &mycol);
+    long np = numroc_(&n, &nb, &myrow, &zero, &nprow);
+    long nq = numroc_(&n, &nb, &mycol, &zero, &npcol);
+    long trilwmin = 3L * n + (nb * (np + 1) > 3L * nb ? nb * (np + 1) : 3L * nb);
+    long documented = (1 + 6L * n + 2 * np * nq > trilwmin ? 1 + 6L * n + 2 * np * nq : trilwmin) + 2L * n;
+    long wanted = (long)work_query > documented ? (long)work_query : documented;
+    if (wanted > 2147483647L / 2)
+        return ba_fail(err, BA_ERR_NOMEM, "eigensolver workspace too large for n = %d", n);
+    lwork = (int)(wanted + wanted / 4 + 1024);
+    liwork = (iwork_query > 7 * n + 8 * npcol + 2 ? iwork_query : 7 * n + 8 * npcol + 2) + 64;
     double *work = ba_malloc((size_t)lwork * sizeof *work, "eigensolver workspace", err);
     int *iwork = ba_malloc((size_t)liwork * sizeof *iwork, "eigensolver workspace", err);
     ba_status rc = BA_OK;

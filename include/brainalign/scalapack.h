@@ -67,7 +67,9 @@ ba_status ba_dmat_replicate_f32(const ba_dmat *mat, const ba_grid *grid, float *
                                 ba_error *err);
 
 /* Eigen-decomposition of the symmetric matrix a (overwritten): eigenvalues
- * ascending in w (every rank), eigenvectors in z (same layout as a). */
-ba_status ba_dmat_syevd(ba_dmat *a, double *w, ba_dmat *z, ba_error *err);
+ * ascending in w (every rank of the grid), eigenvectors in z (same layout
+ * as a). Collective over the grid. */
+ba_status ba_dmat_syevd(const ba_grid *grid, ba_dmat *a, double *w, ba_dmat *z,
+                        ba_error *err);
 
 #endif

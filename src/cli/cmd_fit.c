@@ -1,3 +1,144 @@
+/* cmd_fit.c — `brainalign fit`: parse options, call ba_fit_run, print the
+ * per-region table. */
+#include <mpi.h>
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "args.h"
 #include "commands.h"
-int ba_cmd_fit(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "fit: not yet\n"); return 1; }
+#include "brainalign/fit.h"
+#include "brainalign/parallel.h"
+
+static void help(void)
+{
+    printf(
+        "usage: mpirun -np N brainalign fit --features FEATURES.h5 --bold BOLD.h5 --layer L\n"
+        "                                   [--atlas ATLAS.h5] --out SCORES.h5 [options]\n"
+        "       mpirun -np N brainalign fit --x FILE.h5:/X --y FILE.h5:/Y --out SCORES.h5 [options]\n\n"
+        "Cross-validated ridge regression from language-model features to BOLD, one alpha\n"
+        "per voxel chosen by efficient leave-one-out inside each training fold, Pearson r\n"
+        "on the held-out fold. X is standardised and Y centred with training statistics.\n\n"
+        "inputs:\n"
+        "  --features FILE     word-level features (features.h5 from `features` or `synth`)\n"
+        "  --bold FILE         BOLD responses (bold.h5: /stories/<story>/data [n_tr, n_voxels])\n"
+        "  --layer L[,M...]    hidden-state layer(s), HF numbering; several are concatenated\n"
+        "  --x FILE:/DSET      plain design matrix [n, p] float32 (instead of --features)\n"
+        "  --y FILE:/DSET      plain responses [n, v] float32 (instead of --bold)\n"
+        "  --atlas FILE        regions (HDF5 /labels [n_voxels], /names) for the ROI table\n"
+        "design (features mode):\n"
+        "  --delays LIST       FIR delays in TRs (default 1..5; '1,2,3' or '1..5')\n"
+        "  --aggregate sum|mean  words within a TR (default sum)\n"
+        "  --tr-offset SEC     added to word onsets before binning into TRs (default 0)\n"
+        "  --tr SEC            TR length (default: bold.h5's tr_s attribute)\n"
+        "cross-validation:\n"
+        "  --folds K           outer folds, contiguous as KFold(K, shuffle=False) (default 5)\n"
+        "  --story-folds       fold boundaries on whole stories\n"
+        "  --alphas SPEC       logspace:LO:HI:N or a list (default logspace:-1:8:10)\n"
+        "parallel:\n"
+        "  --fold-groups G     split the ranks into G groups that take folds in turn (default 1)\n"
+        "  --voxel-block B     voxels per block on each rank (default 512)\n"
+        "  --block-size NB     ScaLAPACK block size (default 64)\n"
+        "output:\n"
+        "  --out FILE          scores.h5 (written under a temporary name, then renamed)\n"
+        "  --quiet             no progress on standard error\n"
+        "  --timing            print the time and flop rate of each phase\n");
+}
+
+static void print_table(const ba_fit_summary *s)
+{
+    printf("\nbrain score: %ld TRs, %ld features, %ld voxels, %d folds; mean r = %.4f\n",
+           s->n_samples, s->n_features, s->n_voxels, s->n_folds, s->mean_r);
+    if (s->roi.n_regions == 0) return;
+    printf("\n%-28s %8s %9s %9s %9s\n", "region", "voxels", "mean r", "median r", "sem");
+    for (int g = 0; g < s->roi.n_regions; g++)
+        printf("%-28s %8ld %9.4f %9.4f %9.4f\n", s->roi.names[g], s->roi.n_voxels[g],
+               s->roi.mean[g], s->roi.median[g], s->roi.sem[g]);
+}
+
+static void print_timing(const ba_fit_summary *s, MPI_Comm comm)
+{
+    double vox_flops = s->timing.voxel_flops, vox_s = s->timing.voxel_seconds;
+    double max_vox_s = 0, total_flops = 0;
+    MPI_Reduce(&vox_s, &max_vox_s, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
+    MPI_Reduce(&vox_flops, &total_flops, 1, MPI_DOUBLE, MPI_SUM, 0, comm);
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    if (rank != 0) return;
+    printf("\ntiming (rank 0): total %.2f s, input %.2f s, feature side %.2f s (%.1f GFLOP), "
+           "voxel side %.2f s\n", s->seconds_total, s->seconds_io, s->timing.feature_seconds,
+           s->timing.feature_flops / 1e9, s->timing.voxel_seconds);
+    printf("voxel side, all ranks: %.1f GFLOP in %.2f s = %.1f GFLOP/s\n", total_flops / 1e9,
+           max_vox_s, max_vox_s > 0 ? total_flops / max_vox_s / 1e9 : 0.0);
+}
+
+int ba_cmd_fit(int argc, char **argv)
+{
+    ba_fit_config cfg;
+    ba_fit_config_defaults(&cfg);
+    ba_error err;
+    ba_error_clear(&err);
+    ba_args a;
+    ba_args_init(&a, argc, argv);
+    bool timing = false;
+    char layer_text[256] = "", usage_error[1200] = "";
+    long number = 0;
+    while (ba_args_more(&a)) {
+        if (ba_cli_is_help(argv[a.i])) { help(); return 0; }
+        if (ba_args_value(&a, "--features")) cfg.features_path = a.value;
+        else if (ba_args_value(&a, "--bold")) cfg.bold_path = a.value;
+        else if (ba_args_value(&a, "--x")) cfg.x_spec = a.value;
+        else if (ba_args_value(&a, "--y")) cfg.y_spec = a.value;
+        else if (ba_args_value(&a, "--atlas")) cfg.atlas_path = a.value;
+        else if (ba_args_value(&a, "--out")) cfg.out_path = a.value;
+        else if (ba_args_value(&a, "--layer") || ba_args_value(&a, "--layers"))
+            snprintf(layer_text, sizeof layer_text, "%s", a.value);
+        else if (ba_args_value(&a, "--delays")) {
+            if (ba_parse_int_list(a.value, cfg.delays, BA_MAX_DELAYS, &cfg.design.n_delays, &err))
+                snprintf(usage_error, sizeof usage_error, "--delays: %s", err.message);
+            for (int k = 0; k < cfg.design.n_delays; k++)
+                if (cfg.delays[k] < 0) snprintf(usage_error, sizeof usage_error, "--delays must be >= 0");
+        } else if (ba_args_value(&a, "--aggregate")) {
+            if (strcmp(a.value, "sum") == 0) cfg.design.aggregate = BA_AGGREGATE_SUM;
+            else if (strcmp(a.value, "mean") == 0) cfg.design.aggregate = BA_AGGREGATE_MEAN;
+            else snprintf(usage_error, sizeof usage_error, "--aggregate is sum or mean, not '%s'", a.value);
+        } else if (ba_args_value(&a, "--tr-offset")) ba_args_double(&a, "--tr-offset", &cfg.design.tr_offset_s);
+        else if (ba_args_value(&a, "--tr")) ba_args_double(&a, "--tr", &cfg.design.tr_s);
+        else if (ba_args_value(&a, "--folds")) { if (ba_args_long(&a, "--folds", &number)) cfg.ridge.n_folds = (int)number; }
+        else if (ba_args_flag(&a, "--story-folds")) cfg.story_folds = true;
+        else if (ba_args_value(&a, "--alphas")) {
+            if (ba_parse_alphas(a.value, cfg.alphas, BA_MAX_ALPHAS, &cfg.ridge.n_alphas, &err))
+                snprintf(usage_error, sizeof usage_error, "--alphas: %s", err.message);
+        } else if (ba_args_value(&a, "--fold-groups")) { if (ba_args_long(&a, "--fold-groups", &number)) cfg.ridge.fold_groups = (int)number; }
+        else if (ba_args_value(&a, "--voxel-block")) { if (ba_args_long(&a, "--voxel-block", &number)) cfg.ridge.voxel_block = number; }
+        else if (ba_args_value(&a, "--block-size")) { if (ba_args_long(&a, "--block-size", &number)) cfg.ridge.block_size = (int)number; }
+        else if (ba_args_flag(&a, "--quiet")) cfg.ridge.quiet = true;
+        else if (ba_args_flag(&a, "--timing")) timing = true;
+        else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
+    }
+    if (!a.error[0] && usage_error[0]) snprintf(a.error, sizeof a.error, "%s", usage_error);
+    if (!a.error[0] && layer_text[0] &&
+        ba_parse_int_list(layer_text, cfg.layers, BA_MAX_LAYERS, &cfg.n_layers, &err))
+        snprintf(a.error, sizeof a.error, "--layer: %s", err.message);
+    if (a.error[0]) {
+        ba_fail(&err, BA_ERR_USAGE, "%s", a.error);
+        return ba_cli_report("fit", BA_ERR_USAGE, &err);
+    }
+    char command[4096];
+    ba_args_command_line(argc, argv, command, sizeof command);
+    cfg.command_line = command;
+
+    ba_fit_summary summary;
+    ba_status rc = ba_fit_run(&cfg, MPI_COMM_WORLD, &summary, &err);
+    if (rc != BA_OK) return ba_cli_report("fit", rc, &err);
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) {
+        print_table(&summary);
+        printf("\nwrote %s\n", cfg.out_path);
+    }
+    if (timing) print_timing(&summary, MPI_COMM_WORLD);
+    fflush(stdout);
+    ba_fit_summary_free(&summary);
+    return 0;
+}

@@ -1,0 +1,46 @@
+/* design.h — from word-level features to the TR-level design matrix.
+ *
+ * Conventions (the README has a worked example):
+ *  - a word belongs to TR t = floor((onset + tr_offset_s) / tr_s); words
+ *    with t < 0 are dropped (counted), a word with t >= n_tr is an error
+ *    (the BOLD is shorter than the stimulus);
+ *  - a TR's features are the sum (default) or the mean of its words'
+ *    vectors; a TR with no word is zero;
+ *  - FIR delays: column block k of the design holds the TR features
+ *    delayed by delays[k] TRs, X[t, k*d + j] = F[t - delays[k], j], zero
+ *    where t - delays[k] falls before the story starts (never wrapped, never
+ *    taken from the previous story). */
+#ifndef BRAINALIGN_DESIGN_H
+#define BRAINALIGN_DESIGN_H
+
+#include "brainalign/error.h"
+
+typedef enum { BA_AGGREGATE_SUM = 0, BA_AGGREGATE_MEAN } ba_aggregate;
+
+typedef struct {
+    double tr_s;
+    double tr_offset_s;
+    ba_aggregate aggregate;
+    int n_delays;
+    const int *delays; /* in TRs, >= 0 */
+} ba_design_options;
+
+/* words [n_words][d] -> out [n_tr][d]. `label` names the story in errors. */
+ba_status ba_words_to_trs(const char *label, const float *words, const double *onset,
+                          long n_words, long d, long n_tr, const ba_design_options *opt,
+                          float *out, long *n_dropped, ba_error *err);
+
+/* The TRs a story's words need: floor((last onset + offset) / tr) + 1. */
+long ba_trs_needed(const double *onset, long n_words, const ba_design_options *opt);
+
+/* in [n_tr][d] -> out [n_tr][n_delays * d]. */
+void ba_fir_delays(const float *in, long n_tr, long d, const int *delays, int n_delays,
+                   float *out);
+
+/* Parse "1,2,3,4,5" or "1..5" into delays (at most max). */
+ba_status ba_parse_int_list(const char *text, int *values, int max, int *n, ba_error *err);
+
+/* Parse "logspace:-1:8:10" or "0.1,1,10" into alphas (at most max). */
+ba_status ba_parse_alphas(const char *text, double *alphas, int max, int *n, ba_error *err);
+
+#endif

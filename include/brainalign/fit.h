@@ -1,0 +1,63 @@
+/* fit.h — the `fit` stage: features.h5 + bold.h5 (or a plain X and Y)
+ * -> cross-validated ridge -> scores.h5.
+ *
+ * scores.h5:
+ *   /r        float32 [n_voxels]            mean r over folds
+ *   /r_folds  float32 [n_folds, n_voxels]
+ *   /alpha    float32 [n_folds, n_voxels]   the alpha chosen per fold
+ *   /roi/{name,n_voxels,mean_r,median_r,sem_r} when an atlas is given
+ *   root attributes: config (the full configuration), inputs, version,
+ *   command. */
+#ifndef BRAINALIGN_FIT_H
+#define BRAINALIGN_FIT_H
+
+#include <mpi.h>
+#include <stdbool.h>
+
+#include "brainalign/atlas.h"
+#include "brainalign/design.h"
+#include "brainalign/error.h"
+#include "brainalign/ridge.h"
+
+#define BA_MAX_ALPHAS 64
+#define BA_MAX_DELAYS 32
+#define BA_MAX_LAYERS 128
+
+typedef struct {
+    /* Plain design-matrix mode: "FILE.h5:/X" and "FILE.h5:/Y". */
+    const char *x_spec, *y_spec;
+    /* Features mode. */
+    const char *features_path, *bold_path;
+    int layers[BA_MAX_LAYERS];
+    int n_layers;
+    ba_design_options design; /* tr_s <= 0: take bold.h5's tr_s attribute */
+    int delays[BA_MAX_DELAYS];
+    bool story_folds;         /* test whole stories instead of KFold blocks */
+    /* Both modes. */
+    const char *atlas_path;   /* optional */
+    const char *out_path;
+    ba_ridge_options ridge;
+    double alphas[BA_MAX_ALPHAS];
+    const char *command_line;
+} ba_fit_config;
+
+/* Defaults of the reference pipeline: 5 folds, alphas logspace(-1, 8, 10),
+ * delays 1..5, sum of words per TR, one fold group. */
+void ba_fit_config_defaults(ba_fit_config *cfg);
+
+typedef struct {
+    long n_samples, n_features, n_voxels;
+    int n_folds;
+    double mean_r;          /* over all voxels (every rank) */
+    ba_roi_table roi;       /* rank 0, when an atlas was given */
+    ba_atlas atlas;
+    ba_ridge_timing timing; /* this rank */
+    double seconds_total, seconds_io;
+} ba_fit_summary;
+
+/* Collective over comm. Writes cfg->out_path (atomically) or nothing. */
+ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *summary,
+                     ba_error *err);
+void ba_fit_summary_free(ba_fit_summary *summary);
+
+#endif
