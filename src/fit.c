@@ -403,7 +403,11 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
                        &in, in.y_local};
     rc = ba_ridge_cv(&L, &D, &ropt, &R, err);
     if (rc != BA_OK) {
-        ba_context(err, "%s", study_mode ? cfg->bold_path : cfg->y_spec);
+        /* The engine says "X: ..." or "Y: ..."; name the file it came from. */
+        if (strncmp(err->message, "X:", 2) == 0)
+            ba_context(err, "%s", study_mode ? cfg->features_path : cfg->x_spec);
+        else if (strncmp(err->message, "Y:", 2) == 0)
+            ba_context(err, "%s", study_mode ? cfg->bold_path : cfg->y_spec);
         goto done;
     }
     sum->n_samples = in.n;
