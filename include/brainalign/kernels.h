@@ -1,0 +1,83 @@
+/* kernels.h — the numerical building blocks of the transformer forward
+ * pass, float32, row-major.
+ *
+ * Each operation has a fast version (BLAS sgemm for products, tight float
+ * loops elsewhere) and a plain reference version (`_ref`: obvious loops,
+ * double accumulation) that the tests compare it with. None allocates;
+ * callers pass scratch where needed. */
+#ifndef BRAINALIGN_KERNELS_H
+#define BRAINALIGN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- half-precision widening --------------------------------------------- */
+
+/* IEEE binary16 / bfloat16 bit patterns to float32 (exact). */
+void ba_f16_to_f32(const uint16_t *in, size_t n, float *out);
+void ba_bf16_to_f32(const uint16_t *in, size_t n, float *out);
+/* Reference: the value computed arithmetically from sign, exponent and
+ * mantissa fields, one element. */
+float ba_f16_to_f32_ref(uint16_t h);
+float ba_bf16_to_f32_ref(uint16_t h);
+/* float32 to binary16 / bfloat16, round to nearest even (NaN stays NaN,
+ * overflow gives infinity). */
+uint16_t ba_f32_to_f16(float x);
+uint16_t ba_f32_to_bf16(float x);
+
+/* ---- linear layers --------------------------------------------------------- */
+
+typedef enum {
+    BA_WEIGHT_IN_OUT, /* W[in][out]: GPT-2 Conv1D                        */
+    BA_WEIGHT_OUT_IN, /* W[out][in]: nn.Linear, embeddings used as lm_head */
+} ba_weight_layout;
+
+/* y[n][out] = x[n][in] W (+ b[out] when b != NULL). y must not alias x. */
+void ba_linear(const float *x, size_t n, size_t in, const float *w, ba_weight_layout layout,
+               size_t out, const float *b, float *y);
+void ba_linear_ref(const float *x, size_t n, size_t in, const float *w,
+                   ba_weight_layout layout, size_t out, const float *b, float *y);
+
+/* ---- normalisation and activations ------------------------------------------ */
+
+/* y = (x - mean) / sqrt(var + eps) * gamma + beta over each row of d
+ * (biased variance, as torch.nn.LayerNorm); y may equal x. */
+void ba_layernorm(const float *x, size_t n, size_t d, const float *gamma, const float *beta,
+                  float eps, float *y);
+void ba_layernorm_ref(const float *x, size_t n, size_t d, const float *gamma,
+                      const float *beta, float eps, float *y);
+
+/* In place: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's
+ * "gelu_new". */
+void ba_gelu_new(float *x, size_t n);
+void ba_gelu_new_ref(float *x, size_t n);
+
+/* In place softmax of each of `rows` rows of `cols` entries (row stride ld). */
+void ba_softmax_rows(float *x, size_t rows, size_t cols, size_t ld);
+void ba_softmax_rows_ref(float *x, size_t rows, size_t cols, size_t ld);
+
+/* ---- attention --------------------------------------------------------------- */
+
+/* Causal multi-head attention over n positions.
+ * q: [n][*] with row stride ld_q, head h in columns [h*d_head, (h+1)*d_head);
+ * k, v: row stride ld_kv, n_kv_heads heads (query head h reads key/value
+ * head h / (n_heads / n_kv_heads)); out: row stride ld_out, n_heads heads.
+ * softmax(scale q k^T) v with position i seeing positions 0..i.
+ * The fast version needs `scores` of ba_attention_scratch_floats(n). */
+size_t ba_attention_scratch_floats(size_t n);
+void ba_attention_causal(const float *q, size_t ld_q, const float *k, const float *v,
+                         size_t ld_kv, size_t n, int n_heads, int n_kv_heads, int d_head,
+                         float scale, float *out, size_t ld_out, float *scores);
+void ba_attention_causal_ref(const float *q, size_t ld_q, const float *k, const float *v,
+                             size_t ld_kv, size_t n, int n_heads, int n_kv_heads, int d_head,
+                             float scale, float *out, size_t ld_out);
+
+/* ---- log-softmax ----------------------------------------------------------------- */
+
+/* log(sum_i exp(x_i)) in double, max-subtracted. */
+double ba_logsumexp_ref(const float *x, size_t n);
+/* Streaming version for a row seen in chunks: start with *max = -INFINITY,
+ * *sum = 0, call per chunk; the result is *max + log(*sum). */
+void ba_logsumexp_accumulate(const float *x, size_t n, double *max, double *sum);
+
+#endif
