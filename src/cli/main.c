@@ -9,6 +9,7 @@
 static const ba_command COMMANDS[] = {
     {"synth", "generate a synthetic study with a known answer", ba_cmd_synth},
     {"fit", "cross-validated ridge from features (or X) to BOLD (or Y)", ba_cmd_fit},
+    {"checkpoint", "write a random-weight checkpoint (Hugging Face layout)", ba_cmd_checkpoint},
     {"tokenize", "print the token ids of text on standard input", ba_cmd_tokenize},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);

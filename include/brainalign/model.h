@@ -1,0 +1,83 @@
+/* model.h — causal language models read from Hugging Face checkpoints, for
+ * feature extraction: the hidden state of every layer and the
+ * log-probability of each next token.
+ *
+ * One interface for every architecture (config.json's model_type picks
+ * the implementation; GPT-2 today, LLaMA later). Weights stay in the
+ * read-only shared map of the safetensors files; float16/bfloat16 weights
+ * are widened to float32 one matrix at a time, right before use. All
+ * arithmetic is float32 (log-softmax sums in double).
+ *
+ * Life cycle: ba_model_load -> ba_model_forward (any number of windows)
+ * -> ba_model_destroy. A model owns its activation buffers (one window of
+ * at most ba_model_max_tokens tokens), so one model must not run two
+ * forwards at once; use one model per thread (the map is shared anyway).
+ * Matrix products run through OpenBLAS, whose thread count is set by
+ * OPENBLAS_NUM_THREADS. */
+#ifndef BRAINALIGN_MODEL_H
+#define BRAINALIGN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "brainalign/error.h"
+#include "brainalign/model_config.h"
+#include "brainalign/safetensors.h"
+
+typedef struct ba_model ba_model;
+
+/* Open dir/config.json and the safetensors checkpoint in dir, check every
+ * tensor's name, dtype and shape against the configuration. */
+ba_status ba_model_load(const char *dir, ba_model **out, ba_error *err);
+void ba_model_destroy(ba_model *model);
+
+const ba_model_config *ba_model_get_config(const ba_model *model);
+const char *ba_model_dir(const ba_model *model);
+/* Number of hidden-state indices: n_layers + 1 (0 = embeddings, ...,
+ * n_layers = the last block's output after the final norm). */
+int ba_model_n_hidden_states(const ba_model *model);
+int ba_model_d_model(const ba_model *model);
+int ba_model_vocab_size(const ba_model *model);
+/* Longest window one forward accepts (the position table's length). */
+int ba_model_max_tokens(const ba_model *model);
+
+/* One window of n_tokens (1 <= n_tokens <= ba_model_max_tokens), positions
+ * 0..n_tokens-1, causal attention.
+ *
+ * hidden: [n_layers_kept][n_tokens][d_model], hidden state layers[k] of
+ *   every token in slab k, in Hugging Face's output_hidden_states
+ *   convention (0 = token + position embeddings, i = after block i,
+ *   n_layers = after the last block and the final norm). May be NULL when
+ *   n_layers_kept == 0.
+ * next_logprob: [n_tokens] or NULL; entry t = log p(tokens[t+1] |
+ *   tokens[0..t]) in nats for t < n_tokens - 1; the last entry is NaN
+ *   (its next token is not in the window).
+ * Work stops after the deepest layer asked for when next_logprob is NULL. */
+ba_status ba_model_forward(ba_model *model, const int32_t *tokens, size_t n_tokens,
+                           const int *layers, int n_layers_kept, float *hidden,
+                           float *next_logprob, ba_error *err);
+
+/* ---- random checkpoints (tests, benchmarks, synthetic studies) ------------- */
+
+typedef struct {
+    ba_arch arch;
+    int n_layers, d_model, n_heads;
+    int d_ff;          /* 0: the architecture's default (4 d_model for GPT-2) */
+    int vocab_size;    /* 0: the size of the vocabulary in vocab_from       */
+    int n_positions;
+    ba_dtype dtype;    /* F32, F16 or BF16                                  */
+    double init_std;   /* 0: 0.02, GPT-2's; larger makes tests sharper      */
+    uint64_t seed;
+    int n_shards;      /* 1: model.safetensors; K > 1: K shards + index      */
+    const char *vocab_from; /* tokenizer directory to copy, or NULL          */
+} ba_random_checkpoint;
+
+/* Write config.json, the weights (random, deterministic in seed and
+ * tensor name, shaped like the architecture's initialisation) in the exact
+ * Hugging Face layout, and the tokenizer files of vocab_from, into a new
+ * directory out_dir (built under a temporary name and renamed at the end;
+ * out_dir must not exist yet). */
+ba_status ba_model_write_random(const ba_random_checkpoint *spec, const char *out_dir,
+                                ba_error *err);
+
+#endif

@@ -1,0 +1,67 @@
+/* model_internal.h — what an architecture implementation (model_<arch>.c)
+ * provides to the generic model layer (model.c), and the helpers model.c
+ * offers them. Not a public header. */
+#ifndef BRAINALIGN_MODEL_INTERNAL_H
+#define BRAINALIGN_MODEL_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "brainalign/model.h"
+
+/* How the random-checkpoint writer fills a tensor. */
+typedef enum {
+    BA_INIT_NORMAL,      /* N(0, std^2)                                   */
+    BA_INIT_NEAR_ONE,    /* 1 + N(0, std^2): norm weights, not trivially 1 */
+    BA_INIT_CAUSAL_MASK, /* lower-triangular ones over the last two dims  */
+} ba_init_kind;
+
+typedef struct {
+    char name[128];
+    int rank;
+    int64_t shape[4];
+    ba_init_kind init;
+    double std;
+} ba_random_tensor;
+
+typedef struct {
+    ba_arch arch;
+    /* Bind the checkpoint's tensors (checked against model->cfg) and
+     * allocate the workspace; sets model->impl. */
+    ba_status (*load)(ba_model *model, ba_error *err);
+    void (*destroy)(ba_model *model);
+    /* Arguments are already checked by ba_model_forward. */
+    ba_status (*forward)(ba_model *model, const int32_t *tokens, size_t n_tokens,
+                         const int *layers, int n_layers_kept, float *hidden,
+                         float *next_logprob, ba_error *err);
+    /* The tensors of a checkpoint of this architecture, in file order,
+     * with how to initialise them (init_std: the weights' standard
+     * deviation); *out is malloc'd. */
+    ba_status (*random_layout)(const ba_model_config *cfg, double init_std,
+                               ba_random_tensor **out, size_t *n, ba_error *err);
+} ba_model_ops;
+
+struct ba_model {
+    ba_model_config cfg;
+    char dir[4096];
+    ba_checkpoint *ckpt;
+    const ba_model_ops *ops;
+    void *impl;
+};
+
+extern const ba_model_ops ba_gpt2_ops;
+
+/* ---- weight access (model.c) ---------------------------------------------- */
+
+/* A tensor of a supported float dtype (F32, F16, BF16) and exactly the given
+ * shape; errors name the tensor, the directory and what was expected. */
+ba_status ba_model_expect_tensor(const ba_model *model, const char *name, int rank,
+                                 const int64_t *shape, const ba_tensor **out, ba_error *err);
+
+/* True when the tensor can be read as float32 in place (F32 and aligned). */
+bool ba_weight_is_direct(const ba_tensor *t);
+
+/* Elements [first, first + count) of a weight as float32: a pointer into
+ * the map when direct, otherwise widened into `scratch` (>= count floats). */
+const float *ba_weight_f32(const ba_tensor *t, size_t first, size_t count, float *scratch);
+
+#endif
