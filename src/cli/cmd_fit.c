@@ -1,5 +1,6 @@
 /* cmd_fit.c — `brainalign fit`: parse options, call ba_fit_run, print the
  * per-region table. */
+#include <cblas.h>
 #include <mpi.h>
 #include <math.h>
 #include <stdio.h>
@@ -68,8 +69,10 @@ static void print_timing(const ba_fit_summary *s, MPI_Comm comm)
     printf("\ntiming (rank 0): total %.2f s, input %.2f s, feature side %.2f s (%.1f GFLOP), "
            "voxel side %.2f s\n", s->seconds_total, s->seconds_io, s->timing.feature_seconds,
            s->timing.feature_flops / 1e9, s->timing.voxel_seconds);
-    printf("voxel side, all ranks: %.1f GFLOP in %.2f s = %.1f GFLOP/s\n", total_flops / 1e9,
-           max_vox_s, max_vox_s > 0 ? total_flops / max_vox_s / 1e9 : 0.0);
+    printf("voxel side, all ranks: %.1f GFLOP in %.2f s = %.1f GFLOP/s (OpenBLAS %s kernels, "
+           "%d thread(s) per rank)\n", total_flops / 1e9, max_vox_s,
+           max_vox_s > 0 ? total_flops / max_vox_s / 1e9 : 0.0, openblas_get_corename(),
+           openblas_get_num_threads());
 }
 
 int ba_cmd_fit(int argc, char **argv)
