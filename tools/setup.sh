@@ -12,8 +12,8 @@ build="${BUILD_DIR:-$here/build}"
 packages=(build-essential cmake pkg-config
           libopenmpi-dev openmpi-bin libscalapack-openmpi-dev libpetsc-real-dev
           libhdf5-openmpi-dev libcmocka-dev libopenblas-dev
-          libjansson-dev libpcre2-dev libinih-dev
-          python3 python3-numpy python3-scipy python3-sklearn python3-h5py python3-torch)
+          libjansson-dev libpcre2-dev libinih-dev libniftiio-dev libgiftiio-dev libexpat1-dev zlib1g-dev
+          python3 python3-numpy python3-scipy python3-sklearn python3-h5py python3-torch python3-nibabel)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -29,5 +29,6 @@ fi
 
 cmake_args=(-S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release)
 [ "${BA_SANITIZE:-0}" = 1 ] && cmake_args+=(-DBRAINALIGN_SANITIZE=ON)
-cmake "${cmake_args[@]}" > "$build.cmake.log" 2>&1 || { cat "$build.cmake.log"; exit 1; }
+mkdir -p "$build"
+cmake "${cmake_args[@]}" > "$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)"
