@@ -14,6 +14,8 @@ static const ba_command COMMANDS[] = {
     {"fit", "cross-validated ridge from features (or X) to BOLD (or Y)", ba_cmd_fit},
     {"checkpoint", "write a random-weight checkpoint (Hugging Face layout)", ba_cmd_checkpoint},
     {"tokenize", "print the token ids of text on standard input", ba_cmd_tokenize},
+    {"import", "BOLD (GIfTI, NIfTI, HDF5) or an atlas (.annot, NIfTI labels) -> HDF5", ba_cmd_import},
+    {"maps", "write per-voxel scores back as NIfTI or GIfTI brain maps", ba_cmd_maps},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 
