@@ -324,6 +324,8 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "version", BRAINALIGN_VERSION, err);
     if (rc == BA_OK)
         rc = ba_h5_set_attr_str(&f, "/", "command", cfg->command_line ? cfg->command_line : "", err);
+    if (rc == BA_OK && cfg->study_config)
+        rc = ba_h5_set_attr_str(&f, "/", "study_config", cfg->study_config, err);
     if (rc != BA_OK) ba_h5_abandon(&f);
     else rc = ba_h5_close(&f, err);
 done:

@@ -39,6 +39,7 @@ typedef struct {
     ba_ridge_options ridge;
     double alphas[BA_MAX_ALPHAS];
     const char *command_line;
+    const char *study_config; /* the whole `run` configuration, when run */
 } ba_fit_config;
 
 /* Defaults of the reference pipeline: 5 folds, alphas logspace(-1, 8, 10),

@@ -17,6 +17,7 @@ typedef struct {
 
 int ba_cmd_synth(int argc, char **argv);
 int ba_cmd_fit(int argc, char **argv);
+int ba_cmd_run(int argc, char **argv);
 int ba_cmd_checkpoint(int argc, char **argv);
 int ba_cmd_tokenize(int argc, char **argv);
 int ba_cmd_import(int argc, char **argv);

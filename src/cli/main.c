@@ -12,6 +12,7 @@
 static const ba_command COMMANDS[] = {
     {"synth", "generate a synthetic study with a known answer", ba_cmd_synth},
     {"fit", "cross-validated ridge from features (or X) to BOLD (or Y)", ba_cmd_fit},
+    {"run", "a whole study from one INI configuration", ba_cmd_run},
     {"checkpoint", "write a random-weight checkpoint (Hugging Face layout)", ba_cmd_checkpoint},
     {"tokenize", "print the token ids of text on standard input", ba_cmd_tokenize},
     {"import", "BOLD (GIfTI, NIfTI, HDF5) or an atlas (.annot, NIfTI labels) -> HDF5", ba_cmd_import},

@@ -1,0 +1,66 @@
+/* study.h — `brainalign run CONFIG`: a whole study from one INI file.
+ *
+ * The configuration names where features come from (a model checkpoint
+ * and stimuli, a ready features.h5, or a synthetic study to generate), the
+ * BOLD of every subject, the atlas, the alignment and the cross-validation;
+ * the run does features -> fit for every subject and layer and writes
+ *   OUTPUT/features/<condition>.h5     (reused while model and text are unchanged)
+ *   OUTPUT/scores/<subject>/layer-<L>.h5
+ *   OUTPUT/tables/<subject>-layer-<L>.csv   region, n_voxels, mean_r, median_r, sem
+ *   OUTPUT/summary.md                  every subject and layer, region by region
+ * Relative paths in the file are relative to the file's directory. See
+ * the files in configs/ for complete, commented examples. */
+#ifndef BRAINALIGN_STUDY_H
+#define BRAINALIGN_STUDY_H
+
+#include <mpi.h>
+#include <stdbool.h>
+
+#include "brainalign/error.h"
+#include "brainalign/fit.h"
+#include "brainalign/h5io.h"
+#include "brainalign/synth.h"
+
+#define BA_STUDY_MAX_SUBJECTS 256
+#define BA_STUDY_NAME_MAX 128
+
+typedef struct {
+    char path[BA_PATH_MAX];        /* the INI file */
+    char *text;                    /* its content, recorded in every output */
+    char name[BA_STUDY_NAME_MAX];
+    char output_dir[BA_PATH_MAX];
+    char condition[BA_STUDY_NAME_MAX];
+
+    /* Where features come from: exactly one of the three. */
+    bool synth;                    /* [synth]: generate a study first */
+    ba_synth_options synth_options;
+    char synth_stimuli[BA_PATH_MAX];
+    char features_path[BA_PATH_MAX];  /* [features] path */
+    char model_dir[BA_PATH_MAX];      /* [model] path */
+    long context, stride;
+    char bos[8];
+    char stimuli_dir[BA_PATH_MAX];
+    char stimuli_format[32];
+    char stories[4096];            /* comma-separated, empty: all */
+
+    int layers[BA_MAX_LAYERS];     /* the layers to fit, one fit each */
+    int n_layers;
+
+    char subjects[BA_STUDY_MAX_SUBJECTS][BA_STUDY_NAME_MAX];
+    int n_subjects;
+    char bold_pattern[BA_PATH_MAX]; /* "{subject}" is replaced */
+    double tr_s;                   /* 0: from bold.h5 */
+    char atlas_path[BA_PATH_MAX];
+
+    ba_fit_config fit;             /* alignment and cross-validation */
+    bool quiet;
+} ba_study_config;
+
+/* Parse and check a configuration. Independent (no MPI). */
+ba_status ba_study_config_load(const char *path, ba_study_config *cfg, ba_error *err);
+void ba_study_config_free(ba_study_config *cfg);
+
+/* Collective: run the whole study. */
+ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err);
+
+#endif
