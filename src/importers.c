@@ -431,7 +431,13 @@ ba_status ba_gifti_read_series(const char *path, float **data, long *n_tr, long 
     *n_tr = *n_vertices = 0;
     if (access(path, R_OK) != 0)
         return ba_fail(err, BA_ERR_IO, "%s: no such file or not readable", path);
+    /* gifticlib warns on stderr once per DataArray about details that do not
+     * matter here (e.g. a coordinate system on a time series, as nibabel and
+     * fMRIPrep write them): 600 lines per story. Silence it for the read. */
+    int verbosity = gifti_get_verb();
+    gifti_set_verb(0);
     gifti_image *g = gifti_read_image(path, 1);
+    gifti_set_verb(verbosity);
     if (!g)
         return ba_fail(err, BA_ERR_FORMAT, "%s: cannot read as GIfTI (not GIfTI XML, or "
                        "truncated)", path);
