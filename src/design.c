@@ -22,12 +22,50 @@ long ba_trs_needed(const double *onset, long n_words, const ba_design_options *o
     return need;
 }
 
+double ba_lanczos_kernel(double t_over_tr)
+{
+    const double a = BA_LANCZOS_LOBES, pi = 3.14159265358979323846;
+    double t = t_over_tr;
+    if (t == 0) return 1.0;
+    if (fabs(t) > a) return 0.0;
+    return a * sin(pi * t) * sin(pi * t / a) / (pi * pi * t * t);
+}
+
+static ba_status lanczos_resample(const char *label, const float *words, const double *onset,
+                                  long n_words, long d, long n_tr, const ba_design_options *opt,
+                                  float *out, long *n_dropped, ba_error *err)
+{
+    memset(out, 0, sizeof(float) * (size_t)n_tr * (size_t)d);
+    double *acc = calloc((size_t)d, sizeof *acc);
+    if (!acc) return ba_fail(err, BA_ERR_NOMEM, "%s: Lanczos accumulator", label);
+    /* Each TR only sees words within BA_LANCZOS_LOBES TRs of its time. */
+    long first = 0;
+    for (long k = 0; k < n_tr; k++) {
+        double t_k = (k + 0.5) * opt->tr_s - opt->tr_offset_s;
+        while (first < n_words && onset[first] < t_k - BA_LANCZOS_LOBES * opt->tr_s) first++;
+        memset(acc, 0, sizeof *acc * (size_t)d);
+        for (long w = first; w < n_words && onset[w] <= t_k + BA_LANCZOS_LOBES * opt->tr_s; w++) {
+            double weight = ba_lanczos_kernel((t_k - onset[w]) / opt->tr_s);
+            const float *src = words + w * d;
+            for (long j = 0; j < d; j++) acc[j] += weight * src[j];
+        }
+        for (long j = 0; j < d; j++) out[k * d + j] = (float)acc[j];
+    }
+    free(acc);
+    if (n_dropped) *n_dropped = 0;
+    return BA_OK;
+}
+
 ba_status ba_words_to_trs(const char *label, const float *words, const double *onset,
                           long n_words, long d, long n_tr, const ba_design_options *opt,
                           float *out, long *n_dropped, ba_error *err)
 {
     if (!(opt->tr_s > 0))
         return ba_fail(err, BA_ERR_USAGE, "the TR must be positive (got %g s)", opt->tr_s);
+    for (long w = 1; w < n_words; w++)
+        if (onset[w] < onset[w - 1])
+            return ba_fail(err, BA_ERR_VALUE, "%s: word %ld starts at %.3f s, before word %ld (%.3f s)",
+                           label, w, onset[w], w - 1, onset[w - 1]);
     long need = ba_trs_needed(onset, n_words, opt);
     if (need > n_tr)
         return ba_fail(err, BA_ERR_SHAPE,
@@ -35,6 +73,8 @@ ba_status ba_words_to_trs(const char *label, const float *words, const double *o
                        "TR %.3g s, offset %.3g s)",
                        label, n_tr, need, n_words ? onset[n_words - 1] : 0.0, opt->tr_s,
                        opt->tr_offset_s);
+    if (opt->aggregate == BA_AGGREGATE_LANCZOS)
+        return lanczos_resample(label, words, onset, n_words, d, n_tr, opt, out, n_dropped, err);
     long *count = calloc((size_t)(n_tr ? n_tr : 1), sizeof *count);
     if (!count) return ba_fail(err, BA_ERR_NOMEM, "%s: TR counts", label);
     memset(out, 0, sizeof(float) * (size_t)n_tr * (size_t)d);

@@ -244,7 +244,9 @@ static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char
         ADD("], \"delays\": [");
         for (int k = 0; k < cfg->design.n_delays; k++) ADD("%s%d", k ? ", " : "", cfg->design.delays[k]);
         ADD("], \"aggregate\": \"%s\", \"tr_offset_s\": %g",
-            cfg->design.aggregate == BA_AGGREGATE_MEAN ? "mean" : "sum", cfg->design.tr_offset_s);
+            cfg->design.aggregate == BA_AGGREGATE_MEAN ? "mean"
+            : cfg->design.aggregate == BA_AGGREGATE_LANCZOS ? "lanczos" : "sum",
+            cfg->design.tr_offset_s);
     }
     ADD(", \"fold_groups\": %d}", cfg->ridge.fold_groups);
 #undef ADD
@@ -436,4 +438,34 @@ void ba_fit_summary_free(ba_fit_summary *sum)
 {
     ba_roi_table_free(&sum->roi);
     ba_atlas_free(&sum->atlas);
+}
+
+ba_status ba_fit_export_design(const ba_fit_config *cfg, MPI_Comm comm, const char *out_path,
+                               ba_error *err)
+{
+    if (!cfg->features_path || !cfg->bold_path || cfg->n_layers < 1)
+        return ba_fail(err, BA_ERR_USAGE, "the design needs --features, --bold and --layer");
+    fit_inputs in = {0};
+    study_inputs study = {0};
+    BA_CHECK(study_open(cfg, comm, &study, &in, err));
+    ba_status rc = ba_mpi_agree(comm, build_design(cfg, &study, &in, err), err);
+    ba_h5file f = {.id = H5I_INVALID_HID};
+    if (rc == BA_OK) rc = ba_h5_create(&f, out_path, comm, err);
+    if (rc == BA_OK) {
+        hsize_t xdims[2] = {(hsize_t)in.n, (hsize_t)in.p}, sdims[1] = {(hsize_t)in.n_stories + 1};
+        long long *bounds = ba_calloc((size_t)in.n_stories + 1, sizeof *bounds, "bounds", err);
+        rc = bounds ? BA_OK : BA_ERR_NOMEM;
+        for (long k = 0; bounds && k <= in.n_stories; k++) bounds[k] = in.story_bounds[k];
+        if (rc == BA_OK) rc = ba_h5_write_all(&f, "/X", BA_H5_F32, 2, xdims, in.x, err);
+        if (rc == BA_OK) rc = ba_h5_write_all(&f, "/story_bounds", BA_H5_I64, 1, sdims, bounds, err);
+        if (rc == BA_OK) rc = ba_h5_write_strings(&f, "/stories", study.stories, study.n_stories, 0, err);
+        if (rc == BA_OK && cfg->command_line) rc = ba_h5_set_attr_str(&f, "/", "command", cfg->command_line, err);
+        free(bounds);
+        if (rc == BA_OK) rc = ba_h5_close(&f, err);
+        else ba_h5_abandon(&f);
+    }
+    study_close(&study);
+    free(in.x);
+    free(in.story_bounds);
+    return rc;
 }

@@ -123,7 +123,12 @@ ba_status ba_dmat_syevd(const ba_grid *grid, ba_dmat *a, double *w, ba_dmat *z,
     long nq = numroc_(&n, &nb, &mycol, &zero, &npcol);
     long trilwmin = 3L * n + (nb * (np + 1) > 3L * nb ? nb * (np + 1) : 3L * nb);
     long documented = (1 + 6L * n + 2 * np * nq > trilwmin ? 1 + 6L * n + 2 * np * nq : trilwmin) + 2L * n;
+    /* ...and what its back-transformation (PDORMTR) asks for on its own,
+     * after pdsyevd's other workspace: max(NB(NB-1)/2, (NP + NQ) NB) + NB². */
+    long ormtr = (nb * (nb - 1L) / 2 > (np + nq) * nb ? nb * (nb - 1L) / 2 : (np + nq) * nb) +
+                 (long)nb * nb + 4L * n;
     long wanted = (long)work_query > documented ? (long)work_query : documented;
+    if (ormtr > wanted) wanted = ormtr;
     if (wanted > 2147483647L / 2)
         return ba_fail(err, BA_ERR_NOMEM, "eigensolver workspace too large for n = %d", n);
     lwork = (int)(wanted + wanted / 4 + 1024);

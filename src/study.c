@@ -129,7 +129,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (KEY("alignment", "aggregate")) {
         if (!strcmp(value, "sum")) c->fit.design.aggregate = BA_AGGREGATE_SUM;
         else if (!strcmp(value, "mean")) c->fit.design.aggregate = BA_AGGREGATE_MEAN;
-        else BAD("[alignment] aggregate is sum or mean, not '%s'", value);
+        else if (!strcmp(value, "lanczos")) c->fit.design.aggregate = BA_AGGREGATE_LANCZOS;
+        else BAD("[alignment] aggregate is sum, mean or lanczos, not '%s'", value);
     }
     else if (KEY("alignment", "tr_offset")) { if (!parse_double(value, &c->fit.design.tr_offset_s)) BAD("[alignment] tr_offset: seconds"); }
     else if (KEY("alignment", "delays")) {

@@ -6,6 +6,10 @@
  *    (the BOLD is shorter than the stimulus);
  *  - a TR's features are the sum (default) or the mean of its words'
  *    vectors; a TR with no word is zero;
+ *  - or Lanczos resampling (Huth et al. 2016): TR k at time
+ *    t_k = (k + 1/2) TR - tr_offset_s gets sum_w L(t_k - onset_w) x_w with
+ *    L(t) = a sin(pi t/TR) sin(pi t/(a TR)) / (pi t/TR)^2, L(0) = 1, zero for
+ *    |t| > a TR, a = 3 lobes (the cutoff is the TR's Nyquist rate);
  *  - FIR delays: column block k of the design holds the TR features
  *    delayed by delays[k] TRs, X[t, k*d + j] = F[t - delays[k], j], zero
  *    where t - delays[k] falls before the story starts (never wrapped, never
@@ -15,7 +19,9 @@
 
 #include "brainalign/error.h"
 
-typedef enum { BA_AGGREGATE_SUM = 0, BA_AGGREGATE_MEAN } ba_aggregate;
+typedef enum { BA_AGGREGATE_SUM = 0, BA_AGGREGATE_MEAN, BA_AGGREGATE_LANCZOS } ba_aggregate;
+
+#define BA_LANCZOS_LOBES 3
 
 typedef struct {
     double tr_s;
@@ -29,6 +35,9 @@ typedef struct {
 ba_status ba_words_to_trs(const char *label, const float *words, const double *onset,
                           long n_words, long d, long n_tr, const ba_design_options *opt,
                           float *out, long *n_dropped, ba_error *err);
+
+/* The Lanczos kernel at t / TR (see above). */
+double ba_lanczos_kernel(double t_over_tr);
 
 /* The TRs a story's words need: floor((last onset + offset) / tr) + 1. */
 long ba_trs_needed(const double *onset, long n_words, const ba_design_options *opt);

@@ -61,4 +61,11 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
                      ba_error *err);
 void ba_fit_summary_free(ba_fit_summary *summary);
 
+/* Collective. Build the design matrix exactly as ba_fit_run does in
+ * features mode and write it to out_path: /X float32 [n, p],
+ * /story_bounds int64 [n_stories + 1], /stories (names), for inspection or
+ * use in other tools. */
+ba_status ba_fit_export_design(const ba_fit_config *cfg, MPI_Comm comm, const char *out_path,
+                               ba_error *err);
+
 #endif

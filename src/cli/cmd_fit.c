@@ -29,7 +29,7 @@ static void help(void)
         "  --atlas FILE        regions (HDF5 /labels [n_voxels], /names) for the ROI table\n"
         "design (features mode):\n"
         "  --delays LIST       FIR delays in TRs (default 1..5; '1,2,3' or '1..5')\n"
-        "  --aggregate sum|mean  words within a TR (default sum)\n"
+        "  --aggregate sum|mean|lanczos  words within a TR, or Lanczos resampling (default sum)\n"
         "  --tr-offset SEC     added to word onsets before binning into TRs (default 0)\n"
         "  --tr SEC            TR length (default: bold.h5's tr_s attribute)\n"
         "cross-validation:\n"
@@ -43,7 +43,8 @@ static void help(void)
         "output:\n"
         "  --out FILE          scores.h5 (written under a temporary name, then renamed)\n"
         "  --quiet             no progress on standard error\n"
-        "  --timing            print the time and flop rate of each phase\n");
+        "  --timing            print the time and flop rate of each phase\n"
+        "  --design-only FILE  write the design matrix (/X, /story_bounds, /stories) and stop\n");
 }
 
 static void print_table(const ba_fit_summary *s)
@@ -84,6 +85,7 @@ int ba_cmd_fit(int argc, char **argv)
     ba_args a;
     ba_args_init(&a, argc, argv);
     bool timing = false;
+    const char *design_only = NULL;
     char layer_text[256] = "", usage_error[1200] = "";
     long number = 0;
     while (ba_args_more(&a)) {
@@ -104,7 +106,8 @@ int ba_cmd_fit(int argc, char **argv)
         } else if (ba_args_value(&a, "--aggregate")) {
             if (strcmp(a.value, "sum") == 0) cfg.design.aggregate = BA_AGGREGATE_SUM;
             else if (strcmp(a.value, "mean") == 0) cfg.design.aggregate = BA_AGGREGATE_MEAN;
-            else snprintf(usage_error, sizeof usage_error, "--aggregate is sum or mean, not '%s'", a.value);
+            else if (strcmp(a.value, "lanczos") == 0) cfg.design.aggregate = BA_AGGREGATE_LANCZOS;
+            else snprintf(usage_error, sizeof usage_error, "--aggregate is sum, mean or lanczos, not '%s'", a.value);
         } else if (ba_args_value(&a, "--tr-offset")) ba_args_double(&a, "--tr-offset", &cfg.design.tr_offset_s);
         else if (ba_args_value(&a, "--tr")) ba_args_double(&a, "--tr", &cfg.design.tr_s);
         else if (ba_args_value(&a, "--folds")) { if (ba_args_long(&a, "--folds", &number)) cfg.ridge.n_folds = (int)number; }
@@ -117,6 +120,7 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_value(&a, "--block-size")) { if (ba_args_long(&a, "--block-size", &number)) cfg.ridge.block_size = (int)number; }
         else if (ba_args_flag(&a, "--quiet")) cfg.ridge.quiet = true;
         else if (ba_args_flag(&a, "--timing")) timing = true;
+        else if (ba_args_value(&a, "--design-only")) design_only = a.value;
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
     }
     if (!a.error[0] && usage_error[0]) snprintf(a.error, sizeof a.error, "%s", usage_error);
@@ -131,6 +135,10 @@ int ba_cmd_fit(int argc, char **argv)
     ba_args_command_line(argc, argv, command, sizeof command);
     cfg.command_line = command;
 
+    if (design_only) {
+        ba_status drc = ba_fit_export_design(&cfg, MPI_COMM_WORLD, design_only, &err);
+        return drc == BA_OK ? 0 : ba_cli_report("fit", drc, &err);
+    }
     ba_fit_summary summary;
     ba_status rc = ba_fit_run(&cfg, MPI_COMM_WORLD, &summary, &err);
     if (rc != BA_OK) return ba_cli_report("fit", rc, &err);
