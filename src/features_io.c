@@ -107,6 +107,151 @@ ba_status ba_features_write(const char *path, MPI_Comm comm, const ba_features_m
     return ba_h5_close(&f, err);
 }
 
+/* ---- writing in pieces ------------------------------------------------------- */
+
+static void writer_free(ba_features_writer *w)
+{
+    free(w->names);
+    free(w->n_words);
+    w->names = NULL;
+    w->n_words = NULL;
+    w->n_stories = 0;
+}
+
+static ba_status writer_copy_names(ba_features_writer *w, const ba_features_story_info *stories,
+                                   size_t n, ba_error *err)
+{
+    w->names = ba_calloc(n ? n : 1, sizeof *w->names, "story names", err);
+    w->n_words = ba_calloc(n ? n : 1, sizeof *w->n_words, "story lengths", err);
+    if (!w->names || !w->n_words) return BA_ERR_NOMEM;
+    for (size_t s = 0; s < n; s++) {
+        if (strlen(stories[s].name) >= sizeof w->names[s] || strchr(stories[s].name, '/'))
+            return ba_fail(err, BA_ERR_VALUE, "story name '%.60s...' is too long or holds a '/'",
+                           stories[s].name);
+        if (stories[s].n_words < 0)
+            return ba_fail(err, BA_ERR_INTERNAL, "story %s: negative word count",
+                           stories[s].name);
+        snprintf(w->names[s], sizeof w->names[s], "%s", stories[s].name);
+        w->n_words[s] = stories[s].n_words;
+    }
+    w->n_stories = n;
+    return BA_OK;
+}
+
+/* Collective: one story's datasets, its words, onsets and offsets. */
+static ba_status writer_story(ba_features_writer *w, const ba_features_story_info *st,
+                              const long long *layers, ba_error *err)
+{
+    int rank = 0;
+    MPI_Comm_rank(w->file.comm, &rank);
+    char obj[1024];
+    hsize_t hdims[3] = {(hsize_t)w->n_layers, (hsize_t)st->n_words, (hsize_t)w->d_model};
+    hsize_t wdims[1] = {(hsize_t)st->n_words}, none[1] = {0}, start[1] = {0};
+    OBJ(obj, st->name, "hidden");
+    BA_CHECK(ba_h5_create_dataset(&w->file, obj, BA_H5_F32, 3, hdims, err));
+    BA_CHECK(ba_h5_set_attr_i64(&w->file, obj, "layers", layers, (size_t)w->n_layers, err));
+    OBJ(obj, st->name, "surprisal");
+    BA_CHECK(ba_h5_create_dataset(&w->file, obj, BA_H5_F32, 1, wdims, err));
+    OBJ(obj, st->name, "onset");
+    BA_CHECK(ba_h5_create_dataset(&w->file, obj, BA_H5_F64, 1, wdims, err));
+    BA_CHECK(ba_h5_write(&w->file, obj, BA_H5_F64, start, rank == 0 ? wdims : none,
+                         st->onset, err));
+    OBJ(obj, st->name, "offset");
+    BA_CHECK(ba_h5_create_dataset(&w->file, obj, BA_H5_F64, 1, wdims, err));
+    BA_CHECK(ba_h5_write(&w->file, obj, BA_H5_F64, start, rank == 0 ? wdims : none,
+                         st->offset, err));
+    OBJ(obj, st->name, "word");
+    return ba_h5_write_strings(&w->file, obj, st->words, (size_t)st->n_words, 0, err);
+}
+
+ba_status ba_features_writer_begin(ba_features_writer *w, const char *path, MPI_Comm comm,
+                                   const ba_features_meta *meta, const int *layers,
+                                   int n_layers, long d_model,
+                                   const ba_features_story_info *stories, size_t n_stories,
+                                   ba_error *err)
+{
+    memset(w, 0, sizeof *w);
+    w->file.id = H5I_INVALID_HID;
+    w->n_layers = n_layers;
+    w->d_model = d_model;
+    ba_status rc = BA_OK;
+    long long *layer_ids = ba_calloc(n_layers > 0 ? (size_t)n_layers : 1, sizeof *layer_ids,
+                                     "layer list", err);
+    if (!layer_ids) rc = BA_ERR_NOMEM;
+    if (rc == BA_OK && (n_layers < 1 || d_model < 1))
+        rc = ba_fail(err, BA_ERR_INTERNAL, "%s: %d layers of width %ld", path, n_layers,
+                     d_model);
+    for (int l = 0; rc == BA_OK && l < n_layers; l++) layer_ids[l] = layers[l];
+    if (rc == BA_OK) rc = writer_copy_names(w, stories, n_stories, err);
+    if (ba_mpi_agree(comm, rc, err) != BA_OK) {
+        free(layer_ids);
+        writer_free(w);
+        return err->code;
+    }
+    rc = ba_h5_create(&w->file, path, comm, err);
+    if (rc != BA_OK) {
+        free(layer_ids);
+        writer_free(w);
+        return rc;
+    }
+    for (size_t s = 0; rc == BA_OK && s < n_stories; s++)
+        rc = writer_story(w, &stories[s], layer_ids, err);
+    long long ctx = meta->context_length;
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&w->file, "/", "model_type", meta->model_type, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&w->file, "/", "checkpoint", meta->checkpoint, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_i64(&w->file, "/", "context_length", &ctx, 1, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&w->file, "/", "condition", meta->condition, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&w->file, "/", "version", BRAINALIGN_VERSION, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&w->file, "/", "command", meta->command, err);
+    free(layer_ids);
+    if (rc != BA_OK) {
+        ba_h5_abandon(&w->file);
+        writer_free(w);
+    }
+    return rc;
+}
+
+static ba_status writer_check_rows(const ba_features_writer *w, size_t story, long word0,
+                                   long n, ba_error *err)
+{
+    if (story >= w->n_stories || word0 < 0 || n < 0 || word0 + n > w->n_words[story])
+        return ba_fail(err, BA_ERR_INTERNAL, "%s: rows [%ld, %ld) of story #%zu are outside "
+                       "the file", w->file.path, word0, word0 + n, story);
+    return BA_OK;
+}
+
+ba_status ba_features_writer_put_hidden(ba_features_writer *w, size_t story, long word0,
+                                        long n, const float *hidden, ba_error *err)
+{
+    BA_CHECK(writer_check_rows(w, story, word0, n, err));
+    if (n == 0) return BA_OK;
+    char obj[1024];
+    OBJ(obj, w->names[story], "hidden");
+    hsize_t start[3] = {0, (hsize_t)word0, 0};
+    hsize_t count[3] = {(hsize_t)w->n_layers, (hsize_t)n, (hsize_t)w->d_model};
+    return ba_h5_write_independent(&w->file, obj, BA_H5_F32, start, count, hidden, err);
+}
+
+ba_status ba_features_writer_put_surprisal(ba_features_writer *w, size_t story, long word0,
+                                           long n, const float *surprisal, ba_error *err)
+{
+    BA_CHECK(writer_check_rows(w, story, word0, n, err));
+    if (n == 0) return BA_OK;
+    char obj[1024];
+    OBJ(obj, w->names[story], "surprisal");
+    hsize_t start[1] = {(hsize_t)word0}, count[1] = {(hsize_t)n};
+    return ba_h5_write_independent(&w->file, obj, BA_H5_F32, start, count, surprisal, err);
+}
+
+ba_status ba_features_writer_end(ba_features_writer *w, ba_status rc, ba_error *err)
+{
+    rc = ba_mpi_agree(w->file.comm, rc, err);
+    if (rc == BA_OK) rc = ba_h5_close(&w->file, err);
+    else ba_h5_abandon(&w->file);
+    writer_free(w);
+    return rc;
+}
+
 ba_status ba_features_open(ba_features_file *ff, const char *path, MPI_Comm comm,
                            ba_error *err)
 {

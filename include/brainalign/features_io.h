@@ -44,6 +44,51 @@ ba_status ba_features_write(const char *path, MPI_Comm comm, const ba_features_m
                             char *const *all_names, size_t n_all,
                             const ba_story_features *mine, size_t n_mine, ba_error *err);
 
+/* ---- writing in pieces (the `features` stage) ------------------------------
+ * Life cycle: ba_features_writer_begin (collective: the file under a
+ * temporary name, every dataset, the words, onsets and offsets, the
+ * `layers` attribute and the root attributes) -> any number of
+ * ba_features_writer_put_* (independent: any rank writes any rows) ->
+ * ba_features_writer_end (collective: renamed to its final name when every
+ * rank succeeded, deleted otherwise). */
+
+typedef struct {
+    const char *name;
+    long n_words;
+    char *const *words;            /* [n_words] (needed on rank 0 only) */
+    const double *onset, *offset;  /* [n_words] (needed on rank 0 only) */
+} ba_features_story_info;
+
+typedef struct {
+    ba_h5file file;
+    size_t n_stories;
+    char (*names)[256];
+    long *n_words;
+    int n_layers;
+    long d_model;
+} ba_features_writer;
+
+/* Collective; every rank passes the same stories, layers and meta. */
+ba_status ba_features_writer_begin(ba_features_writer *w, const char *path, MPI_Comm comm,
+                                   const ba_features_meta *meta, const int *layers,
+                                   int n_layers, long d_model,
+                                   const ba_features_story_info *stories, size_t n_stories,
+                                   ba_error *err);
+
+/* Independent. Rows [word0, word0 + n) of every kept layer of story
+ * `story` (index in the begin list): hidden [n_layers][n][d_model]. */
+ba_status ba_features_writer_put_hidden(ba_features_writer *w, size_t story, long word0,
+                                        long n, const float *hidden, ba_error *err);
+
+/* Independent. surprisal[0..n) of story `story`, words [word0, word0 + n). */
+ba_status ba_features_writer_put_surprisal(ba_features_writer *w, size_t story, long word0,
+                                           long n, const float *surprisal, ba_error *err);
+
+/* Collective. `rc` is this rank's status: if any rank failed, the file is
+ * deleted and every rank returns the lowest failing rank's error;
+ * otherwise the file gets its final name. Frees the writer either way. */
+ba_status ba_features_writer_end(ba_features_writer *w, ba_status rc, ba_error *err);
+
 /* Reading (independent calls after the collective open). */
 typedef struct {
     ba_h5file file;

@@ -16,6 +16,7 @@ typedef struct {
 } ba_command;
 
 int ba_cmd_synth(int argc, char **argv);
+int ba_cmd_features(int argc, char **argv);
 int ba_cmd_fit(int argc, char **argv);
 int ba_cmd_run(int argc, char **argv);
 int ba_cmd_checkpoint(int argc, char **argv);

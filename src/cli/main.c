@@ -11,6 +11,7 @@
 
 static const ba_command COMMANDS[] = {
     {"synth", "generate a synthetic study with a known answer", ba_cmd_synth},
+    {"features", "language-model hidden states and surprisal per word of each story", ba_cmd_features},
     {"fit", "cross-validated ridge from features (or X) to BOLD (or Y)", ba_cmd_fit},
     {"run", "a whole study from one INI configuration", ba_cmd_run},
     {"checkpoint", "write a random-weight checkpoint (Hugging Face layout)", ba_cmd_checkpoint},

@@ -1,0 +1,168 @@
+/* cmd_features.c — `brainalign features`: parse options, call
+ * ba_features_run, print what was done. */
+#include <cblas.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "brainalign/design.h"
+#include "brainalign/features.h"
+#include "brainalign/parallel.h"
+
+#define MAX_STORIES 4096
+
+static void help(void)
+{
+    printf(
+        "usage: mpirun -np N brainalign features --model DIR --stimuli DIR --out FEATURES.h5\n"
+        "                                        [options]\n\n"
+        "Hidden states and surprisal of a causal language model for every word of every\n"
+        "story. Each story is tokenised as the text \" \".join(words); a word's vector is\n"
+        "the hidden state of its last token, its surprisal -log p(word | context) in nats\n"
+        "(the sum over its tokens).\n\n"
+        "Windows: every token sees up to C tokens of the story before it. Windows start at\n"
+        "tokens 0, S, 2S, ... and cover [kS, kS + C); each token is taken from the EARLIEST\n"
+        "window that contains it (the one giving it the most left context), so every token\n"
+        "has at least C - S tokens of left context except the first C of a story. The\n"
+        "surprisal of a token with nothing before it in its window (the story's first token\n"
+        "without BOS; with S = C the first of every window) is NaN.\n\n"
+        "inputs:\n"
+        "  --model DIR         config.json, *.safetensors and the tokenizer files\n"
+        "  --stimuli DIR       stories: <story>/align.csv, <story>.TextGrid, <story>.tsv\n"
+        "                      (or one story file)\n"
+        "  --stories A,B,...   only these stories, in this order (default: all, by name)\n"
+        "  --format F          auto (default, by file name), align-csv, textgrid or tsv\n"
+        "                      (align-csv also reads <story>.csv, tsv <story>.csv)\n"
+        "model:\n"
+        "  --layers L          'all' (default) or HF hidden-state indices 'i,j,...' or 'i..j'\n"
+        "                      (0 = embeddings, n_layers = last, after the final norm)\n"
+        "  --context C         story tokens per window (default 1024; capped at the model's\n"
+        "                      positions, minus one with a BOS)\n"
+        "  --stride S          window step, 1..C (default C/2)\n"
+        "  --bos auto|yes|no   prepend the BOS token to every window (auto: yes for LLaMA,\n"
+        "                      no for GPT-2, as their Hugging Face tokenizers do)\n"
+        "output:\n"
+        "  --condition NAME    recorded in the file (default baseline)\n"
+        "  --out FILE          features.h5 (written under a temporary name, then renamed)\n"
+        "  --quiet             no progress on standard error\n"
+        "  --timing            per-rank forward times\n\n"
+        "Matrix products use OpenBLAS: with several ranks per node, set\n"
+        "OPENBLAS_NUM_THREADS so that ranks x threads = cores.\n");
+}
+
+/* Split "a,b,c" in place into at most `max` names. */
+static int split_names(char *text, char **names, int max)
+{
+    int n = 0;
+    for (char *tok = strtok(text, ","); tok; tok = strtok(NULL, ",")) {
+        if (n == max) return -1;
+        names[n++] = tok;
+    }
+    return n;
+}
+
+static void print_summary(const ba_features_summary *s, const ba_features_config *cfg,
+                          MPI_Comm comm, bool timing)
+{
+    double max_fwd = 0;
+    long total_windows = 0;
+    MPI_Reduce(&s->seconds_forward, &max_fwd, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
+    MPI_Reduce(&s->my_windows, &total_windows, 1, MPI_LONG, MPI_SUM, 0, comm);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    if (timing) {
+        /* One line per rank, in rank order. */
+        for (int r = 0; r < size; r++) {
+            if (r == rank)
+                printf("rank %d: %ld windows, %ld window tokens, forward %.2f s "
+                       "(OpenBLAS %s, %d thread(s))\n", rank, s->my_windows,
+                       s->my_window_tokens, s->seconds_forward, openblas_get_corename(),
+                       openblas_get_num_threads());
+            fflush(stdout);
+            MPI_Barrier(comm);
+        }
+    }
+    if (rank != 0) return;
+    printf("features: %zu stories, %ld words, %ld tokens; %ld windows of up to %ld story "
+           "tokens (stride %ld, BOS %s), %ld window tokens; %d layers of width %ld\n",
+           s->n_stories, s->n_words, s->n_tokens, s->n_windows, s->context, s->stride,
+           s->bos_token >= 0 ? "yes" : "no", s->n_window_tokens, s->n_layers, s->d_model);
+    if (s->stimuli.n_interpolated || s->stimuli.n_clamped || s->stimuli.n_skipped)
+        printf("stimuli: %zu words with interpolated times, %zu onsets clamped, %zu "
+               "non-speech intervals skipped\n", s->stimuli.n_interpolated,
+               s->stimuli.n_clamped, s->stimuli.n_skipped);
+    printf("time: %.2f s in all, forward %.2f s (slowest rank), %d rank(s): %.1f story "
+           "tokens/s, %.1f window tokens/s\n", s->seconds_total, max_fwd, size,
+           s->n_tokens / s->seconds_total, s->n_window_tokens / s->seconds_total);
+    printf("wrote %s (checkpoint %s)\n", cfg->out_path, s->checkpoint);
+}
+
+int ba_cmd_features(int argc, char **argv)
+{
+    ba_features_config cfg;
+    ba_features_config_defaults(&cfg);
+    ba_error err;
+    ba_error_clear(&err);
+    ba_args a;
+    ba_args_init(&a, argc, argv);
+    bool timing = false;
+    char layer_text[1024] = "", story_text[65536] = "", usage_error[1200] = "";
+    static char *names[MAX_STORIES];
+    long number = 0;
+    while (ba_args_more(&a)) {
+        if (ba_cli_is_help(argv[a.i])) { help(); return 0; }
+        if (ba_args_value(&a, "--model")) cfg.model_dir = a.value;
+        else if (ba_args_value(&a, "--stimuli")) cfg.stimuli_dir = a.value;
+        else if (ba_args_value(&a, "--stories"))
+            snprintf(story_text, sizeof story_text, "%s", a.value);
+        else if (ba_args_value(&a, "--format")) {
+            if (ba_stimulus_format_parse(a.value, &cfg.format, &err))
+                snprintf(usage_error, sizeof usage_error, "--format: %s", err.message);
+        } else if (ba_args_value(&a, "--layers") || ba_args_value(&a, "--layer"))
+            snprintf(layer_text, sizeof layer_text, "%s", a.value);
+        else if (ba_args_value(&a, "--context")) {
+            if (ba_args_long(&a, "--context", &number)) cfg.context = number < 1 ? -1 : number;
+        } else if (ba_args_value(&a, "--stride")) {
+            if (ba_args_long(&a, "--stride", &number)) cfg.stride = number < 1 ? -1 : number;
+        } else if (ba_args_value(&a, "--bos")) {
+            if (ba_bos_mode_parse(a.value, &cfg.bos, &err))
+                snprintf(usage_error, sizeof usage_error, "%s", err.message);
+        } else if (ba_args_value(&a, "--condition")) cfg.condition = a.value;
+        else if (ba_args_value(&a, "--out")) cfg.out_path = a.value;
+        else if (ba_args_flag(&a, "--quiet")) cfg.quiet = true;
+        else if (ba_args_flag(&a, "--timing")) timing = true;
+        else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
+    }
+    if (!a.error[0] && usage_error[0]) snprintf(a.error, sizeof a.error, "%s", usage_error);
+    if (!a.error[0] && layer_text[0] && strcmp(layer_text, "all") != 0) {
+        cfg.all_layers = false;
+        if (ba_parse_int_list(layer_text, cfg.layers, BA_FEATURES_MAX_LAYERS, &cfg.n_layers,
+                              &err))
+            snprintf(a.error, sizeof a.error, "--layers: %s (or 'all')", err.message);
+    }
+    if (!a.error[0] && story_text[0]) {
+        int n = split_names(story_text, names, MAX_STORIES);
+        if (n <= 0) snprintf(a.error, sizeof a.error, "--stories: give 1 to %d names, "
+                             "comma-separated", MAX_STORIES);
+        cfg.stories = names;
+        cfg.n_stories = n > 0 ? (size_t)n : 0;
+    }
+    if (a.error[0]) {
+        ba_fail(&err, BA_ERR_USAGE, "%s", a.error);
+        return ba_cli_report("features", BA_ERR_USAGE, &err);
+    }
+    char command[4096];
+    ba_args_command_line(argc, argv, command, sizeof command);
+    cfg.command_line = command;
+
+    ba_features_summary summary;
+    ba_status rc = ba_features_run(&cfg, MPI_COMM_WORLD, &summary, &err);
+    if (rc != BA_OK) return ba_cli_report("features", rc, &err);
+    print_summary(&summary, &cfg, MPI_COMM_WORLD, timing);
+    fflush(stdout);
+    return 0;
+}
