@@ -176,6 +176,10 @@ static ba_status check_config(ba_study_config *c, const parse_state *st, ba_erro
     if (c->synth) {
         /* The synthetic study brings its own subjects, BOLD and atlas. */
         if (c->n_subjects == 0) {
+            /* The names are generated into subjects[]: bound the count first. */
+            if (c->synth_options.n_subjects < 1 || c->synth_options.n_subjects > BA_STUDY_MAX_SUBJECTS)
+                return ba_fail(err, BA_ERR_USAGE, "%s: [synth] subjects = %d, expected 1..%d", p,
+                               c->synth_options.n_subjects, BA_STUDY_MAX_SUBJECTS);
             c->n_subjects = c->synth_options.n_subjects;
             for (int s = 0; s < c->n_subjects; s++)
                 snprintf(c->subjects[s], BA_STUDY_NAME_MAX, "sub-%02d", s + 1);
