@@ -151,7 +151,7 @@ static ba_status read_new_ctab(be_reader *r, ba_annot *a, int32_t version, ba_er
 }
 
 typedef struct {
-    int32_t value;
+    int64_t value; /* 64 bits: colours come from the file, r + g*256 + b*65536 may not fit an int */
     int slot;
 } value_slot;
 
@@ -171,7 +171,7 @@ static ba_status values_to_slots(ba_annot *a, int32_t *values, ba_error *err)
     for (int e = 0; e < a->n_entries; e++)
         if (a->names[e]) {
             const int *c = &a->rgbt[4 * e];
-            table[n].value = c[0] + c[1] * 256 + c[2] * 65536;
+            table[n].value = (int64_t)c[0] + (int64_t)c[1] * 256 + (int64_t)c[2] * 65536;
             table[n++].slot = e;
         }
     qsort(table, (size_t)n, sizeof *table, compare_value_slot);
