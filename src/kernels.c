@@ -415,3 +415,143 @@ void ba_logsumexp_accumulate(const float *x, size_t n, double *max, double *sum)
     for (size_t at = 0; at < n; at += 256)
         *sum += exp_shifted_sum(x + at, n - at < 256 ? n - at : 256, ref);
 }
+
+/* ---- LLaMA building blocks ------------------------------------------------------------ */
+
+void ba_linear_into(const float *x, size_t n, size_t in, size_t ldx, const float *w, size_t out,
+                    int accumulate, float *y, size_t ldy)
+{
+    if (n == 0 || out == 0) return;
+    if (in == 0) {
+        if (!accumulate)
+            for (size_t i = 0; i < n; i++) memset(y + i * ldy, 0, out * sizeof *y);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x,
+                (int)ldx, w, (int)in, accumulate ? 1.0f : 0.0f, y, (int)ldy);
+}
+
+void ba_linear_into_ref(const float *x, size_t n, size_t in, size_t ldx, const float *w,
+                        size_t out, int accumulate, float *y, size_t ldy)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < out; j++) {
+            double acc = 0.0;
+            for (size_t k = 0; k < in; k++) acc += (double)x[i * ldx + k] * w[j * in + k];
+            y[i * ldy + j] = (float)(accumulate ? y[i * ldy + j] + acc : acc);
+        }
+}
+
+void ba_rmsnorm(const float *x, size_t n, size_t d, const float *w, float eps, float *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float *row = x + i * d;
+        float *dst = y + i * d;
+        float acc[LANES] = {0};
+        size_t j = 0;
+        for (; j + LANES <= d; j += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += row[j + l] * row[j + l];
+        float sq = 0.0f;
+        for (; j < d; j++) sq += row[j] * row[j];
+        for (int l = 0; l < LANES; l++) sq += acc[l];
+        float inv = 1.0f / sqrtf(sq / (float)d + eps);
+        /* Hugging Face's order: normalise, then scale by the weight. */
+        for (j = 0; j < d; j++) dst[j] = w[j] * (row[j] * inv);
+    }
+}
+
+void ba_rmsnorm_ref(const float *x, size_t n, size_t d, const float *w, float eps, float *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        double sq = 0;
+        for (size_t j = 0; j < d; j++) sq += (double)x[i * d + j] * x[i * d + j];
+        double inv = 1.0 / sqrt(sq / (double)d + (double)eps);
+        for (size_t j = 0; j < d; j++) y[i * d + j] = (float)(w[j] * (x[i * d + j] * inv));
+    }
+}
+
+/* x / (1 + exp(-x)): exp_fast clamps its argument, so very negative x
+ * gives -0-ish values and very positive x gives x, never NaN. */
+static inline float silu_fast(float v) { return v / (1.0f + exp_fast(-v)); }
+
+void ba_silu(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = silu_fast(x[i]);
+}
+
+void ba_silu_ref(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i];
+        x[i] = (float)(v / (1.0 + exp(-v)));
+    }
+}
+
+void ba_swiglu(float *gate, const float *up, size_t n)
+{
+    for (size_t i = 0; i < n; i++) gate[i] = silu_fast(gate[i]) * up[i];
+}
+
+void ba_swiglu_ref(float *gate, const float *up, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = gate[i];
+        gate[i] = (float)(v / (1.0 + exp(-v)) * up[i]);
+    }
+}
+
+void ba_rope_tables(size_t first_pos, size_t n, int d_head, double theta, float *cos_tab,
+                    float *sin_tab)
+{
+    size_t half = (size_t)d_head / 2;
+    for (size_t j = 0; j < half; j++) {
+        /* inv_freq = 1 / theta^(arange(0, d, 2).float() / d), all in float32. */
+        float exponent = (float)(2 * j) / (float)d_head;
+        float inv_freq = 1.0f / (float)pow((double)(float)theta, (double)exponent);
+        for (size_t t = 0; t < n; t++) {
+            float angle = (float)(first_pos + t) * inv_freq; /* rounded like torch's product */
+            cos_tab[t * half + j] = (float)cos((double)angle);
+            sin_tab[t * half + j] = (float)sin((double)angle);
+        }
+    }
+}
+
+void ba_rope(float *x, size_t n, size_t ld, int n_heads, int d_head, const float *cos_tab,
+             const float *sin_tab)
+{
+    size_t half = (size_t)d_head / 2;
+    for (size_t t = 0; t < n; t++) {
+        const float *c = cos_tab + t * half, *s = sin_tab + t * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *lo = x + t * ld + (size_t)h * d_head, *hi = lo + half;
+            for (size_t j = 0; j < half; j++) {
+                float a = lo[j], b = hi[j];
+                lo[j] = a * c[j] - b * s[j];
+                hi[j] = b * c[j] + a * s[j];
+            }
+        }
+    }
+}
+
+void ba_rope_ref(float *x, size_t n, size_t ld, int n_heads, int d_head, size_t first_pos,
+                 double theta)
+{
+    size_t dh = (size_t)d_head, half = dh / 2;
+    double rotated[dh], cosv[dh], sinv[dh];
+    for (size_t t = 0; t < n; t++)
+        for (int h = 0; h < n_heads; h++) {
+            float *q = x + t * ld + (size_t)h * dh;
+            for (size_t j = 0; j < dh; j++) {
+                /* emb = cat(freqs, freqs): column j uses frequency j mod half */
+                double freq = pow(theta, -2.0 * (double)(j % half) / (double)dh);
+                cosv[j] = cos((double)(first_pos + t) * freq);
+                sinv[j] = sin((double)(first_pos + t) * freq);
+            }
+            /* rotate_half(q) = cat(-q[half:], q[:half]) */
+            for (size_t j = 0; j < half; j++) {
+                rotated[j] = -(double)q[j + half];
+                rotated[j + half] = q[j];
+            }
+            for (size_t j = 0; j < dh; j++) q[j] = (float)(q[j] * cosv[j] + rotated[j] * sinv[j]);
+        }
+}

@@ -80,4 +80,49 @@ double ba_logsumexp_ref(const float *x, size_t n);
  * *sum = 0, call per chunk; the result is *max + log(*sum). */
 void ba_logsumexp_accumulate(const float *x, size_t n, double *max, double *sum);
 
+/* ---- LLaMA building blocks ---------------------------------------------------------- */
+
+/* y[i][0..out) (row stride ldy) = x[i][0..in) (row stride ldx) W^T for a
+ * weight W[out][in] (nn.Linear layout), plus y's previous value when
+ * `accumulate` (a residual added in place). y must not alias x or W. */
+void ba_linear_into(const float *x, size_t n, size_t in, size_t ldx, const float *w, size_t out,
+                    int accumulate, float *y, size_t ldy);
+void ba_linear_into_ref(const float *x, size_t n, size_t in, size_t ldx, const float *w,
+                        size_t out, int accumulate, float *y, size_t ldy);
+
+/* y = w * (x / sqrt(mean(x^2) + eps)) over each row of d: Hugging Face's
+ * LlamaRMSNorm in float32. y may equal x. */
+void ba_rmsnorm(const float *x, size_t n, size_t d, const float *w, float eps, float *y);
+void ba_rmsnorm_ref(const float *x, size_t n, size_t d, const float *w, float eps, float *y);
+
+/* In place x * sigmoid(x) (SiLU, LLaMA's hidden_act). */
+void ba_silu(float *x, size_t n);
+void ba_silu_ref(float *x, size_t n);
+/* In place gate = silu(gate) * up: the inside of the SwiGLU MLP
+ * down(silu(gate(x)) * up(x)). */
+void ba_swiglu(float *gate, const float *up, size_t n);
+void ba_swiglu_ref(float *gate, const float *up, size_t n);
+
+/* Rotary position embeddings in Hugging Face's half-split convention:
+ * within each head of d_head (even) values, pair j < d_head/2 is
+ * (x[j], x[j + d_head/2]), rotated by the angle pos * theta^(-2j/d_head):
+ *   x[j]            <- x[j] cos - x[j + d_head/2] sin
+ *   x[j + d_head/2] <- x[j + d_head/2] cos + x[j] sin
+ * (q cos + rotate_half(q) sin). Row t of the window is position
+ * first_pos + t. */
+
+/* cos_tab, sin_tab: [n][d_head/2], computed as Hugging Face does (inverse
+ * frequencies and angles rounded to float32, so that long windows rotate
+ * exactly as LlamaRotaryEmbedding does). */
+void ba_rope_tables(size_t first_pos, size_t n, int d_head, double theta, float *cos_tab,
+                    float *sin_tab);
+/* In place on x[n][*] (row stride ld), heads of d_head at columns
+ * h * d_head, h < n_heads. */
+void ba_rope(float *x, size_t n, size_t ld, int n_heads, int d_head, const float *cos_tab,
+             const float *sin_tab);
+/* Reference: angles in double straight from theta, rotate_half spelled
+ * out (copy, negate, concatenate). */
+void ba_rope_ref(float *x, size_t n, size_t ld, int n_heads, int d_head, size_t first_pos,
+                 double theta);
+
 #endif

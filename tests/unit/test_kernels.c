@@ -260,6 +260,181 @@ static void test_logsumexp_streaming_matches_reference(void **state)
     free(x);
 }
 
+/* ---- LLaMA building blocks ----------------------------------------------------------- */
+
+static void test_linear_into_matches_reference(void **state)
+{
+    (void)state;
+    const size_t shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {33, 64, 192}, {65, 100, 17}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        size_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        size_t ldx = in + 3, ldy = out + 5;
+        float *x = random_floats(n * ldx, 1.0f), *w = random_floats(out * in, 0.5f);
+        float *fast = random_floats(n * ldy, 1.0f), *ref = malloc(n * ldy * sizeof *ref);
+        for (int acc = 0; acc < 2; acc++) {
+            memcpy(ref, fast, n * ldy * sizeof *ref);
+            float *before = malloc(n * ldy * sizeof *before);
+            memcpy(before, fast, n * ldy * sizeof *before);
+            ba_linear_into(x, n, in, ldx, w, out, acc, fast, ldy);
+            ba_linear_into_ref(x, n, in, ldx, w, out, acc, ref, ldy);
+            double diff = max_abs_diff(fast, ref, n * ldy);
+            if (diff > 1e-5)
+                fail_msg("linear_into %zux%zux%zu accumulate %d: max diff %g", n, in, out, acc,
+                         diff);
+            /* Columns past `out` are left alone. */
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = out; j < ldy; j++) assert_true(fast[i * ldy + j] == before[i * ldy + j]);
+            free(before);
+        }
+        /* Without accumulation it is ba_linear with the [out][in] layout. */
+        float *plain = malloc(n * out * sizeof *plain), *packed = malloc(n * in * sizeof *packed);
+        for (size_t i = 0; i < n; i++) memcpy(packed + i * in, x + i * ldx, in * sizeof *x);
+        ba_linear(packed, n, in, w, BA_WEIGHT_OUT_IN, out, NULL, plain);
+        ba_linear_into(x, n, in, ldx, w, out, 0, fast, ldy);
+        for (size_t i = 0; i < n; i++)
+            assert_true(max_abs_diff(fast + i * ldy, plain + i * out, out) < 1e-5);
+        free(plain), free(packed);
+        free(x), free(w), free(fast), free(ref);
+    }
+}
+
+static void test_rmsnorm_fast_matches_reference(void **state)
+{
+    (void)state;
+    const size_t widths[] = {4096, 67, 5};
+    for (size_t k = 0; k < sizeof widths / sizeof *widths; k++) {
+        size_t n = 9, d = widths[k];
+        float *x = random_floats(n * d, 3.0f), *w = random_floats(d, 2.0f);
+        for (size_t i = 0; i < n * d; i++) x[i] += 5.0f; /* no mean subtraction in RMSNorm */
+        float *fast = malloc(n * d * sizeof *fast), *ref = malloc(n * d * sizeof *ref);
+        ba_rmsnorm(x, n, d, w, 1e-5f, fast);
+        ba_rmsnorm_ref(x, n, d, w, 1e-5f, ref);
+        double diff = max_abs_diff(fast, ref, n * d);
+        if (diff > 2e-6) fail_msg("rmsnorm d=%zu: max diff %g", d, diff);
+        ba_rmsnorm(x, n, d, w, 1e-5f, x); /* in place gives the same */
+        assert_true(max_abs_diff(x, fast, n * d) == 0);
+        free(x), free(w), free(fast), free(ref);
+    }
+    /* Known values: [3, 4] has mean square 12.5; the weight scales each column. */
+    float x[2] = {3.0f, 4.0f}, w[2] = {1.0f, 2.0f}, y[2];
+    ba_rmsnorm(x, 1, 2, w, 0.0f, y);
+    assert_true(fabs(y[0] - 3 / sqrt(12.5)) < 1e-6 && fabs(y[1] - 8 / sqrt(12.5)) < 1e-6);
+    /* eps matters: mean square 12.5 + eps 12.5 halves the square. */
+    ba_rmsnorm(x, 1, 2, w, 12.5f, y);
+    assert_true(fabs(y[0] - 3 / 5.0) < 1e-6 && fabs(y[1] - 8 / 5.0) < 1e-6);
+    /* A zero row stays zero (eps keeps it finite). */
+    float z[3] = {0}, ones[3] = {1, 1, 1};
+    ba_rmsnorm(z, 1, 3, ones, 1e-6f, z);
+    assert_true(z[0] == 0 && z[1] == 0 && z[2] == 0);
+}
+
+static void test_silu_and_swiglu_match_reference(void **state)
+{
+    (void)state;
+    size_t n = 20001;
+    float *fast = malloc(n * sizeof *fast), *ref = malloc(n * sizeof *ref);
+    for (size_t i = 0; i < n; i++) fast[i] = ref[i] = (float)(-100.0 + 200.0 * i / (n - 1));
+    ba_silu(fast, n);
+    ba_silu_ref(ref, n);
+    for (size_t i = 0; i < n; i++) {
+        double tol = 1e-6 * fmax(1.0, fabs(ref[i]));
+        if (!(fabs((double)fast[i] - ref[i]) <= tol))
+            fail_msg("silu(%g): fast %.9g, reference %.9g", -100.0 + 200.0 * i / (n - 1),
+                     fast[i], ref[i]);
+    }
+    float v[3] = {0.0f, 1.0f, -1.0f};
+    ba_silu(v, 3);
+    assert_true(v[0] == 0.0f && fabs(v[1] - 0.7310585786) < 1e-7 && fabs(v[2] + 0.2689414214) < 1e-7);
+
+    float *gate = random_floats(n, 8.0f), *up = random_floats(n, 3.0f);
+    memcpy(fast, gate, n * sizeof *fast);
+    memcpy(ref, gate, n * sizeof *ref);
+    ba_swiglu(fast, up, n);
+    ba_swiglu_ref(ref, up, n);
+    assert_true(max_abs_diff(fast, ref, n) < 1e-5);
+    /* It is silu(gate) * up. */
+    ba_silu(gate, n);
+    for (size_t i = 0; i < n; i++) assert_true(fast[i] == gate[i] * up[i]);
+    free(fast), free(ref), free(gate), free(up);
+}
+
+static void check_rope(size_t n, int n_heads, int d_head, double theta, size_t first_pos)
+{
+    size_t ld = (size_t)n_heads * d_head + 3, half = (size_t)d_head / 2;
+    float *x = random_floats(n * ld, 2.0f);
+    float *fast = malloc(n * ld * sizeof *fast), *ref = malloc(n * ld * sizeof *ref);
+    memcpy(fast, x, n * ld * sizeof *x);
+    memcpy(ref, x, n * ld * sizeof *x);
+    float *c = malloc(n * half * sizeof *c), *s = malloc(n * half * sizeof *s);
+    ba_rope_tables(first_pos, n, d_head, theta, c, s);
+    ba_rope(fast, n, ld, n_heads, d_head, c, s);
+    ba_rope_ref(ref, n, ld, n_heads, d_head, first_pos, theta);
+    /* Float32 angles (as Hugging Face's) err by about pos * 2^-24 radians. */
+    double tol = 4e-6 + 2.0 * 2.0 * (double)(first_pos + n) * 0x1p-24;
+    double diff = max_abs_diff(fast, ref, n * ld);
+    if (diff > tol)
+        fail_msg("rope n=%zu heads=%d d_head=%d theta=%g from %zu: max diff %g > %g", n, n_heads,
+                 d_head, theta, first_pos, diff, tol);
+    for (size_t t = 0; t < n; t++) {
+        /* Columns past the heads are left alone. */
+        for (size_t j = (size_t)n_heads * d_head; j < ld; j++)
+            assert_true(fast[t * ld + j] == x[t * ld + j]);
+        /* A rotation keeps the length of each pair (j, j + half). */
+        for (int h = 0; h < n_heads; h++)
+            for (size_t j = 0; j < half; j++) {
+                size_t a = t * ld + (size_t)h * d_head + j, b = a + half;
+                double before = hypot(x[a], x[b]), after = hypot(fast[a], fast[b]);
+                assert_true(fabs(before - after) < 1e-5 * fmax(1.0, before));
+            }
+    }
+    free(x), free(fast), free(ref), free(c), free(s);
+}
+
+static void test_rope_fast_matches_reference(void **state)
+{
+    (void)state;
+    check_rope(1, 2, 8, 10000.0, 0);
+    check_rope(300, 4, 128, 10000.0, 0); /* LLaMA-2's head width */
+    check_rope(50, 3, 16, 500000.0, 0);
+    check_rope(20, 2, 64, 10000.0, 4000);
+
+    /* Position 0 is the identity. */
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[8], c[4], s[4];
+    memcpy(y, x, sizeof x);
+    ba_rope_tables(0, 1, 8, 10000.0, c, s);
+    ba_rope(y, 1, 8, 1, 8, c, s);
+    assert_true(memcmp(x, y, sizeof x) == 0);
+
+    /* Half-split pairs: with d_head 4 the pairs are (0, 2) at frequency 1
+     * and (1, 3) at 10000^-0.5; at position 1, e0 turns towards e2. */
+    float e0[4] = {1, 0, 0, 0}, e1[4] = {0, 1, 0, 0}, c2[4], s2[4];
+    ba_rope_tables(0, 2, 4, 10000.0, c2, s2);
+    ba_rope(e0, 1, 4, 1, 4, c2 + 2, s2 + 2); /* row 1 of the tables: position 1 */
+    ba_rope(e1, 1, 4, 1, 4, c2 + 2, s2 + 2);
+    assert_true(fabs(e0[0] - cos(1.0)) < 1e-7 && e0[1] == 0 && fabs(e0[2] - sin(1.0)) < 1e-7 &&
+                e0[3] == 0);
+    assert_true(e1[0] == 0 && fabs(e1[1] - cos(0.01)) < 1e-7 && e1[2] == 0 &&
+                fabs(e1[3] - sin(0.01)) < 1e-7);
+    float r0[4] = {1, 0, 0, 0};
+    ba_rope_ref(r0, 1, 4, 1, 4, 1, 10000.0);
+    assert_true(max_abs_diff(r0, e0, 4) < 1e-7);
+
+    /* Dot products of rotated vectors depend only on the distance. */
+    float q[64], k[64];
+    float *rq = random_floats(64, 1.0f), *rk = random_floats(64, 1.0f);
+    double dots[2];
+    for (int shift = 0; shift < 2; shift++) {
+        memcpy(q, rq, sizeof q);
+        memcpy(k, rk, sizeof k);
+        ba_rope_ref(q, 1, 64, 1, 64, 17 + 40 * (size_t)shift, 10000.0);
+        ba_rope_ref(k, 1, 64, 1, 64, 5 + 40 * (size_t)shift, 10000.0);
+        dots[shift] = 0;
+        for (int j = 0; j < 64; j++) dots[shift] += (double)q[j] * k[j];
+    }
+    assert_true(fabs(dots[0] - dots[1]) < 1e-5);
+    free(rq), free(rk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +447,10 @@ int main(void)
         cmocka_unit_test(test_softmax_fast_matches_reference),
         cmocka_unit_test(test_attention_fast_matches_reference),
         cmocka_unit_test(test_logsumexp_streaming_matches_reference),
+        cmocka_unit_test(test_linear_into_matches_reference),
+        cmocka_unit_test(test_rmsnorm_fast_matches_reference),
+        cmocka_unit_test(test_silu_and_swiglu_match_reference),
+        cmocka_unit_test(test_rope_fast_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
