@@ -15,13 +15,14 @@
 #include <unistd.h>
 
 #include "brainalign/kernels.h"
+#include "brainalign/tokenizer.h"
 #include "model_internal.h"
 
 static const ba_model_ops *ops_for(ba_arch arch)
 {
     switch (arch) {
     case BA_ARCH_GPT2: return &ba_gpt2_ops;
-    case BA_ARCH_LLAMA:
+    case BA_ARCH_LLAMA: return &ba_llama_ops;
     case BA_ARCH_UNKNOWN: break;
     }
     return NULL;
@@ -160,6 +161,64 @@ const float *ba_weight_f32(const ba_tensor *t, size_t first, size_t count, float
     default: break; /* other dtypes are refused by ba_model_expect_tensor */
     }
     return scratch;
+}
+
+/* Rows per widened panel: as many as fit the scratch, in multiples of 16
+ * (the width of the BLAS kernels' blocks) when more than 16 fit. */
+static size_t panel_rows(size_t in, size_t scratch_floats)
+{
+    size_t rows = in ? scratch_floats / in : 1;
+    if (rows > 16) rows -= rows % 16;
+    return rows ? rows : 1;
+}
+
+void ba_weight_linear(const ba_tensor *w, size_t row0, size_t rows, const float *x, size_t n,
+                      size_t ldx, int accumulate, float *y, size_t ldy, float *scratch,
+                      size_t scratch_floats)
+{
+    size_t in = (size_t)w->shape[1];
+    if (ba_weight_is_direct(w)) {
+        ba_linear_into(x, n, in, ldx, (const float *)w->data + row0 * in, rows, accumulate, y,
+                       ldy);
+        return;
+    }
+    size_t step = panel_rows(in, scratch_floats);
+    for (size_t r = 0; r < rows; r += step) {
+        size_t m = rows - r < step ? rows - r : step;
+        const float *panel = ba_weight_f32(w, (row0 + r) * in, m * in, scratch);
+        ba_linear_into(x, n, in, ldx, panel, m, accumulate, y + r, ldy);
+    }
+}
+
+void ba_model_store_hidden(const float *state, int index, size_t n, size_t d, const int *layers,
+                           int n_kept, float *hidden)
+{
+    for (int k = 0; k < n_kept; k++)
+        if (layers[k] == index) memcpy(hidden + (size_t)k * n * d, state, n * d * sizeof *state);
+}
+
+void ba_model_next_logprobs(const ba_tensor *head, const float *h, size_t n, size_t d,
+                            size_t vocab, const int32_t *tokens, ba_logprob_workspace *ws,
+                            float *scratch, size_t scratch_floats, float *out)
+{
+    for (size_t t = 0; t < n; t++) {
+        ws->lse_max[t] = -INFINITY;
+        ws->lse_sum[t] = 0.0;
+        ws->target[t] = NAN;
+    }
+    for (size_t v0 = 0; v0 < vocab; v0 += ws->chunk) {
+        size_t rows = vocab - v0 < ws->chunk ? vocab - v0 : ws->chunk;
+        ba_weight_linear(head, v0, rows, h, n, d, 0, ws->logits, rows, scratch, scratch_floats);
+        for (size_t t = 0; t + 1 < n; t++) {
+            const float *row = ws->logits + t * rows;
+            ba_logsumexp_accumulate(row, rows, &ws->lse_max[t], &ws->lse_sum[t]);
+            size_t next = (size_t)tokens[t + 1];
+            if (next >= v0 && next < v0 + rows) ws->target[t] = row[next - v0];
+        }
+    }
+    for (size_t t = 0; t + 1 < n; t++)
+        out[t] = (float)((double)ws->target[t] - (ws->lse_max[t] + log(ws->lse_sum[t])));
+    out[n - 1] = NAN;
 }
 
 /* ---- random checkpoints ---------------------------------------------------------------- */
@@ -404,7 +463,8 @@ static ba_status copy_file(const char *from, const char *to, ba_error *err)
     return BA_OK;
 }
 
-/* Entries of vocab.json or encoder.json in dir (0 with an error if neither). */
+/* The vocabulary size of the tokenizer in dir: the entries of vocab.json or
+ * encoder.json, else what tokenizer.model / tokenizer.json hold. */
 static ba_status count_vocabulary(const char *dir, int *count, ba_error *err)
 {
     const char *names[] = {"vocab.json", "encoder.json"};
@@ -424,8 +484,21 @@ static ba_status count_vocabulary(const char *dir, int *count, ba_error *err)
             return ba_fail(err, BA_ERR_FORMAT, "%s: expected an object token -> id", path);
         return BA_OK;
     }
-    return ba_fail(err, BA_ERR_IO, "%s: no vocab.json or encoder.json to size the vocabulary "
-                   "(give the vocabulary size instead)", dir);
+    /* tokenizer.model / tokenizer.json: ask the tokenizer itself. */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    bool sp = is_file(path);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (sp || is_file(path)) {
+        ba_tokenizer *tok = NULL;
+        BA_CHECK(ba_tokenizer_load(dir, &tok, err));
+        *count = (int)ba_tokenizer_vocab_size(tok);
+        ba_tokenizer_destroy(tok);
+        return BA_OK;
+    }
+    return ba_fail(err, BA_ERR_IO, "%s: no vocab.json, encoder.json, tokenizer.json or "
+                   "tokenizer.model to size the vocabulary (give the vocabulary size instead)",
+                   dir);
 }
 
 static ba_status copy_tokenizer(const char *from, const char *to, ba_error *err)
@@ -463,35 +536,71 @@ static void remove_tree_flat(const char *dir)
     rmdir(dir);
 }
 
-static ba_status random_config(const ba_random_checkpoint *spec, ba_model_config *cfg,
-                               ba_error *err)
+/* LLaMA's MLP width when none is given: 2/3 of 4 d_model rounded up to a
+ * multiple of 256, as Meta's reference code sizes it (11008 for 4096). */
+static int llama_default_d_ff(int d_model)
 {
-    memset(cfg, 0, sizeof *cfg);
-    if (spec->arch != BA_ARCH_GPT2)
+    long f = 2L * 4 * d_model / 3;
+    return (int)((f + 255) / 256 * 256);
+}
+
+static ba_status check_random_spec(const ba_random_checkpoint *spec, ba_error *err)
+{
+    if (spec->arch != BA_ARCH_GPT2 && spec->arch != BA_ARCH_LLAMA)
         return ba_fail(err, BA_ERR_USAGE, "random checkpoints of architecture '%s' are not "
-                       "implemented yet (gpt2)", ba_arch_name(spec->arch));
+                       "implemented (gpt2, llama)", ba_arch_name(spec->arch));
     if (spec->n_layers < 1 || spec->d_model < 1 || spec->n_heads < 1 || spec->n_positions < 1 ||
-        spec->vocab_size < 1 || spec->d_ff < 0 || spec->n_shards < 1 ||
-        !(spec->init_std >= 0 && spec->init_std < 100))
+        spec->vocab_size < 1 || spec->d_ff < 0 || spec->n_shards < 1 || spec->n_kv_heads < 0 ||
+        !(spec->init_std >= 0 && spec->init_std < 100) || !(spec->rope_theta >= 0) ||
+        !(spec->norm_eps >= 0 && spec->norm_eps < 1) || spec->tie_embeddings < -1 ||
+        spec->tie_embeddings > 1)
         return ba_fail(err, BA_ERR_USAGE, "random checkpoint: layers, width, heads, positions, "
-                       "vocabulary and shards must be positive, the weights' std in [0, 100)");
+                       "vocabulary and shards must be positive, the weights' std in [0, 100), "
+                       "rope theta >= 0 and the norm epsilon in [0, 1)");
     if (spec->d_model % spec->n_heads != 0)
         return ba_fail(err, BA_ERR_USAGE, "random checkpoint: width %d is not a multiple of the "
                        "%d heads", spec->d_model, spec->n_heads);
     if (spec->dtype != BA_DTYPE_F32 && spec->dtype != BA_DTYPE_F16 && spec->dtype != BA_DTYPE_BF16)
         return ba_fail(err, BA_ERR_USAGE, "random checkpoint: dtype %s (F32, F16 or BF16)",
                        ba_dtype_name(spec->dtype));
+    if (spec->arch == BA_ARCH_GPT2) {
+        if ((spec->n_kv_heads && spec->n_kv_heads != spec->n_heads) || spec->rope_theta != 0 ||
+            spec->tie_embeddings == -1)
+            return ba_fail(err, BA_ERR_USAGE, "random checkpoint: GPT-2 has no key/value head "
+                           "count, rotary embeddings or untied output layer (LLaMA options)");
+        return BA_OK;
+    }
+    int kv = spec->n_kv_heads ? spec->n_kv_heads : spec->n_heads;
+    if (spec->n_heads % kv != 0)
+        return ba_fail(err, BA_ERR_USAGE, "random checkpoint: %d heads are not a multiple of the "
+                       "%d key/value heads", spec->n_heads, kv);
+    if ((spec->d_model / spec->n_heads) % 2 != 0)
+        return ba_fail(err, BA_ERR_USAGE, "random checkpoint: head width %d is odd; rotary "
+                       "embeddings need an even one", spec->d_model / spec->n_heads);
+    return BA_OK;
+}
+
+static ba_status random_config(const ba_random_checkpoint *spec, ba_model_config *cfg,
+                               ba_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    BA_CHECK(check_random_spec(spec, err));
+    bool llama = spec->arch == BA_ARCH_LLAMA;
     cfg->arch = spec->arch;
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", ba_arch_name(spec->arch));
     cfg->n_layers = spec->n_layers;
-    cfg->n_heads = cfg->n_kv_heads = spec->n_heads;
+    cfg->n_heads = spec->n_heads;
+    cfg->n_kv_heads = spec->n_kv_heads ? spec->n_kv_heads : spec->n_heads;
     cfg->d_model = spec->d_model;
-    cfg->d_ff = spec->d_ff ? spec->d_ff : 4 * spec->d_model;
+    cfg->d_ff = spec->d_ff ? spec->d_ff
+                : llama    ? llama_default_d_ff(spec->d_model)
+                           : 4 * spec->d_model;
     cfg->vocab_size = spec->vocab_size;
     cfg->n_positions = spec->n_positions;
-    cfg->norm_eps = 1e-5;
-    snprintf(cfg->activation, sizeof cfg->activation, "gelu_new");
-    cfg->tie_word_embeddings = true;
+    cfg->norm_eps = spec->norm_eps > 0 ? spec->norm_eps : 1e-5;
+    cfg->rope_theta = llama ? (spec->rope_theta > 0 ? spec->rope_theta : 10000.0) : 0.0;
+    snprintf(cfg->activation, sizeof cfg->activation, "%s", llama ? "silu" : "gelu_new");
+    cfg->tie_word_embeddings = spec->tie_embeddings ? spec->tie_embeddings > 0 : !llama;
     return BA_OK;
 }
 

@@ -49,6 +49,7 @@ struct ba_model {
 };
 
 extern const ba_model_ops ba_gpt2_ops;
+extern const ba_model_ops ba_llama_ops;
 
 /* ---- weight access (model.c) ---------------------------------------------- */
 
@@ -63,5 +64,35 @@ bool ba_weight_is_direct(const ba_tensor *t);
 /* Elements [first, first + count) of a weight as float32: a pointer into
  * the map when direct, otherwise widened into `scratch` (>= count floats). */
 const float *ba_weight_f32(const ba_tensor *t, size_t first, size_t count, float *scratch);
+
+/* y[i][0..rows) (row stride ldy) = x[i][0..in) (row stride ldx) W_r^T for
+ * the rows W_r = W[row0, row0 + rows) of a 2-D weight W[out][in]
+ * (nn.Linear layout) of any supported dtype, plus y's previous value when
+ * `accumulate`. F32 weights are used in place; half-precision ones are
+ * widened a panel of rows at a time into `scratch` (scratch_floats >= in)
+ * and multiplied at once, so the widened copy stays in cache instead of a
+ * whole matrix going through memory. */
+void ba_weight_linear(const ba_tensor *w, size_t row0, size_t rows, const float *x, size_t n,
+                      size_t ldx, int accumulate, float *y, size_t ldy, float *scratch,
+                      size_t scratch_floats);
+
+/* Copy state [n][d] into slab k of hidden for every k with layers[k] == index. */
+void ba_model_store_hidden(const float *state, int index, size_t n, size_t d, const int *layers,
+                           int n_kept, float *hidden);
+
+/* Output layer + log-softmax over the vocabulary in chunks of `chunk` rows
+ * (streaming log-sum-exp), so that no [n][vocab] logits are ever held. */
+typedef struct {
+    size_t chunk;            /* vocabulary rows per step                    */
+    float *logits;           /* [n][chunk]                                  */
+    double *lse_max, *lse_sum; /* [n]                                       */
+    float *target;           /* [n]: the logit of each next token           */
+} ba_logprob_workspace;
+
+/* out[t] = log p(tokens[t+1] | ..t) for t < n - 1 from the final states
+ * h[n][d] and the output weight head[vocab][d]; out[n-1] = NaN. */
+void ba_model_next_logprobs(const ba_tensor *head, const float *h, size_t n, size_t d,
+                            size_t vocab, const int32_t *tokens, ba_logprob_workspace *ws,
+                            float *scratch, size_t scratch_floats, float *out);
 
 #endif

@@ -3,9 +3,10 @@
  * log-probability of each next token.
  *
  * One interface for every architecture (config.json's model_type picks
- * the implementation; GPT-2 today, LLaMA later). Weights stay in the
+ * the implementation: GPT-2 or LLaMA). Weights stay in the
  * read-only shared map of the safetensors files; float16/bfloat16 weights
- * are widened to float32 one matrix at a time, right before use. All
+ * are widened to float32 right before use, one matrix at a time (GPT-2) or
+ * one cache-sized panel of rows at a time (LLaMA). All
  * arithmetic is float32 (log-softmax sums in double).
  *
  * Life cycle: ba_model_load -> ba_model_forward (any number of windows)
@@ -46,7 +47,7 @@ int ba_model_max_tokens(const ba_model *model);
  *
  * hidden: [n_layers_kept][n_tokens][d_model], hidden state layers[k] of
  *   every token in slab k, in Hugging Face's output_hidden_states
- *   convention (0 = token + position embeddings, i = after block i,
+ *   convention (0 = the embeddings (GPT-2: token + position), i = after block i,
  *   n_layers = after the last block and the final norm). May be NULL when
  *   n_layers_kept == 0.
  * next_logprob: [n_tokens] or NULL; entry t = log p(tokens[t+1] |
@@ -62,7 +63,8 @@ ba_status ba_model_forward(ba_model *model, const int32_t *tokens, size_t n_toke
 typedef struct {
     ba_arch arch;
     int n_layers, d_model, n_heads;
-    int d_ff;          /* 0: the architecture's default (4 d_model for GPT-2) */
+    int d_ff;          /* 0: the architecture's default (4 d_model for GPT-2,
+                          LLaMA's 2/3 of that rounded up to 256: 11008 for 4096) */
     int vocab_size;    /* 0: the size of the vocabulary in vocab_from       */
     int n_positions;
     ba_dtype dtype;    /* F32, F16 or BF16                                  */
@@ -70,6 +72,12 @@ typedef struct {
     uint64_t seed;
     int n_shards;      /* 1: model.safetensors; K > 1: K shards + index      */
     const char *vocab_from; /* tokenizer directory to copy, or NULL          */
+    /* LLaMA (0 everywhere gives the defaults):                               */
+    int n_kv_heads;    /* 0: n_heads; fewer, dividing it: grouped-query      */
+    double rope_theta; /* 0: 10000                                           */
+    double norm_eps;   /* 0: 1e-5 (layer_norm_epsilon / rms_norm_eps)        */
+    int tie_embeddings; /* 0: the architecture's default (GPT-2 tied, LLaMA
+                           untied: lm_head.weight written); 1 tied; -1 untied */
 } ba_random_checkpoint;
 
 /* Write config.json, the weights (random, deterministic in seed and

@@ -17,14 +17,24 @@ static void checkpoint_usage(FILE *out)
             "usage: brainalign checkpoint --out DIR (--vocab-from DIR | --vocab-size V) [options]\n\n"
             "Write a checkpoint with random weights (config.json, model.safetensors or\n"
             "shards + model.safetensors.index.json, tokenizer files) into the new directory DIR.\n\n"
-            "  --arch NAME        architecture: gpt2 (default gpt2)\n"
+            "  --arch NAME        architecture: gpt2 or llama (default gpt2)\n"
             "  --layers L         transformer blocks (default 2)\n"
             "  --d-model D        model width (default 64)\n"
             "  --heads H          attention heads, dividing D (default 4)\n"
-            "  --d-ff F           MLP width (default 4 D)\n"
-            "  --positions P      longest window, position-table length (default 128)\n"
-            "  --vocab-from DIR   copy the tokenizer files of DIR (vocab.json + merges.txt or\n"
-            "                     encoder.json + vocab.bpe ...); sizes the vocabulary\n"
+            "  --d-ff F           MLP width (default GPT-2 4 D; LLaMA 8 D / 3 rounded up to 256)\n"
+            "  --positions P      longest window: position-table length / LLaMA's\n"
+            "                     max_position_embeddings (default 128)\n"
+            "  --kv-heads K       LLaMA: key/value heads, dividing H (default H; fewer is\n"
+            "                     grouped-query attention)\n"
+            "  --rope-theta X     LLaMA: rotary embedding base (default 10000)\n"
+            "  --rms-eps X        LLaMA: rms_norm_eps (default 1e-5); for GPT-2 the\n"
+            "                     layer_norm_epsilon\n"
+            "  --tie-word-embeddings true|false\n"
+            "                     output layer = embeddings (default: GPT-2 true, LLaMA false,\n"
+            "                     which writes lm_head.weight)\n"
+            "  --vocab-from DIR   copy the tokenizer files of DIR (vocab.json + merges.txt,\n"
+            "                     encoder.json + vocab.bpe, tokenizer.json or tokenizer.model);\n"
+            "                     sizes the vocabulary\n"
             "  --vocab-size V     vocabulary size (at least the tokenizer's when both given)\n"
             "  --dtype T          f32, f16 or bf16 (default f32)\n"
             "  --seed S           random seed (default 0)\n"
@@ -43,6 +53,31 @@ static int parse_int_arg(const char *opt, const char *text, int min, int *out)
         return -1;
     }
     *out = (int)v;
+    return 0;
+}
+
+static int parse_positive_real(const char *opt, const char *text, double below, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || !end || *end || !(v > 0 && v < below)) {
+        fprintf(stderr, "brainalign checkpoint: %s needs a number in (0, %g), got '%s'\n", opt,
+                below, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *opt, const char *text, int *out)
+{
+    if (strcmp(text, "true") == 0) *out = 1;
+    else if (strcmp(text, "false") == 0) *out = -1;
+    else {
+        fprintf(stderr, "brainalign checkpoint: %s needs true or false, got '%s'\n", opt, text);
+        return -1;
+    }
     return 0;
 }
 
@@ -77,7 +112,8 @@ static int parse_args(int argc, char **argv, ba_random_checkpoint *spec, const c
         if (strcmp(opt, "--arch") == 0) {
             spec->arch = ba_arch_from_name(val);
             if (spec->arch == BA_ARCH_UNKNOWN) {
-                fprintf(stderr, "brainalign checkpoint: unknown --arch '%s' (gpt2)\n", val);
+                fprintf(stderr, "brainalign checkpoint: unknown --arch '%s' (gpt2, llama)\n",
+                        val);
                 bad = 1;
             }
         } else if (strcmp(opt, "--layers") == 0) bad = parse_int_arg(opt, val, 1, &spec->n_layers);
@@ -91,6 +127,13 @@ static int parse_args(int argc, char **argv, ba_random_checkpoint *spec, const c
         else if (strcmp(opt, "--vocab-from") == 0) spec->vocab_from = val;
         else if (strcmp(opt, "--dtype") == 0) bad = parse_dtype(val, &spec->dtype);
         else if (strcmp(opt, "--shards") == 0) bad = parse_int_arg(opt, val, 1, &spec->n_shards);
+        else if (strcmp(opt, "--kv-heads") == 0) bad = parse_int_arg(opt, val, 1, &spec->n_kv_heads);
+        else if (strcmp(opt, "--rope-theta") == 0)
+            bad = parse_positive_real(opt, val, 1e300, &spec->rope_theta);
+        else if (strcmp(opt, "--rms-eps") == 0)
+            bad = parse_positive_real(opt, val, 1.0, &spec->norm_eps);
+        else if (strcmp(opt, "--tie-word-embeddings") == 0)
+            bad = parse_bool(opt, val, &spec->tie_embeddings);
         else if (strcmp(opt, "--out") == 0) *out_dir = val;
         else if (strcmp(opt, "--init-std") == 0) {
             char *end = NULL;
