@@ -51,6 +51,7 @@ const char *ba_status_name(ba_status code)
     case BA_ERR_NOMEM: return "out of memory";
     case BA_ERR_MPI: return "MPI error";
     case BA_ERR_NUMERIC: return "numerical failure";
+    case BA_ERR_INTERRUPTED: return "interrupted";
     case BA_ERR_INTERNAL: return "internal error";
     }
     return "unknown error";

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "brainalign/features_io.h"
 #include "brainalign/folds.h"
@@ -403,6 +405,29 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     BA_TRY(ba_mpi_agree(comm, rc, err), done);
     sum->seconds_io = ba_now() - t0;
 
+    /* Restart: finished folds go to <out>.checkpoint.h5, keyed by the inputs
+     * (paths, sizes, modification times) and the whole configuration. */
+    char checkpoint[BA_PATH_MAX + 32], key[16384];
+    snprintf(checkpoint, sizeof checkpoint, "%s.checkpoint.h5", cfg->out_path);
+    describe_config(cfg, &in, key, sizeof key / 2);
+    const char *inputs[4] = {study_mode ? cfg->features_path : cfg->x_spec,
+                             study_mode ? cfg->bold_path : cfg->y_spec, NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        char file[BA_PATH_MAX];
+        snprintf(file, sizeof file, "%s", inputs[i]);
+        char *colon = study_mode ? NULL : strrchr(file, ':');
+        if (colon) *colon = '\0';
+        struct stat st;
+        long long size = -1, mtime = -1;
+        if (stat(file, &st) == 0) { size = (long long)st.st_size; mtime = (long long)st.st_mtime; }
+        size_t len = strlen(key);
+        snprintf(key + len, sizeof key - len, " input=%s size=%lld mtime=%lld", inputs[i], size, mtime);
+    }
+    if (!cfg->no_checkpoint) {
+        ropt.checkpoint_path = checkpoint;
+        ropt.checkpoint_key = key;
+    }
+    ropt.stop_requested = cfg->stop_requested;
     ba_ridge_data D = {in.n, in.p, study_mode ? read_rows_from_memory : read_rows_from_file,
                        &in, in.y_local};
     rc = ba_ridge_cv(&L, &D, &ropt, &R, err);
@@ -420,6 +445,11 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     sum->n_folds = ropt.n_folds;
     sum->timing = R.timing;
     BA_TRY(write_scores(cfg, comm, &L, &in, &R, sum, err), done);
+    sum->n_folds_resumed = R.n_folds_resumed;
+    /* The scores are safely in place: the checkpoint has served. */
+    int me = 0;
+    MPI_Comm_rank(comm, &me);
+    if (ropt.checkpoint_path && me == 0) unlink(checkpoint);
     sum->seconds_total = ba_now() - t0;
 done:
     ba_ridge_result_free(&R);

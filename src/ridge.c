@@ -25,8 +25,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "brainalign/folds.h"
+#include "brainalign/h5io.h"
 #include "brainalign/parallel.h"
 #include "brainalign/scalapack.h"
 
@@ -503,6 +505,89 @@ static void voxel_block(const fold_spectrum *S, const fold_rows *f,
     *flops += 2.0 * (double)ntr * m * bw * (1 + opt->n_alphas) + 2.0 * (double)nte * m * bw;
 }
 
+/* ------------------------------------------------------------ checkpoints */
+
+/* Load the folds a previous run finished, if its key matches. A missing,
+ * unreadable or foreign checkpoint means starting afresh (not an error). */
+static void load_checkpoint(const ba_ridge_layout *L, const ba_ridge_options *opt,
+                            ba_ridge_result *res, int *done)
+{
+    int K = res->n_folds;
+    for (int k = 0; k < K; k++) done[k] = 0;
+    if (!opt->checkpoint_path) return;
+    int rank = 0, present = 0;
+    MPI_Comm_rank(L->world, &rank);
+    if (rank == 0) present = access(opt->checkpoint_path, F_OK) == 0;
+    MPI_Bcast(&present, 1, MPI_INT, 0, L->world);
+    if (!present) return;
+    ba_error err;
+    ba_h5file f;
+    if (ba_h5_open(&f, opt->checkpoint_path, L->world, &err) != BA_OK) {
+        if (rank == 0 && !opt->quiet)
+            fprintf(stderr, "ridge CV: %s cannot be read (%s); starting afresh\n",
+                    opt->checkpoint_path, err.message);
+        return;
+    }
+    char *key = NULL;
+    ba_status rc = ba_h5_get_attr_str(&f, "/", "key", &key, &err);
+    int matches = rc == BA_OK && key && opt->checkpoint_key && strcmp(key, opt->checkpoint_key) == 0;
+    free(key);
+    long long flags[K];
+    if (matches && ba_h5_get_attr_i64(&f, "/", "done", flags, (size_t)K, &err) != BA_OK) matches = 0;
+    /* Every rank must agree before trusting it. */
+    MPI_Allreduce(MPI_IN_PLACE, &matches, 1, MPI_INT, MPI_MIN, L->world);
+    if (matches) {
+        long vloc = res->v_local;
+        rc = BA_OK;
+        for (int k = 0; k < K && rc == BA_OK; k++) {
+            /* Only my group's folds: the final exchange sums across groups. */
+            if (!flags[k] || vloc == 0 || k % L->n_groups != L->group_index) continue;
+            hsize_t start[2] = {(hsize_t)k, (hsize_t)L->v_begin}, count[2] = {1, (hsize_t)vloc};
+            rc = ba_h5_read(&f, "/r_folds", BA_H5_F32, start, count, res->r_folds + (size_t)k * vloc, &err);
+            if (rc == BA_OK)
+                rc = ba_h5_read(&f, "/alpha", BA_H5_F32, start, count, res->alpha + (size_t)k * vloc, &err);
+        }
+        int ok = rc == BA_OK;
+        MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, L->world);
+        if (ok)
+            for (int k = 0; k < K; k++) done[k] = flags[k] != 0;
+        else
+            memset(res->r_folds, 0, sizeof(float) * (size_t)K * (size_t)vloc);
+    }
+    ba_h5_abandon(&f);
+    if (rank == 0 && !opt->quiet && !matches)
+        fprintf(stderr, "ridge CV: %s is from other inputs or options; starting afresh\n",
+                opt->checkpoint_path);
+}
+
+/* Save every finished fold: each group writes the folds it owns for its
+ * ranks' voxels. Collective over the world; atomic on disk. */
+static ba_status save_checkpoint(const ba_ridge_layout *L, const ba_ridge_options *opt,
+                                 const ba_ridge_result *res, const int *done, ba_error *err)
+{
+    int K = res->n_folds;
+    long vloc = res->v_local;
+    ba_h5file f;
+    BA_CHECK(ba_h5_create(&f, opt->checkpoint_path, L->world, err));
+    hsize_t dims[2] = {(hsize_t)K, (hsize_t)L->v_total};
+    ba_status rc = ba_h5_create_dataset(&f, "/r_folds", BA_H5_F32, 2, dims, err);
+    if (rc == BA_OK) rc = ba_h5_create_dataset(&f, "/alpha", BA_H5_F32, 2, dims, err);
+    for (int k = 0; k < K && rc == BA_OK; k++) {
+        bool mine = done[k] && k % L->n_groups == L->group_index && vloc > 0;
+        hsize_t start[2] = {(hsize_t)k, (hsize_t)L->v_begin};
+        hsize_t count[2] = {mine ? 1 : 0, mine ? (hsize_t)vloc : 0};
+        rc = ba_h5_write(&f, "/r_folds", BA_H5_F32, start, count, res->r_folds + (size_t)k * vloc, err);
+        if (rc == BA_OK)
+            rc = ba_h5_write(&f, "/alpha", BA_H5_F32, start, count, res->alpha + (size_t)k * vloc, err);
+    }
+    long long flags[K];
+    for (int k = 0; k < K; k++) flags[k] = done[k];
+    if (rc == BA_OK) rc = ba_h5_set_attr_i64(&f, "/", "done", flags, (size_t)K, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "key", opt->checkpoint_key ? opt->checkpoint_key : "", err);
+    if (rc != BA_OK) { ba_h5_abandon(&f); return rc; }
+    return ba_h5_close(&f, err);
+}
+
 /* ------------------------------------------------------------ the driver */
 
 static ba_status check_options(const ba_ridge_data *D, const ba_ridge_options *opt,
@@ -552,6 +637,15 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
     rc = (!res->r_folds || !res->alpha || !res->r) ? BA_ERR_NOMEM : BA_OK;
     BA_CHECK(ba_mpi_agree(L->world, rc, err));
 
+    int done[K > 0 ? K : 1];
+    load_checkpoint(L, opt, res, done);
+    for (int k = 0; k < K; k++) res->n_folds_resumed += done[k];
+    int rank = 0;
+    MPI_Comm_rank(L->world, &rank);
+    if (rank == 0 && !opt->quiet && res->n_folds_resumed > 0)
+        fprintf(stderr, "ridge CV: resuming: %d of %d folds done in %s\n", res->n_folds_resumed,
+                K, opt->checkpoint_path);
+
     ba_grid grid = {0};
     MPI_Comm column_comm = MPI_COMM_NULL;
     voxel_workspace ws = {0};
@@ -559,7 +653,7 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
     long width = opt->voxel_block > 0 ? opt->voxel_block : 512;
     if (width > vloc) width = vloc > 0 ? vloc : 1;
     int my_folds = 0;
-    for (int k = L->group_index; k < K; k += L->n_groups) my_folds++;
+    for (int k = L->group_index; k < K; k += L->n_groups) my_folds += !done[k];
     long blocks = (vloc + width - 1) / width;
     ba_progress progress;
     ba_progress_begin(&progress, L->world, opt->quiet, "ridge CV");
@@ -580,7 +674,11 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
     int rounds = (K + L->n_groups - 1) / L->n_groups;
     for (int round = 0; round < rounds; round++) {
         int k = round * L->n_groups + L->group_index;
-        if (k < K) {
+        int first = round * L->n_groups, last = first + L->n_groups < K ? first + L->n_groups : K;
+        bool round_done = true;
+        for (int j = first; j < last; j++) round_done = round_done && done[j];
+        if (round_done) continue; /* resumed from the checkpoint */
+        if (k < K && !done[k]) {
             fold_rows f = make_fold(D->n, bounds[k], bounds[k + 1]);
             double t0 = ba_now();
             rc = feature_phase(&grid, column_comm, D, &f, opt, &S,
@@ -603,6 +701,27 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
             spectrum_free(&S);
         }
         BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);
+        for (int j = first; j < last; j++) done[j] = 1;
+        int stop = opt->stop_requested && *opt->stop_requested;
+        MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, L->world);
+        if (opt->checkpoint_path) {
+            BA_TRY(save_checkpoint(L, opt, res, done, err), cleanup);
+            int saved = 0;
+            for (int j = 0; j < K; j++) saved += done[j];
+            if (rank == 0 && !opt->quiet && !progress.tty)
+                fprintf(stderr, "ridge CV: checkpoint: %d of %d folds saved\n", saved, K);
+        }
+        if (stop && last < K) {
+            int saved = 0;
+            for (int j = 0; j < K; j++) saved += done[j];
+            rc = opt->checkpoint_path
+                     ? ba_fail(err, BA_ERR_INTERRUPTED,
+                               "stopped by a signal after %d of %d folds; they are saved in %s: "
+                               "run the same command again to resume", saved, K, opt->checkpoint_path)
+                     : ba_fail(err, BA_ERR_INTERRUPTED, "stopped by a signal after %d of %d folds",
+                               saved, K);
+            goto cleanup;
+        }
     }
 
     /* Each rank holds its group's folds for its voxels; the same voxels sit

@@ -28,6 +28,7 @@ typedef enum {
     BA_ERR_NOMEM,   /* allocation failed                                  */
     BA_ERR_MPI,     /* MPI, BLACS or HDF5-parallel failure                */
     BA_ERR_NUMERIC, /* a numerical routine failed (eigensolver ...)       */
+    BA_ERR_INTERRUPTED, /* stopped by a signal; finished work was saved     */
     BA_ERR_INTERNAL /* a bug: an invariant did not hold                   */
 } ba_status;
 

@@ -7,11 +7,18 @@
  *   /alpha    float32 [n_folds, n_voxels]   the alpha chosen per fold
  *   /roi/{name,n_voxels,mean_r,median_r,sem_r} when an atlas is given
  *   root attributes: config (the full configuration), inputs, version,
- *   command. */
+ *   command.
+ *
+ * Restart: while it runs, fit keeps <out>.checkpoint.h5 with the folds it
+ * has finished (rewritten atomically after every round of folds); a run
+ * killed by SIGTERM (SLURM's time limit) stops at the next fold boundary,
+ * and any killed run, rerun with the same inputs and options, resumes from
+ * there. The final scores.h5 is identical to an uninterrupted run's. */
 #ifndef BRAINALIGN_FIT_H
 #define BRAINALIGN_FIT_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdbool.h>
 
 #include "brainalign/atlas.h"
@@ -40,6 +47,8 @@ typedef struct {
     double alphas[BA_MAX_ALPHAS];
     const char *command_line;
     const char *study_config; /* the whole `run` configuration, when run */
+    bool no_checkpoint;       /* do not save or resume <out>.checkpoint.h5 */
+    volatile sig_atomic_t *stop_requested; /* set by a signal handler */
 } ba_fit_config;
 
 /* Defaults of the reference pipeline: 5 folds, alphas logspace(-1, 8, 10),
@@ -54,6 +63,7 @@ typedef struct {
     ba_atlas atlas;
     ba_ridge_timing timing; /* this rank */
     double seconds_total, seconds_io;
+    int n_folds_resumed;    /* folds taken from a previous run's checkpoint */
 } ba_fit_summary;
 
 /* Collective over comm. Writes cfg->out_path (atomically) or nothing. */

@@ -20,6 +20,7 @@
 #define BRAINALIGN_RIDGE_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdbool.h>
 
 #include "brainalign/error.h"
@@ -33,6 +34,15 @@ typedef struct {
     long voxel_block;        /* voxels per block in the voxel phase (0: 512) */
     int block_size;          /* ScaLAPACK block size (0: 64) */
     bool quiet;
+    /* Restart after failure (optional). After every round of folds the
+     * finished folds are saved to checkpoint_path (atomically: temporary
+     * name, then rename); a later run with the same checkpoint_key skips
+     * them. A different key (other inputs or options) starts afresh. */
+    const char *checkpoint_path;
+    const char *checkpoint_key;
+    /* Set (e.g. by a SIGTERM handler) to stop at the next fold boundary
+     * with BA_ERR_INTERRUPTED, after saving the checkpoint. */
+    volatile sig_atomic_t *stop_requested;
 } ba_ridge_options;
 
 typedef struct {
@@ -69,6 +79,7 @@ typedef struct {
 
 typedef struct {
     int n_folds;
+    int n_folds_resumed;   /* folds taken from the checkpoint */
     long v_local;
     float *r_folds; /* [n_folds][v_local] */
     float *alpha;   /* [n_folds][v_local] */

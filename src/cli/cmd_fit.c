@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <mpi.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,6 +11,16 @@
 #include "commands.h"
 #include "brainalign/fit.h"
 #include "brainalign/parallel.h"
+
+/* SIGTERM (SLURM's time limit, or a user) asks for a clean stop at the next
+ * fold boundary; finished folds are already saved in the checkpoint. */
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_terminate(int signal_number)
+{
+    (void)signal_number;
+    stop_requested = 1;
+}
 
 static void help(void)
 {
@@ -44,7 +55,10 @@ static void help(void)
         "  --out FILE          scores.h5 (written under a temporary name, then renamed)\n"
         "  --quiet             no progress on standard error\n"
         "  --timing            print the time and flop rate of each phase\n"
-        "  --design-only FILE  write the design matrix (/X, /story_bounds, /stories) and stop\n");
+        "  --design-only FILE  write the design matrix (/X, /story_bounds, /stories) and stop\n"
+        "  --no-checkpoint     do not save finished folds to OUT.checkpoint.h5 (by default a\n"
+        "                      killed run, rerun with the same command, resumes from there;\n"
+        "                      SIGTERM stops at the next fold boundary)\n");
 }
 
 static void print_table(const ba_fit_summary *s)
@@ -121,6 +135,7 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_flag(&a, "--quiet")) cfg.ridge.quiet = true;
         else if (ba_args_flag(&a, "--timing")) timing = true;
         else if (ba_args_value(&a, "--design-only")) design_only = a.value;
+        else if (ba_args_flag(&a, "--no-checkpoint")) cfg.no_checkpoint = true;
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
     }
     if (!a.error[0] && usage_error[0]) snprintf(a.error, sizeof a.error, "%s", usage_error);
@@ -139,6 +154,11 @@ int ba_cmd_fit(int argc, char **argv)
         ba_status drc = ba_fit_export_design(&cfg, MPI_COMM_WORLD, design_only, &err);
         return drc == BA_OK ? 0 : ba_cli_report("fit", drc, &err);
     }
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_terminate;
+    sigaction(SIGTERM, &action, NULL);
+    cfg.stop_requested = &stop_requested;
     ba_fit_summary summary;
     ba_status rc = ba_fit_run(&cfg, MPI_COMM_WORLD, &summary, &err);
     if (rc != BA_OK) return ba_cli_report("fit", rc, &err);
