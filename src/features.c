@@ -24,6 +24,7 @@ void ba_features_config_defaults(ba_features_config *cfg)
     cfg->format = BA_STIM_AUTO;
     cfg->all_layers = true;
     cfg->bos = BA_BOS_AUTO;
+    ba_augment_options_defaults(&cfg->augment);
 }
 
 ba_status ba_bos_mode_parse(const char *text, ba_bos_mode *mode, ba_error *err)
@@ -409,33 +410,69 @@ typedef struct {
     int32_t *ids;
     size_t n_tokens;
     size_t *word_end;     /* [n_words]: one past each word's last token */
+    size_t *word_begin;   /* [n_words]: each word's first token when words were
+                             inserted between them; NULL: word_end[w-1] */
     size_t n_windows;
     size_t logp_offset;   /* into the run's token log-probability array */
 } story_tokens;
 
-static ba_status tokenize_story(const ba_features_config *cfg, const ba_tokenizer *tok,
-                                int vocab, const ba_story *story, story_tokens *st,
-                                ba_error *err)
+static size_t first_word_ending_at_or_after(const size_t *word_end, size_t n_words,
+                                            size_t token);
+
+/* The token spans of the story's own words inside the augmented text:
+ * word w is augmented word position[w]. */
+static ba_status original_word_spans(const ba_augmented_story *aug, const size_t *aug_end,
+                                     story_tokens *st, ba_error *err)
 {
+    st->word_begin = ba_calloc(aug->n_original ? aug->n_original : 1, sizeof *st->word_begin,
+                               "word token starts", err);
+    if (!st->word_begin) return BA_ERR_NOMEM;
+    for (size_t w = 0; w < aug->n_original; w++) {
+        size_t i = aug->position[w];
+        st->word_begin[w] = i > 0 ? aug_end[i - 1] : 0;
+        st->word_end[w] = aug_end[i];
+    }
+    return BA_OK;
+}
+
+/* Token ids of the text the model reads — the story's words, or the
+ * augmented words when `aug` is given — and each story word's tokens. */
+static ba_status tokenize_story(const ba_features_config *cfg, const ba_tokenizer *tok,
+                                int vocab, const ba_story *story,
+                                const ba_augmented_story *aug, story_tokens *st, ba_error *err)
+{
+    char *const *words = aug ? aug->words : story->words;
+    size_t n_words = aug ? aug->n_words : story->n_words;
     st->word_end = ba_calloc(story->n_words ? story->n_words : 1, sizeof *st->word_end,
                              "word token ends", err);
-    if (!st->word_end) return BA_ERR_NOMEM;
-    ba_status rc = ba_tokenizer_encode_words(tok, story->words, story->n_words, &st->ids,
-                                             &st->n_tokens, st->word_end, err);
-    if (rc != BA_OK)
-        return ba_context(err, "%s: story '%s' (tokenizer of %s)", cfg->stimuli_dir, story->name,
-                          cfg->model_dir);
+    size_t *ends = aug ? ba_calloc(n_words ? n_words : 1, sizeof *ends, "word token ends", err)
+                       : st->word_end;
+    if (!st->word_end || !ends) {
+        if (aug) free(ends);
+        return BA_ERR_NOMEM;
+    }
+    ba_status rc = ba_tokenizer_encode_words(tok, words, n_words, &st->ids, &st->n_tokens, ends,
+                                             err);
+    if (rc != BA_OK) ba_context(err, "%s: story '%s' (tokenizer of %s)", cfg->stimuli_dir,
+                                story->name, cfg->model_dir);
+    if (rc == BA_OK && aug) rc = original_word_spans(aug, ends, st, err);
+    if (aug) free(ends);
+    if (rc != BA_OK) return rc;
     if (st->n_tokens == 0)
         return ba_fail(err, BA_ERR_VALUE, "%s: story '%s' has no tokens", cfg->stimuli_dir,
                        story->name);
-    for (size_t w = 0, t = 0; w < story->n_words; w++)
-        for (; t < st->word_end[w]; t++)
-            if (st->ids[t] < 0 || st->ids[t] >= vocab)
-                return ba_fail(err, BA_ERR_VALUE, "%s: story '%s', word %zu ('%.60s'): the "
-                               "tokenizer gives token id %d but %s/config.json has vocab_size "
-                               "%d; the tokenizer and the model do not belong together",
-                               cfg->stimuli_dir, story->name, w, story->words[w],
-                               (int)st->ids[t], cfg->model_dir, vocab);
+    for (size_t t = 0; t < st->n_tokens; t++)
+        if (st->ids[t] < 0 || st->ids[t] >= vocab) {
+            size_t w = first_word_ending_at_or_after(st->word_end, story->n_words, t);
+            bool own = w < story->n_words && (!st->word_begin || st->word_begin[w] <= t);
+            return ba_fail(err, BA_ERR_VALUE, "%s: story '%s', %s %zu ('%.60s'): the tokenizer "
+                           "gives token id %d but %s/config.json has vocab_size %d; the "
+                           "tokenizer and the model do not belong together", cfg->stimuli_dir,
+                           story->name, own ? "word" : "inserted text before word",
+                           w < story->n_words ? w : story->n_words - 1,
+                           story->words[w < story->n_words ? w : story->n_words - 1],
+                           (int)st->ids[t], cfg->model_dir, vocab);
+        }
     return BA_OK;
 }
 
@@ -444,6 +481,7 @@ static void story_tokens_free(story_tokens *st, size_t n)
     for (size_t s = 0; st && s < n; s++) {
         free(st[s].ids);
         free(st[s].word_end);
+        free(st[s].word_begin);
     }
     free(st);
 }
@@ -596,6 +634,7 @@ static ba_status write_surprisal(window_run *wr, size_t n_stories, size_t total_
         if (!surprisal) return BA_ERR_NOMEM;
         for (size_t w = 0, t = 0; w < story->n_words; w++) {
             double sum = 0;
+            if (st->word_begin) t = st->word_begin[w]; /* skip inserted words' tokens */
             for (; t < st->word_end[w]; t++) sum += logp[t];
             surprisal[w] = (float)-sum;
         }
@@ -619,7 +658,23 @@ static ba_status check_config(const ba_features_config *cfg, ba_error *err)
     if (cfg->stride < 0) return ba_fail(err, BA_ERR_USAGE, "--stride must be at least 1");
     if (cfg->condition && !cfg->condition[0])
         return ba_fail(err, BA_ERR_USAGE, "--condition: the name is empty");
+    if (cfg->associations && cfg->augment.placement == BA_PLACE_EVERY_K &&
+        cfg->augment.every_k < 1)
+        return ba_fail(err, BA_ERR_USAGE, "--every must be at least 1");
     return BA_OK;
+}
+
+/* Provenance of an augmented condition (root attributes). */
+static ba_status record_associations(ba_h5file *f, const ba_features_config *cfg,
+                                     const ba_features_summary *sum, ba_error *err)
+{
+    long long values[3] = {cfg->augment.every_k, (long long)cfg->augment.seed,
+                           sum->n_inserted_words};
+    BA_CHECK(ba_h5_set_attr_str(f, "/", "associations", cfg->associations, err));
+    BA_CHECK(ba_h5_set_attr_str(f, "/", "policy", ba_augment_policy_name(&cfg->augment), err));
+    BA_CHECK(ba_h5_set_attr_i64(f, "/", "every_k", &values[0], 1, err));
+    BA_CHECK(ba_h5_set_attr_i64(f, "/", "seed", &values[1], 1, err));
+    return ba_h5_set_attr_i64(f, "/", "inserted_words", &values[2], 1, err);
 }
 
 /* Everything every rank prepares the same way: model, settings, stories,
@@ -632,10 +687,12 @@ typedef struct {
     size_t n_stories;
     story_tokens *tokens;
     size_t total_tokens;
+    ba_association_set assoc;   /* empty without --associations */
 } prepared;
 
 static void prepared_free(prepared *p)
 {
+    ba_association_set_free(&p->assoc);
     story_tokens_free(p->tokens, p->n_stories);
     ba_story_array_free(p->stories, p->n_stories);
     ba_tokenizer_destroy(p->tok);
@@ -652,10 +709,23 @@ static ba_status prepare(const ba_features_config *cfg, prepared *p, ba_features
     BA_TRY(resolve_settings(cfg, p->model, &p->rs, err), done);
     BA_TRY(read_stories(cfg, &p->stories, &p->n_stories, &sum->stimuli, err), done);
     BA_ALLOC(p->tokens, p->n_stories, "story tokens", done);
+    if (cfg->associations) {
+        BA_TRY(ba_association_set_read(cfg->associations, &p->assoc, err), done);
+        BA_TRY(ba_association_set_check(&p->assoc, p->stories, p->n_stories,
+                                        cfg->augment.pause_s, err), done);
+    }
     for (size_t s = 0; s < p->n_stories; s++) {
         story_tokens *st = &p->tokens[s];
-        BA_TRY(tokenize_story(cfg, p->tok, ba_model_vocab_size(p->model), &p->stories[s], st,
-                              err), done);
+        ba_augmented_story aug = {0};
+        if (cfg->associations)
+            BA_TRY(ba_augment_story(&p->stories[s], &p->assoc, &cfg->augment, p->stories,
+                                    p->n_stories, &aug, err), done);
+        rc = tokenize_story(cfg, p->tok, ba_model_vocab_size(p->model), &p->stories[s],
+                            cfg->associations ? &aug : NULL, st, err);
+        sum->n_insertions += aug.n_insertions;
+        sum->n_inserted_words += (long)(aug.n_words - aug.n_original);
+        ba_augmented_story_free(&aug);
+        if (rc != BA_OK) goto done;
         st->n_windows = ba_feature_window_count(st->n_tokens, p->rs.context, p->rs.stride);
         st->logp_offset = p->total_tokens;
         p->total_tokens += st->n_tokens;
@@ -740,8 +810,10 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
                                            p.stories[s].words, p.stories[s].onset,
                                            p.stories[s].offset};
     const ba_model_config *mc = ba_model_get_config(p.model);
-    ba_features_meta meta = {mc->model_type, sum->checkpoint, (long)p.rs.context,
-                             cfg->condition ? cfg->condition : "baseline",
+    const char *condition = cfg->condition          ? cfg->condition
+                            : cfg->associations ? p.assoc.name
+                                                : "baseline";
+    ba_features_meta meta = {mc->model_type, sum->checkpoint, (long)p.rs.context, condition,
                              cfg->command_line ? cfg->command_line : "brainalign features"};
     wr = (window_run){cfg, &p.rs, p.model, p.stories, p.tokens, wr.token_logp, &writer,
                       NULL, NULL, NULL, (size_t)ba_model_d_model(p.model)};
@@ -751,6 +823,7 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     long long extra[2] = {(long long)p.rs.stride, p.rs.bos};
     rc = ba_h5_set_attr_i64(&writer.file, "/", "stride", &extra[0], 1, err);
     if (rc == BA_OK) rc = ba_h5_set_attr_i64(&writer.file, "/", "bos_token", &extra[1], 1, err);
+    if (rc == BA_OK && cfg->associations) rc = record_associations(&writer.file, cfg, sum, err);
     if (rc == BA_OK) rc = run_my_windows(&wr, units, n_units, comm, sum, err);
     /* Every rank must take part in the sum, whatever happened here. */
     rc = ba_mpi_agree(comm, rc, err);

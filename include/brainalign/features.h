@@ -23,6 +23,19 @@
  * two windows sums log-probabilities from both; its vector comes from the
  * window owning its last token).
  *
+ * Associative memory. With an association set (associations.h), each
+ * story is read by the model with the set's associations inserted by the
+ * chosen policy: the running text is " ".join(augmented words), and the
+ * windows cover the augmented tokens. The output still has exactly the
+ * story's own words, with their own timings: a word's vector is the hidden
+ * state of its last token in the augmented text, its surprisal the sum over
+ * its own tokens (inserted words contribute nothing). So baseline and
+ * augmented features differ only through the context the model saw; with
+ * no association for a story its features are the baseline's. The
+ * condition recorded is --condition, else the set's name (its file stem);
+ * the set, the policy, k and the seed are recorded as root attributes
+ * (associations, policy, every_k, seed, inserted_words).
+ *
  * BOS. With a BOS token (--bos yes; --bos auto = yes for LLaMA-type
  * models, as Hugging Face's LLaMA tokenizer adds one, no for GPT-2, whose
  * tokenizer does not), every window is [BOS, its story tokens]; the BOS
@@ -40,9 +53,10 @@
  * rank, ties to the lower rank). Every rank reads and tokenises every
  * story and maps the same checkpoint (one copy in the page cache). A
  * word's values come from the same window whichever rank computes it, so
- * the output does not depend on the number of ranks (bitwise, as long as
- * the BLAS gives the same bits for the same window, which it does at a
- * fixed kernel choice). Each rank writes the hidden-state rows of the
+ * the output does not depend on the number of ranks: bitwise at a fixed
+ * BLAS kernel choice and thread count per rank (OpenBLAS's results move
+ * in the last bits with its thread count, measured up to 3e-6 on GPT-2
+ * small hidden states, and with OPENBLAS_CORETYPE). Each rank writes the hidden-state rows of the
  * words its windows own straight into the shared file (independent
  * hyperslab writes); rank 0 writes words, onsets, offsets and surprisal.
  * The file is written under a temporary name and renamed at the end; on
@@ -55,6 +69,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "brainalign/associations.h"
 #include "brainalign/error.h"
 #include "brainalign/stimuli.h"
 
@@ -82,7 +97,9 @@ typedef struct {
     long context;             /* 0: BA_FEATURES_DEFAULT_CONTEXT               */
     long stride;              /* 0: context / 2 (at least 1)                  */
     ba_bos_mode bos;
-    const char *condition;    /* NULL: "baseline"                             */
+    const char *associations; /* JSONL association set; NULL: the plain text  */
+    ba_augment_options augment; /* how the associations are inserted          */
+    const char *condition;    /* NULL: the set's name, else "baseline"        */
     const char *out_path;
     const char *command_line; /* recorded in the file                         */
     bool quiet;               /* no progress on rank 0                        */
@@ -100,6 +117,8 @@ typedef struct {
     int layers[BA_FEATURES_MAX_LAYERS]; /* the HF indices kept              */
     long d_model;
     ba_story_read_stats stimuli; /* repairs the stimulus readers made         */
+    size_t n_insertions;      /* associations inserted (all stories)           */
+    long n_inserted_words;    /* words they added                              */
     /* This rank. */
     long my_windows, my_window_tokens;
     double seconds_forward, seconds_total;

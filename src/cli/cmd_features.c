@@ -44,8 +44,20 @@ static void help(void)
         "  --stride S          window step, 1..C (default C/2)\n"
         "  --bos auto|yes|no   prepend the BOS token to every window (auto: yes for LLaMA,\n"
         "                      no for GPT-2, as their Hugging Face tokenizers do)\n"
+        "associative memory (see include/brainalign/associations.h):\n"
+        "  --associations FILE a JSONL association set: the model reads each story with the\n"
+        "                      associations inserted; features are still given for the\n"
+        "                      story's own words only (their tokens in the augmented text),\n"
+        "                      with their own timings\n"
+        "  --policy P          human (at the given places, default), every-k (the GPT-4\n"
+        "                      setting: after every k-th sentence), word (word-level phrases\n"
+        "                      after their words), random (the control: same places and\n"
+        "                      lengths, words from other stories; random-every-k, random-word)\n"
+        "  --every K           sentences per block for every-k (default 4)\n"
+        "  --seed S            seed of the random control (default 2025)\n"
         "output:\n"
-        "  --condition NAME    recorded in the file (default baseline)\n"
+        "  --condition NAME    recorded in the file (default: the association set's file\n"
+        "                      name without extension, else baseline)\n"
         "  --out FILE          features.h5 (written under a temporary name, then renamed)\n"
         "  --quiet             no progress on standard error\n"
         "  --timing            per-rank forward times\n\n"
@@ -91,6 +103,10 @@ static void print_summary(const ba_features_summary *s, const ba_features_config
            "tokens (stride %ld, BOS %s), %ld window tokens; %d layers of width %ld\n",
            s->n_stories, s->n_words, s->n_tokens, s->n_windows, s->context, s->stride,
            s->bos_token >= 0 ? "yes" : "no", s->n_window_tokens, s->n_layers, s->d_model);
+    if (cfg->associations)
+        printf("associations: %zu inserted from %s (policy %s), %ld words added; features at "
+               "the stories' own words\n", s->n_insertions, cfg->associations,
+               ba_augment_policy_name(&cfg->augment), s->n_inserted_words);
     if (s->stimuli.n_interpolated || s->stimuli.n_clamped || s->stimuli.n_skipped)
         printf("stimuli: %zu words with interpolated times, %zu onsets clamped, %zu "
                "non-speech intervals skipped\n", s->stimuli.n_interpolated,
@@ -109,7 +125,7 @@ int ba_cmd_features(int argc, char **argv)
     ba_error_clear(&err);
     ba_args a;
     ba_args_init(&a, argc, argv);
-    bool timing = false;
+    bool timing = false, policy_given = false;
     char layer_text[1024] = "", story_text[65536] = "", usage_error[1200] = "";
     static char *names[MAX_STORIES];
     long number = 0;
@@ -131,6 +147,17 @@ int ba_cmd_features(int argc, char **argv)
         } else if (ba_args_value(&a, "--bos")) {
             if (ba_bos_mode_parse(a.value, &cfg.bos, &err))
                 snprintf(usage_error, sizeof usage_error, "%s", err.message);
+        } else if (ba_args_value(&a, "--associations")) cfg.associations = a.value;
+        else if (ba_args_value(&a, "--policy")) {
+            if (ba_augment_policy_parse(a.value, &cfg.augment, &err))
+                snprintf(usage_error, sizeof usage_error, "--policy: %s", err.message);
+            policy_given = true;
+        } else if (ba_args_value(&a, "--every")) {
+            if (ba_args_long(&a, "--every", &number)) cfg.augment.every_k = number < 1 ? 0 : (int)number;
+            policy_given = true;
+        } else if (ba_args_value(&a, "--seed")) {
+            if (ba_args_long(&a, "--seed", &number)) cfg.augment.seed = (uint64_t)number;
+            policy_given = true;
         } else if (ba_args_value(&a, "--condition")) cfg.condition = a.value;
         else if (ba_args_value(&a, "--out")) cfg.out_path = a.value;
         else if (ba_args_flag(&a, "--quiet")) cfg.quiet = true;
@@ -138,6 +165,8 @@ int ba_cmd_features(int argc, char **argv)
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
     }
     if (!a.error[0] && usage_error[0]) snprintf(a.error, sizeof a.error, "%s", usage_error);
+    if (!a.error[0] && policy_given && !cfg.associations)
+        snprintf(a.error, sizeof a.error, "--policy, --every and --seed need --associations");
     if (!a.error[0] && layer_text[0] && strcmp(layer_text, "all") != 0) {
         cfg.all_layers = false;
         if (ba_parse_int_list(layer_text, cfg.layers, BA_FEATURES_MAX_LAYERS, &cfg.n_layers,

@@ -27,7 +27,12 @@
 #include <sys/stat.h>
 
 #include "brainalign/associations.h"
+#include "brainalign/features.h"
+#include "brainalign/features_io.h"
+#include "brainalign/h5io.h"
+#include "brainalign/model.h"
 #include "brainalign/stimuli.h"
+#include "brainalign/tokenizer.h"
 
 static ba_story *g_stories;
 static size_t g_n_stories;
@@ -510,6 +515,280 @@ static void test_empty_set(void **state)
     ba_association_set_free(&set);
 }
 
+/* ---- the features stage on augmented text ------------------------------------------ */
+
+static char g_fdir[4096];
+
+/* The first n lines of a real align.csv as <dir>/<story>/align.csv. */
+static void write_excerpt(const char *dir, const char *story, size_t n_lines)
+{
+    size_t len = 0;
+    char path[4400];
+    snprintf(path, sizeof path, "narratives/stimuli/%s/align.csv", story);
+    char *text = ba_test_read_file(ba_test_data_path(path), &len);
+    size_t at = 0;
+    for (size_t lines = 0; at < len && lines < n_lines; at++)
+        if (text[at] == '\n') lines++;
+    snprintf(path, sizeof path, "%s/%s", dir, story);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/%s/align.csv", dir, story);
+    ba_test_write_file(path, text, at);
+    free(text);
+}
+
+/* A tiny random GPT-2 with the real vocabulary; excerpts of two stories. */
+static void features_fixture(void)
+{
+    if (g_fdir[0]) return;
+    snprintf(g_fdir, sizeof g_fdir, "%s", ba_test_tmpdir());
+    char ckpt[4200], stim[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt", g_fdir);
+    snprintf(stim, sizeof stim, "%s/stim", g_fdir);
+    ba_error err;
+    ba_random_checkpoint spec = {.arch = BA_ARCH_GPT2, .n_layers = 2, .d_model = 32,
+                                 .n_heads = 4, .n_positions = 512, .dtype = BA_DTYPE_F32,
+                                 .init_std = 0.25, .seed = 5, .n_shards = 1,
+                                 .vocab_from = ba_test_data_path("gpt2-tokenizer")};
+    if (ba_model_write_random(&spec, ckpt, &err) != BA_OK) fail_msg("%s", err.message);
+    assert_int_equal(mkdir(stim, 0755), 0);
+    write_excerpt(stim, "pieman", 120);
+    write_excerpt(stim, "lucy", 90);
+}
+
+typedef struct {
+    size_t n_words[2];
+    float *hidden[2];     /* [layers][words][d] */
+    float *surprisal[2];
+    long d;
+    int n_layers;
+    char *condition;
+} features_data;
+
+/* Run `features` (context 64, stride 32: several windows) and read it back. */
+static void run_features(const char *assoc_text, const char *policy, const char *tag,
+                         features_data *out)
+{
+    features_fixture();
+    ba_error err;
+    char ckpt[4200], stim[4200], assoc[4200], path[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt", g_fdir);
+    snprintf(stim, sizeof stim, "%s/stim", g_fdir);
+    snprintf(path, sizeof path, "%s/features-%s.h5", g_fdir, tag);
+    ba_features_config cfg;
+    ba_features_config_defaults(&cfg);
+    cfg.model_dir = ckpt;
+    cfg.stimuli_dir = stim;
+    cfg.context = 64;
+    cfg.stride = 32;
+    cfg.out_path = path;
+    cfg.quiet = true;
+    if (assoc_text) {
+        snprintf(assoc, sizeof assoc, "%s/%s.jsonl", g_fdir, tag);
+        ba_test_write_file(assoc, assoc_text, strlen(assoc_text));
+        cfg.associations = assoc;
+        assert_int_equal(ba_augment_policy_parse(policy, &cfg.augment, &err), BA_OK);
+    }
+    ba_features_summary sum;
+    if (ba_features_run(&cfg, MPI_COMM_WORLD, &sum, &err) != BA_OK) fail_msg("%s", err.message);
+    ba_features_file ff;
+    if (ba_features_open(&ff, path, MPI_COMM_WORLD, &err) != BA_OK) fail_msg("%s", err.message);
+    assert_int_equal(ff.n_stories, 2); /* lucy, pieman */
+    out->d = ff.d_model;
+    out->n_layers = ff.n_layers;
+    for (size_t s = 0; s < 2; s++) {
+        long n = 0;
+        assert_int_equal(ba_features_story_words(&ff, ff.stories[s], &n, &err), BA_OK);
+        out->n_words[s] = (size_t)n;
+        out->hidden[s] = calloc((size_t)(ff.n_layers * n * ff.d_model), sizeof(float));
+        out->surprisal[s] = calloc((size_t)n, sizeof(float));
+        for (int l = 0; l < ff.n_layers; l++)
+            assert_int_equal(ba_features_read_layer(&ff, ff.stories[s], l,
+                                                    out->hidden[s] + (size_t)l * n * ff.d_model,
+                                                    &err), BA_OK);
+        char obj[600];
+        snprintf(obj, sizeof obj, "/stories/%s/surprisal", ff.stories[s]);
+        assert_int_equal(ba_h5_read(&ff.file, obj, BA_H5_F32, NULL, NULL, out->surprisal[s], &err),
+                         BA_OK);
+    }
+    assert_int_equal(ba_h5_get_attr_str(&ff.file, "/", "condition", &out->condition, &err), BA_OK);
+    ba_features_close(&ff);
+}
+
+static void free_features(features_data *f)
+{
+    for (int s = 0; s < 2; s++) {
+        free(f->hidden[s]);
+        free(f->surprisal[s]);
+    }
+    free(f->condition);
+}
+
+/* Word w of story s has the same features (bitwise) in a and b. */
+static bool same_word(const features_data *a, const features_data *b, size_t s, size_t w)
+{
+    size_t n = a->n_words[s], d = (size_t)a->d;
+    for (int l = 0; l < a->n_layers; l++)
+        if (memcmp(a->hidden[s] + ((size_t)l * n + w) * d, b->hidden[s] + ((size_t)l * n + w) * d,
+                   d * sizeof(float)) != 0)
+            return false;
+    float x = a->surprisal[s][w], y = b->surprisal[s][w];
+    return memcmp(&x, &y, sizeof x) == 0; /* NaN (first word) equals itself bitwise */
+}
+
+/* The largest difference between word w's features in a and b. */
+static double word_difference(const features_data *a, const features_data *b, size_t s, size_t w)
+{
+    size_t n = a->n_words[s], d = (size_t)a->d;
+    double worst = fabs((double)a->surprisal[s][w] - (double)b->surprisal[s][w]);
+    for (int l = 0; l < a->n_layers; l++)
+        for (size_t j = 0; j < d; j++) {
+            double x = a->hidden[s][((size_t)l * n + w) * d + j], y = b->hidden[s][((size_t)l * n + w) * d + j];
+            if (fabs(x - y) > worst) worst = fabs(x - y);
+        }
+    return worst;
+}
+
+static features_data g_baseline;
+
+static void baseline_once(void)
+{
+    if (!g_baseline.condition) run_features(NULL, NULL, "baseline", &g_baseline);
+    assert_string_equal(g_baseline.condition, "baseline");
+}
+
+static void test_features_empty_set_is_baseline(void **state)
+{
+    (void)state;
+    baseline_once();
+    features_data f;
+    run_features("\n", "human", "empty", &f);
+    assert_string_equal(f.condition, "empty");
+    for (size_t s = 0; s < 2; s++) {
+        assert_int_equal(f.n_words[s], g_baseline.n_words[s]);
+        for (size_t w = 0; w < f.n_words[s]; w++)
+            if (!same_word(&f, &g_baseline, s, w)) fail_msg("story %zu word %zu differs", s, w);
+    }
+    free_features(&f);
+}
+
+/* Token count of a story's text, plain or with the set's associations
+ * (human policy), and the last token of each original word. */
+static size_t story_tokens(const char *story, const char *assoc_path, size_t *last_token)
+{
+    ba_error err;
+    char ckpt[4200], stim[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt", g_fdir);
+    snprintf(stim, sizeof stim, "%s/stim", g_fdir);
+    ba_story *stories = NULL;
+    size_t n_stories = 0;
+    char *names[] = {(char *)story};
+    assert_int_equal(ba_story_dir_read(stim, names, 1, &stories, &n_stories, &err), BA_OK);
+    ba_augmented_story a = {0};
+    ba_association_set set = {0};
+    ba_augment_options o;
+    ba_augment_options_defaults(&o);
+    if (assoc_path) {
+        assert_int_equal(ba_association_set_read(assoc_path, &set, &err), BA_OK);
+        assert_int_equal(ba_augment_story(&stories[0], &set, &o, stories, 1, &a, &err), BA_OK);
+    }
+    ba_tokenizer *tok = NULL;
+    assert_int_equal(ba_tokenizer_load(ckpt, &tok, &err), BA_OK);
+    char **words = assoc_path ? a.words : stories[0].words;
+    size_t n_words = assoc_path ? a.n_words : stories[0].n_words;
+    size_t *ends = calloc(n_words, sizeof *ends), n_tokens = 0;
+    int32_t *ids = NULL;
+    assert_int_equal(ba_tokenizer_encode_words(tok, words, n_words, &ids, &n_tokens, ends, &err), BA_OK);
+    for (size_t w = 0; last_token && w < stories[0].n_words; w++)
+        last_token[w] = ends[assoc_path ? a.position[w] : w] - 1;
+    free(ids);
+    free(ends);
+    ba_tokenizer_destroy(tok);
+    ba_augmented_story_free(&a);
+    ba_association_set_free(&set);
+    ba_story_array_free(stories, n_stories);
+    return n_tokens;
+}
+
+static void test_features_after_last_word_is_baseline(void **state)
+{
+    (void)state;
+    baseline_once();
+    /* lucy has 90 words, pieman 120 in the excerpts; the words after the
+     * last one push the text into a further window. */
+    const char *text =
+        "{\"story\": \"lucy\", \"after_word\": 89, \"text\": \"and then the whole street went quiet while everyone "
+        "looked up at the sky waiting for the rain that never came that summer in the old town by the river "
+        "where we grew up together long ago\"}\n"
+        "{\"story\": \"pieman\", \"after_word\": 119, \"text\": \"the newspaper office smelled of coffee\"}\n";
+    features_data f;
+    run_features(text, "human", "tail", &f);
+    assert_string_equal(f.condition, "tail");
+    /* A causal model: every word's features are the baseline's. Bitwise
+     * where the word's window holds the same tokens; where the window now
+     * runs on past the story's end, the same values from a GEMM of another
+     * shape, equal up to float32 rounding. */
+    const char *names[2] = {"lucy", "pieman"};
+    char assoc[4200];
+    snprintf(assoc, sizeof assoc, "%s/tail.jsonl", g_fdir);
+    size_t bitwise = 0, rounding = 0;
+    for (size_t s = 0; s < 2; s++) {
+        size_t *last = calloc(f.n_words[s], sizeof *last);
+        size_t n_plain = story_tokens(names[s], NULL, last);
+        size_t n_aug = story_tokens(names[s], assoc, NULL);
+        assert_true(n_aug > n_plain);
+        for (size_t w = 0; w < f.n_words[s]; w++) {
+            size_t k = ba_feature_window_of_token(last[w], 64, 32), b0, e0, b1, e1, ob, oe;
+            ba_feature_window_span(k, n_plain, 64, 32, &b0, &e0, &ob, &oe);
+            ba_feature_window_span(k, n_aug, 64, 32, &b1, &e1, &ob, &oe);
+            if (b0 == b1 && e0 == e1) {
+                if (!same_word(&f, &g_baseline, s, w))
+                    fail_msg("%s word %zu differs by %g", names[s], w, word_difference(&f, &g_baseline, s, w));
+                bitwise++;
+            } else {
+                double diff = word_difference(&f, &g_baseline, s, w);
+                if (!(diff <= 2e-5)) fail_msg("%s word %zu differs by %g", names[s], w, diff);
+                rounding++;
+            }
+        }
+        free(last);
+    }
+    assert_true(bitwise > 100 && rounding > 0);
+    free_features(&f);
+}
+
+static void test_features_change_after_insertion_only(void **state)
+{
+    (void)state;
+    baseline_once();
+    const char *text =
+        "{\"story\": \"pieman\", \"after_word\": 30, \"text\": \"a pie in the face of the dean\"}\n";
+    features_data f, r;
+    run_features(text, "human", "inside", &f);
+    run_features(text, "random", "inside-random", &r);
+    assert_string_equal(r.condition, "inside-random");
+    size_t pieman = 1, lucy = 0;
+    for (size_t w = 0; w <= 30; w++) {
+        if (!same_word(&f, &g_baseline, pieman, w)) fail_msg("pieman word %zu (before) differs", w);
+        if (!same_word(&r, &g_baseline, pieman, w)) fail_msg("random: pieman word %zu differs", w);
+    }
+    size_t changed = 0, changed_random = 0, differs_from_random = 0;
+    for (size_t w = 31; w < f.n_words[pieman]; w++) {
+        changed += !same_word(&f, &g_baseline, pieman, w);
+        changed_random += !same_word(&r, &g_baseline, pieman, w);
+        differs_from_random += !same_word(&f, &r, pieman, w);
+    }
+    /* Context reaches the next words (within the windows of 64 tokens). */
+    assert_true(changed >= 20);
+    assert_true(changed_random >= 20);
+    assert_true(differs_from_random >= 20);
+    assert_false(same_word(&f, &g_baseline, pieman, 31)); /* right after: surprisal too */
+    assert_true(f.surprisal[pieman][31] != g_baseline.surprisal[pieman][31]);
+    for (size_t w = 0; w < f.n_words[lucy]; w++)
+        assert_true(same_word(&f, &g_baseline, lucy, w));
+    free_features(&f);
+    free_features(&r);
+}
+
 /* ---- main --------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -529,6 +808,8 @@ static int teardown(void **state)
 {
     (void)state;
     ba_story_array_free(g_stories, g_n_stories);
+    free_features(&g_baseline);
+    if (g_fdir[0]) ba_test_system("rm -rf '%s'", g_fdir);
     return 0;
 }
 
@@ -546,6 +827,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_word_policy_and_policy_errors),
         cmocka_unit_test(test_random_control),
         cmocka_unit_test(test_empty_set),
+        cmocka_unit_test(test_features_empty_set_is_baseline),
+        cmocka_unit_test(test_features_after_last_word_is_baseline),
+        cmocka_unit_test(test_features_change_after_insertion_only),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     MPI_Finalize();
