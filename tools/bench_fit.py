@@ -378,18 +378,29 @@ def compare_scores(runs, sk):
     for run in runs:
         with h5py.File(run["scores"], "r") as f:
             rs[run["tag"]] = (f["r_folds"][...].astype(np.float64), f["alpha"][...])
+    def differences(r1, a1, r2, a2, tol):
+        d = np.abs(r1 - r2)
+        big = d > tol
+        flips = big & ~np.isclose(a1, a2, rtol=1e-4)
+        return (f"max |Δr| per fold and voxel {d.max():.1e}; {big.sum()} of {d.size} "
+                f"(fold, voxel) pairs above {tol:g}, {flips.sum()} of them with a different "
+                f"alpha (near-ties of the leave-one-out loss)")
+
     tags = list(rs)
-    if len(tags) > 1:
-        d = max(np.abs(rs[t][0] - rs[tags[0]][0]).max() for t in tags[1:])
-        lines.append(f"rank-count invariance: max |Δr_fold| between {', '.join(tags)} = {d:.2e}")
+    for t in tags[1:]:
+        lines.append(f"rank-count invariance {tags[0]} vs {t}: "
+                     + differences(rs[tags[0]][0], rs[tags[0]][1], rs[t][0], rs[t][1], 1e-5))
     if sk is not None:
         done = ~np.isnan(sk["r_folds"][:, 0])
-        rf, al = rs[tags[0]]
-        d = np.abs(rf[done].mean(0) - sk["r_folds"][done].mean(0))
-        agree = np.isclose(al[done], sk["alpha"][done], rtol=1e-4).mean()
-        lines.append(f"vs scikit-learn on {done.sum()} fold(s): |Δr| (mean over those folds) "
-                     f"median {np.median(d):.1e}, max {d.max():.1e}, fraction < 1e-3 "
-                     f"{(d < 1e-3).mean():.4f}; alphas agree {agree:.4f}")
+        for t in tags:
+            rf, al = rs[t]
+            d = np.abs(rf[done].mean(0) - sk["r_folds"][done].mean(0))
+            agree = np.isclose(al[done], sk["alpha"][done], rtol=1e-4).mean()
+            lines.append(f"{t} vs scikit-learn on {done.sum()} fold(s): r per voxel (mean over "
+                         f"those folds) |Δr| median {np.median(d):.1e}, fraction < 1e-3 "
+                         f"{(d < 1e-3).mean():.5f}; alphas agree {agree:.5f}; "
+                         + differences(rf[done], al[done], sk["r_folds"][done],
+                                       sk["alpha"][done], 1e-3))
     return lines
 
 
@@ -482,6 +493,12 @@ def targets(a, peaks, runs, sk):
     p2 = peaks.get(("4096^3", 2))
     for run in runs:
         tag, t = run["tag"], run["timing"]
+        noisy = [f"{name} {100 * x:.0f}%" for name, x in
+                 ((tag, run["others"]), ("scikit-learn", sk["others"] if sk else 0),
+                  ("SGEMM peak", peaks.get("others", 0))) if x > 0.15]
+        if noisy:
+            lines.append(f"[{tag}] NOISY: other processes used " + ", ".join(noisy) +
+                         " of the machine; the speed figures below are unreliable")
         if sk is not None:
             speed = sk["total"] / run["wall"]
             lines.append(f"[{tag}] >= 2.5x faster than scikit-learn: {speed:.2f}x "
