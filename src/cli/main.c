@@ -18,6 +18,7 @@ static const ba_command COMMANDS[] = {
     {"tokenize", "print the token ids of text on standard input", ba_cmd_tokenize},
     {"import", "BOLD (GIfTI, NIfTI, HDF5) or an atlas (.annot, NIfTI labels) -> HDF5", ba_cmd_import},
     {"maps", "write per-voxel scores back as NIfTI or GIfTI brain maps", ba_cmd_maps},
+    {"tasks", "a study as array-job tasks (SLURM), and their collected summary", ba_cmd_tasks},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 

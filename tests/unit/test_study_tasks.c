@@ -1,0 +1,458 @@
+/* test_study_tasks.c — a study cut into array-job tasks (study_tasks.h):
+ * the task lists of every kind of configuration, the options of a fit task
+ * read back with the parsers `fit` uses, shell quoting checked by
+ * /bin/sh itself, output directories, and collecting hand-written scores
+ * files into tables and summary.md (values computed here by hand). */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "test_util.h"
+#include "brainalign/design.h"
+#include "brainalign/h5io.h"
+#include "brainalign/study_tasks.h"
+
+static void write_text(const char *path, const char *text)
+{
+    ba_test_write_file(path, text, strlen(text));
+}
+
+static void load(const char *path, ba_study_config *cfg)
+{
+    ba_error err;
+    ba_error_clear(&err);
+    if (ba_study_config_load(path, cfg, &err) != BA_OK) fail_msg("%s", err.message);
+}
+
+static void tasks_of(const ba_study_config *cfg, ba_study_stage stage, ba_study_task_list *list)
+{
+    ba_error err;
+    ba_error_clear(&err);
+    if (ba_study_tasks(cfg, stage, list, &err) != BA_OK) fail_msg("%s", err.message);
+}
+
+/* The value after option `name` in a task, or NULL. */
+static const char *option(const ba_study_task *t, const char *name)
+{
+    for (int a = 1; a + 1 < t->argc; a++)
+        if (strcmp(t->argv[a], name) == 0) return t->argv[a + 1];
+    return NULL;
+}
+
+static bool has_flag(const ba_study_task *t, const char *name)
+{
+    for (int a = 1; a < t->argc; a++)
+        if (strcmp(t->argv[a], name) == 0) return true;
+    return false;
+}
+
+static const char *SYNTH_INI =
+    "[study]\nname = demo\noutput = out\n"
+    "[synth]\nstories = 3\nwords = 500\nsubjects = 3\nvoxels = 90\nregions = 3\n"
+    "d_model = 16\nlayers = 4\nplanted_layer = 2\nseed = 7\nmax_r = 0.35\ntr = 2\n"
+    "[fit]\nlayers = 1,3\n"
+    "[cv]\nalphas = logspace:-1:8:10\n";
+
+static void test_synth_study_stages(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096], expect[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini, SYNTH_INI);
+    ba_study_config cfg;
+    load(ini, &cfg);
+
+    ba_study_task_list list;
+    tasks_of(&cfg, BA_STAGE_FEATURES, &list);
+    assert_int_equal(list.n, 1);
+    const ba_study_task *t = &list.tasks[0];
+    assert_string_equal(t->argv[0], "synth");
+    snprintf(expect, sizeof expect, "%s/out/synth", dir);
+    assert_string_equal(option(t, "--out"), expect);
+    assert_string_equal(t->output, expect);
+    assert_string_equal(option(t, "--stories"), "3");
+    assert_string_equal(option(t, "--words"), "500");
+    assert_string_equal(option(t, "--subjects"), "3");
+    assert_string_equal(option(t, "--voxels"), "90");
+    assert_string_equal(option(t, "--regions"), "3");
+    assert_string_equal(option(t, "--d-model"), "16");
+    assert_string_equal(option(t, "--layers"), "4");
+    assert_string_equal(option(t, "--planted-layer"), "2");
+    assert_string_equal(option(t, "--seed"), "7");
+    assert_string_equal(option(t, "--max-r"), "0.35");
+    assert_string_equal(option(t, "--tr"), "2");
+    assert_string_equal(option(t, "--delays"), "1,2,3,4,5");
+    ba_study_task_list_free(&list);
+
+    /* fit: subject-major, then layer, as `run` goes. */
+    tasks_of(&cfg, BA_STAGE_FIT, &list);
+    assert_int_equal(list.n, 6);
+    const char *labels[6] = {"sub-01/baseline/layer-1", "sub-01/baseline/layer-3",
+                             "sub-02/baseline/layer-1", "sub-02/baseline/layer-3",
+                             "sub-03/baseline/layer-1", "sub-03/baseline/layer-3"};
+    for (int i = 0; i < 6; i++) {
+        t = &list.tasks[i];
+        assert_string_equal(t->label, labels[i]);
+        assert_string_equal(t->argv[0], "fit");
+        char subject[8];
+        snprintf(subject, sizeof subject, "sub-0%d", i / 2 + 1);
+        int layer = i % 2 ? 3 : 1;
+        snprintf(expect, sizeof expect, "%s/out/scores/%s/layer-%d.h5", dir, subject, layer);
+        assert_string_equal(t->output, expect);
+        assert_string_equal(option(t, "--out"), expect);
+        snprintf(expect, sizeof expect, "%s/out/synth/bold-%s.h5", dir, subject);
+        assert_string_equal(option(t, "--bold"), expect);
+        snprintf(expect, sizeof expect, "%s/out/synth/features.h5", dir);
+        assert_string_equal(option(t, "--features"), expect);
+        snprintf(expect, sizeof expect, "%s/out/synth/atlas.h5", dir);
+        assert_string_equal(option(t, "--atlas"), expect);
+        snprintf(expect, sizeof expect, "%d", layer);
+        assert_string_equal(option(t, "--layer"), expect);
+    }
+    /* The alphas read back, with fit's own parser, to exactly the alphas
+     * of the configuration. */
+    double alphas[BA_MAX_ALPHAS];
+    int n_alphas = 0;
+    ba_error err;
+    assert_int_equal(ba_parse_alphas(option(&list.tasks[0], "--alphas"), alphas, BA_MAX_ALPHAS,
+                                     &n_alphas, &err), BA_OK);
+    assert_int_equal(n_alphas, cfg.fit.ridge.n_alphas);
+    for (int i = 0; i < n_alphas; i++) assert_true(alphas[i] == cfg.fit.alphas[i]);
+    assert_string_equal(option(&list.tasks[0], "--alphas"),
+                        "0.1,1,10,100,1000,10000,100000,1000000,10000000,100000000");
+    assert_null(option(&list.tasks[0], "--tr"));          /* from bold.h5 */
+    assert_null(option(&list.tasks[0], "--voxel-block")); /* fit's default */
+    assert_false(has_flag(&list.tasks[0], "--story-folds"));
+    ba_study_task_list_free(&list);
+
+    tasks_of(&cfg, BA_STAGE_COMPARE, &list);
+    assert_int_equal(list.n, 1);
+    t = &list.tasks[0];
+    assert_int_equal(t->argc, 3);
+    assert_string_equal(t->argv[0], "tasks");
+    char real[4096];
+    assert_non_null(realpath(ini, real));
+    assert_string_equal(t->argv[1], real);
+    assert_string_equal(t->argv[2], "--collect");
+    snprintf(expect, sizeof expect, "%s/out/summary.md", dir);
+    assert_string_equal(t->output, expect);
+    ba_study_task_list_free(&list);
+    ba_study_config_free(&cfg);
+}
+
+/* A ready features file: no features task; every fit option of the
+ * configuration reaches the fit command. */
+static void test_features_file_study_options(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini,
+               "[study]\noutput = /abs/out\ncondition = assoc\n"
+               "[features]\npath = feats/gpt2.h5\n"
+               "[fit]\nlayers = 9\n"
+               "[bold]\nsubjects = s1, s2\npath = bold/{subject}/bold.h5\ntr = 1.5\n"
+               "[atlas]\npath = /data/atlas.h5\n"
+               "[alignment]\naggregate = lanczos\ntr_offset = -0.3\ndelays = 2..4\n"
+               "[cv]\nfolds = 4\nalphas = 0.5,3,1e6\nstory_folds = yes\nfold_groups = 2\n"
+               "voxel_block = 256\n");
+    ba_study_config cfg;
+    load(ini, &cfg);
+    ba_study_task_list list;
+    tasks_of(&cfg, BA_STAGE_FEATURES, &list);
+    assert_int_equal(list.n, 0);
+    ba_study_task_list_free(&list);
+
+    tasks_of(&cfg, BA_STAGE_FIT, &list);
+    assert_int_equal(list.n, 2);
+    const ba_study_task *t = &list.tasks[1];
+    char expect[4096];
+    assert_string_equal(t->label, "s2/assoc/layer-9");
+    snprintf(expect, sizeof expect, "%s/feats/gpt2.h5", dir);
+    assert_string_equal(option(t, "--features"), expect);
+    snprintf(expect, sizeof expect, "%s/bold/s2/bold.h5", dir);
+    assert_string_equal(option(t, "--bold"), expect);
+    assert_string_equal(option(t, "--atlas"), "/data/atlas.h5");
+    assert_string_equal(option(t, "--out"), "/abs/out/scores/s2/layer-9.h5");
+    assert_string_equal(option(t, "--aggregate"), "lanczos");
+    assert_string_equal(option(t, "--tr-offset"), "-0.3");
+    assert_string_equal(option(t, "--tr"), "1.5");
+    assert_string_equal(option(t, "--delays"), "2,3,4");
+    assert_string_equal(option(t, "--folds"), "4");
+    assert_string_equal(option(t, "--alphas"), "0.5,3,1000000");
+    assert_true(has_flag(t, "--story-folds"));
+    assert_string_equal(option(t, "--fold-groups"), "2");
+    assert_string_equal(option(t, "--voxel-block"), "256");
+    ba_study_task_list_free(&list);
+    ba_study_config_free(&cfg);
+}
+
+/* A [model] study extracts into OUTPUT/features/<condition>.h5, which the
+ * fits then read. */
+static void test_model_study_features_task(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini,
+               "[study]\noutput = /o\ncondition = baseline\n"
+               "[model]\npath = /models/gpt2\ncontext = 512\nstride = 128\nbos = no\n"
+               "[stimuli]\ndir = /stim\nformat = textgrid\nstories = pieman,tunnel\n"
+               "[fit]\nlayers = 6,9,12\n"
+               "[bold]\nsubjects = sub-01\npath = /bold/{subject}.h5\n");
+    ba_study_config cfg;
+    load(ini, &cfg);
+    ba_study_task_list list;
+    tasks_of(&cfg, BA_STAGE_FEATURES, &list);
+    assert_int_equal(list.n, 1);
+    const ba_study_task *t = &list.tasks[0];
+    assert_string_equal(t->argv[0], "features");
+    assert_string_equal(option(t, "--model"), "/models/gpt2");
+    assert_string_equal(option(t, "--stimuli"), "/stim");
+    assert_string_equal(option(t, "--format"), "textgrid");
+    assert_string_equal(option(t, "--stories"), "pieman,tunnel");
+    assert_string_equal(option(t, "--layers"), "6,9,12");
+    assert_string_equal(option(t, "--context"), "512");
+    assert_string_equal(option(t, "--stride"), "128");
+    assert_string_equal(option(t, "--bos"), "no");
+    assert_string_equal(option(t, "--condition"), "baseline");
+    assert_string_equal(option(t, "--out"), "/o/features/baseline.h5");
+    ba_study_task_list_free(&list);
+    tasks_of(&cfg, BA_STAGE_FIT, &list);
+    assert_int_equal(list.n, 3);
+    assert_string_equal(option(&list.tasks[2], "--features"), "/o/features/baseline.h5");
+    assert_string_equal(option(&list.tasks[2], "--layer"), "12");
+    ba_study_task_list_free(&list);
+    ba_study_config_free(&cfg);
+}
+
+static void test_stage_names(void **state)
+{
+    (void)state;
+    ba_study_stage s;
+    ba_error err;
+    assert_int_equal(ba_study_stage_parse("fit", &s, &err), BA_OK);
+    assert_int_equal(s, BA_STAGE_FIT);
+    assert_int_equal(ba_study_stage_parse("compare", &s, &err), BA_OK);
+    assert_string_equal(ba_study_stage_name(s), "compare");
+    assert_int_equal(ba_study_stage_parse("fits", &s, &err), BA_ERR_USAGE);
+    assert_non_null(strstr(err.message, "'fits'"));
+}
+
+/* /bin/sh splits the line back into exactly the arguments. */
+static void test_shell_line_round_trip(void **state)
+{
+    (void)state;
+    const char *args[] = {"fit", "--bold", "/data/it's here/b.h5", "plain-1.5,2:x/y@z%",
+                          "a b\tc", "$HOME `x` \"q\" \\", "", "*"};
+    ba_study_task t = {.label = "test", .argc = 8};
+    for (int a = 0; a < 8; a++) t.argv[a] = strdup(args[a]);
+    char line[4096];
+    ba_error err;
+    assert_int_equal(ba_study_task_shell_line(&t, line, sizeof line, &err), BA_OK);
+    assert_non_null(strstr(line, "fit --bold "));  /* safe words stay bare */
+
+    const char *dir = ba_test_tmpdir();
+    char script[4096], out[4096];
+    snprintf(script, sizeof script, "%s/split.sh", dir);
+    snprintf(out, sizeof out, "%s/args.txt", dir);
+    size_t size = strlen(line) + strlen(out) + 256;
+    char *text = malloc(size);
+    snprintf(text, size, "cd /\nfor a in %s; do printf '[%%s]\\n' \"$a\"; done > '%s'\n", line, out);
+    write_text(script, text);
+    free(text);
+    assert_int_equal(ba_test_system("/bin/sh '%s'", script), 0);
+    size_t len = 0;
+    char *got = ba_test_read_file(out, &len);
+    char expect[1024] = "";
+    for (int a = 0; a < 8; a++) {
+        strcat(expect, "[");
+        strcat(expect, args[a]);
+        strcat(expect, "]\n");
+    }
+    assert_string_equal(got, expect);
+    free(got);
+
+    /* Too small a buffer, and a newline, are errors, not a cut line. */
+    assert_int_equal(ba_study_task_shell_line(&t, line, 12, &err), BA_ERR_USAGE);
+    free(t.argv[4]);
+    t.argv[4] = strdup("two\nlines");
+    assert_int_equal(ba_study_task_shell_line(&t, line, sizeof line, &err), BA_ERR_USAGE);
+    assert_non_null(strstr(err.message, "newline"));
+    for (int a = 0; a < 8; a++) free(t.argv[a]);
+}
+
+static void test_prepare_makes_directories(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    ba_study_task t = {.label = "x"};
+    snprintf(t.output, sizeof t.output, "%s/a/b/c/layer-1.h5", dir);
+    ba_error err;
+    assert_int_equal(ba_study_task_prepare(&t, &err), BA_OK);
+    assert_int_equal(ba_study_task_prepare(&t, &err), BA_OK); /* again: fine */
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/a/b/c", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    snprintf(path, sizeof path, "%s/a/b/c/layer-1.h5", dir);
+    assert_int_not_equal(stat(path, &st), 0);
+    /* A file in the way. */
+    snprintf(path, sizeof path, "%s/file", dir);
+    write_text(path, "x");
+    snprintf(t.output, sizeof t.output, "%s/file/sub/out.h5", dir);
+    assert_int_equal(ba_study_task_prepare(&t, &err), BA_ERR_IO);
+    assert_non_null(strstr(err.message, "file/sub"));
+}
+
+/* ------------------------------------------------------------ collect */
+
+static void write_scores(const char *path, const float *r, long n, char **regions,
+                         const long long *n_voxels, const double *mean, int n_regions)
+{
+    ba_h5file f;
+    ba_error err;
+    ba_error_clear(&err);
+    hsize_t dims[1] = {(hsize_t)n}, rdims[1] = {(hsize_t)n_regions};
+    ba_status rc = ba_h5_create(&f, path, MPI_COMM_SELF, &err);
+    if (rc == BA_OK) rc = ba_h5_write_all(&f, "/r", BA_H5_F32, 1, dims, r, &err);
+    if (rc == BA_OK && n_regions > 0) {
+        double median[8], sem[8];
+        for (int g = 0; g < n_regions; g++) { median[g] = mean[g] + 0.01; sem[g] = 0.001 * (g + 1); }
+        rc = ba_h5_write_strings(&f, "/roi/name", regions, (size_t)n_regions, 0, &err);
+        if (rc == BA_OK) rc = ba_h5_write_all(&f, "/roi/n_voxels", BA_H5_I64, 1, rdims, n_voxels, &err);
+        if (rc == BA_OK) rc = ba_h5_write_all(&f, "/roi/mean_r", BA_H5_F64, 1, rdims, mean, &err);
+        if (rc == BA_OK) rc = ba_h5_write_all(&f, "/roi/median_r", BA_H5_F64, 1, rdims, median, &err);
+        if (rc == BA_OK) rc = ba_h5_write_all(&f, "/roi/sem_r", BA_H5_F64, 1, rdims, sem, &err);
+    }
+    if (rc == BA_OK) rc = ba_h5_close(&f, &err);
+    if (rc != BA_OK) fail_msg("%s", err.message);
+}
+
+static const char *COLLECT_INI =
+    "[study]\nname = collected\noutput = out\n"
+    "[features]\npath = f.h5\n[fit]\nlayers = 2,5\n"
+    "[bold]\nsubjects = sub-a, sub-b\npath = {subject}.h5\n";
+
+/* Four scores files with known values: r means and region rows land in
+ * the CSVs and summary.md in the layout of `run`. */
+static void test_collect_writes_tables_and_summary(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096], path[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini, COLLECT_INI);
+    ba_study_config cfg;
+    load(ini, &cfg);
+    char *regions[2] = {"G_front", "S_temp"};
+    long long nv[2] = {3, 1};
+    const char *subjects[2] = {"sub-a", "sub-b"};
+    int layers[2] = {2, 5};
+    for (int s = 0; s < 2; s++)
+        for (int l = 0; l < 2; l++) {
+            /* mean r = 0.25 + 0.1 s + 0.01 l, exactly in binary-friendly steps */
+            float base = 0.25f + 0.1f * (float)s + 0.01f * (float)l;
+            float r[4] = {base - 0.125f, base + 0.125f, base - 0.0625f, base + 0.0625f};
+            double mean[2] = {0.5 + s, 0.25 + l};
+            snprintf(path, sizeof path, "%s/out/scores/%s", dir, subjects[s]);
+            assert_int_equal(ba_test_system("mkdir -p '%s'", path), 0);
+            snprintf(path, sizeof path, "%s/out/scores/%s/layer-%d.h5", dir, subjects[s], layers[l]);
+            write_scores(path, r, 4, regions, nv, mean, 2);
+        }
+    ba_error err;
+    ba_error_clear(&err);
+    assert_int_equal(ba_study_collect(&cfg, &err), BA_OK);
+
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/out/tables/sub-b-layer-5.csv", dir);
+    char *csv = ba_test_read_file(path, &len);
+    assert_string_equal(csv, "region,n_voxels,mean_r,median_r,sem\n"
+                             "G_front,3,1.500000,1.510000,0.001000\n"
+                             "S_temp,1,1.250000,1.260000,0.002000\n");
+    free(csv);
+    snprintf(path, sizeof path, "%s/out/summary.md", dir);
+    char *md = ba_test_read_file(path, &len);
+    char expect[8192];
+    snprintf(expect, sizeof expect,
+             "# collected — brain scores\n\nConfiguration: `%s`, condition `baseline`. Pearson r "
+             "on held-out folds (5 folds), mean over voxels.\n\n| fit | mean r |\n| --- | ---: |\n"
+             "| sub-a layer 2 | 0.2500 |\n| sub-a layer 5 | 0.2600 |\n"
+             "| sub-b layer 2 | 0.3500 |\n| sub-b layer 5 | 0.3600 |\n\n"
+             "## Mean r by region\n\n| region | voxels | sub-a layer 2 | sub-a layer 5 | "
+             "sub-b layer 2 | sub-b layer 5 |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+             "| G_front | 3 | 0.5000 | 0.5000 | 1.5000 | 1.5000 |\n"
+             "| S_temp | 1 | 0.2500 | 1.2500 | 0.2500 | 1.2500 |\n", ini);
+    assert_string_equal(md, expect);
+    free(md);
+    ba_study_config_free(&cfg);
+}
+
+/* A missing fit, a file that is not HDF5, different regions: an error that
+ * names the file, and no summary. */
+static void test_collect_refuses_incomplete_studies(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096], path[4096], summary[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini, COLLECT_INI);
+    snprintf(summary, sizeof summary, "%s/out/summary.md", dir);
+    ba_study_config cfg;
+    load(ini, &cfg);
+    assert_int_equal(ba_test_system("mkdir -p '%s/out/scores/sub-a' '%s/out/scores/sub-b'", dir, dir), 0);
+    char *regions[2] = {"G_front", "S_temp"}, *other[2] = {"G_front", "S_other"};
+    long long nv[2] = {1, 1};
+    double mean[2] = {0.1, 0.2};
+    float r[2] = {0.1f, 0.2f};
+    snprintf(path, sizeof path, "%s/out/scores/sub-a/layer-2.h5", dir);
+    write_scores(path, r, 2, regions, nv, mean, 2);
+    snprintf(path, sizeof path, "%s/out/scores/sub-a/layer-5.h5", dir);
+    write_scores(path, r, 2, regions, nv, mean, 2);
+    snprintf(path, sizeof path, "%s/out/scores/sub-b/layer-2.h5", dir);
+    write_scores(path, r, 2, regions, nv, mean, 2);
+
+    ba_error err;
+    assert_int_equal(ba_study_collect(&cfg, &err), BA_ERR_IO);
+    assert_non_null(strstr(err.message, "sub-b/layer-5.h5"));
+    assert_non_null(strstr(err.message, "1 of the 4 fits"));
+    struct stat st;
+    assert_int_not_equal(stat(summary, &st), 0);
+
+    snprintf(path, sizeof path, "%s/out/scores/sub-b/layer-5.h5", dir);
+    write_text(path, "not hdf5");
+    assert_int_not_equal(ba_study_collect(&cfg, &err), BA_OK);
+    assert_non_null(strstr(err.message, "sub-b/layer-5.h5"));
+    assert_int_not_equal(stat(summary, &st), 0);
+
+    remove(path);
+    write_scores(path, r, 2, other, nv, mean, 2);
+    assert_int_equal(ba_study_collect(&cfg, &err), BA_ERR_SHAPE);
+    assert_non_null(strstr(err.message, "sub-b/layer-5.h5:/roi/name"));
+    assert_int_not_equal(stat(summary, &st), 0);
+    ba_study_config_free(&cfg);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_synth_study_stages),
+        cmocka_unit_test(test_features_file_study_options),
+        cmocka_unit_test(test_model_study_features_task),
+        cmocka_unit_test(test_stage_names),
+        cmocka_unit_test(test_shell_line_round_trip),
+        cmocka_unit_test(test_prepare_makes_directories),
+        cmocka_unit_test(test_collect_writes_tables_and_summary),
+        cmocka_unit_test(test_collect_refuses_incomplete_studies),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    MPI_Finalize();
+    return failed;
+}
