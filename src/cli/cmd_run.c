@@ -1,10 +1,20 @@
 /* cmd_run.c — `brainalign run CONFIG`: a whole study from one INI file. */
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
 #include "brainalign/study.h"
+
+/* SIGTERM: stop at the next fold boundary; rerunning resumes (see fit). */
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_terminate(int signal_number)
+{
+    (void)signal_number;
+    stop_requested = 1;
+}
 
 static void help(void)
 {
@@ -14,7 +24,8 @@ static void help(void)
         "are unchanged) then a cross-validated fit for every subject and layer. Writes, under\n"
         "the configured output directory: features/, scores/<subject>/layer-<L>.h5,\n"
         "tables/<subject>-layer-<L>.csv and summary.md. Every scores.h5 records the whole\n"
-        "configuration (attribute study_config).\n\n"
+        "configuration (attribute study_config). A run stopped by SIGTERM or killed resumes\n"
+        "where it stopped when started again with the same configuration.\n\n"
         "Sections and keys (see configs/ for complete examples):\n"
         "  [study]     name, output, condition\n"
         "  [synth]     generate a synthetic study: stimuli, stories, words, subjects, voxels,\n"
@@ -51,6 +62,11 @@ int ba_cmd_run(int argc, char **argv)
     ba_study_config cfg;
     ba_status rc = ba_study_config_load(path, &cfg, &err);
     if (rc == BA_OK) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = on_terminate;
+        sigaction(SIGTERM, &action, NULL);
+        cfg.fit.stop_requested = &stop_requested;
         cfg.quiet = quiet;
         rc = ba_study_run(&cfg, MPI_COMM_WORLD, &err);
     }
