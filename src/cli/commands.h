@@ -23,6 +23,8 @@ int ba_cmd_checkpoint(int argc, char **argv);
 int ba_cmd_tokenize(int argc, char **argv);
 int ba_cmd_import(int argc, char **argv);
 int ba_cmd_maps(int argc, char **argv);
+int ba_cmd_compare(int argc, char **argv);
+int ba_cmd_augment(int argc, char **argv);
 int ba_cmd_tasks(int argc, char **argv);
 
 /* Report a failure (rank 0 prints it; every rank has the same message after

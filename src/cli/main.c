@@ -18,6 +18,8 @@ static const ba_command COMMANDS[] = {
     {"tokenize", "print the token ids of text on standard input", ba_cmd_tokenize},
     {"import", "BOLD (GIfTI, NIfTI, HDF5) or an atlas (.annot, NIfTI labels) -> HDF5", ba_cmd_import},
     {"maps", "write per-voxel scores back as NIfTI or GIfTI brain maps", ba_cmd_maps},
+    {"compare", "conditions vs baseline per region: Δr, intervals, p and q-values, tables, maps", ba_cmd_compare},
+    {"augment", "show stories as the model reads them with associations inserted", ba_cmd_augment},
     {"tasks", "a study as array-job tasks (SLURM), and their collected summary", ba_cmd_tasks},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
