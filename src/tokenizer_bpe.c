@@ -364,11 +364,50 @@ static ba_status vocab_max_id(const char *where, const char *object, const json_
     return BA_OK;
 }
 
-/* Fill vb from the token -> id object `vocab`, leaving room for ids up to
- * n_total - 1 (added tokens). Every id may be used once. */
-static ba_status vocab_read_object(vocab_builder *vb, const char *object, const json_t *vocab,
-                                   int32_t n_total, ba_error *err)
+/* The smallest id in 0..n_names that neither `vocab` nor `added` (the
+ * added_tokens array, may be NULL) uses: n_names tokens cannot fill
+ * n_names + 1 ids. Ids were checked by vocab_max_id / hf_added_tokens. */
+static ba_status first_unused_id(const json_t *vocab, const json_t *added, size_t n_names,
+                                 int32_t *unused, ba_error *err)
 {
+    unsigned char *seen = ba_calloc(n_names + 1, 1, "vocabulary id check", err);
+    if (!seen) return BA_ERR_NOMEM;
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)vocab, key, value) {
+        json_int_t id = json_integer_value(value);
+        if (id >= 0 && (size_t)id <= n_names) seen[id] = 1;
+    }
+    size_t i;
+    json_array_foreach(added, i, value) {
+        json_int_t id = json_integer_value(json_object_get(value, "id"));
+        if (id >= 0 && (size_t)id <= n_names) seen[id] = 1;
+    }
+    size_t id = 0;
+    while (id < n_names && seen[id]) id++;
+    free(seen);
+    *unused = (int32_t)id;
+    return BA_OK;
+}
+
+/* Fill vb from the token -> id object `vocab`, leaving room for ids up to
+ * n_total - 1 (added tokens, the array `added`, may be NULL). Every id may
+ * be used once. Ids must be 0..N-1, so an id range wider than the number of
+ * tokens is refused before allocating by it (a single token with id
+ * 2147483646 would otherwise cost 32 GB). */
+static ba_status vocab_read_object(vocab_builder *vb, const char *object, const json_t *vocab,
+                                   const json_t *added, int32_t n_total, ba_error *err)
+{
+    size_t n_names = json_object_size(vocab) + (json_is_array(added) ? json_array_size(added) : 0);
+    if ((size_t)n_total > n_names) {
+        int32_t unused;
+        BA_CHECK(first_unused_id(vocab, json_is_array(added) ? added : NULL, n_names, &unused,
+                                 err));
+        return ba_fail(err, BA_ERR_FORMAT,
+                       "%s: %s: no token has id %d, but ids go up to %d (vocabulary size "
+                       "mismatch: ids must be 0..N-1)",
+                       vb->where, object, (int)unused, (int)n_total - 1);
+    }
     vb->n = n_total;
     vb->token = ba_calloc((size_t)n_total, sizeof *vb->token, "vocabulary", err);
     vb->token_len = ba_calloc((size_t)n_total, sizeof *vb->token_len, "vocabulary", err);
@@ -936,7 +975,7 @@ ba_status ba_bpe_open_files(const char *vocab_path, const char *merges_path, ba_
     BA_TRY(new_model(vocab_path, &m, err), done);
     int32_t max_id;
     BA_TRY(vocab_max_id(vocab_path, "vocabulary", root, &max_id, err), done);
-    BA_TRY(vocab_read_object(&vb, "vocabulary", root, max_id + 1, err), done);
+    BA_TRY(vocab_read_object(&vb, "vocabulary", root, NULL, max_id + 1, err), done);
     BA_TRY(vocab_check_dense(&vb, "vocabulary", err), done);
     BA_TRY(model_set_tokens(m, &vb, err), done);
     BA_TRY(read_merge_lines(m, &vb, merges_path, merges, merges_len, err), done);
@@ -1059,7 +1098,8 @@ ba_status ba_bpe_open_hf_json(const char *path, const json_t *root, ba_tokenizer
     int32_t max_id;
     BA_TRY(vocab_max_id(path, "model.vocab", vocab, &max_id, err), done);
     BA_TRY(hf_added_tokens(path, root, &vb, &max_id, false, err), done);
-    BA_TRY(vocab_read_object(&vb, "model.vocab", vocab, max_id + 1, err), done);
+    BA_TRY(vocab_read_object(&vb, "model.vocab", vocab, json_object_get(root, "added_tokens"),
+                             max_id + 1, err), done);
     BA_TRY(hf_added_tokens(path, root, &vb, &max_id, true, err), done);
     BA_TRY(vocab_check_dense(&vb, "model.vocab + added_tokens", err), done);
     BA_TRY(model_set_tokens(m, &vb, err), done);
