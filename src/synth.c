@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "brainalign/associations.h"
 #include "brainalign/atlas.h"
 #include "brainalign/design.h"
 #include "brainalign/features_io.h"
@@ -43,6 +44,8 @@ void ba_synth_defaults(ba_synth_options *o)
     o->tr_s = 1.5;
     o->max_r = 0.6;
     o->seed = 2025;
+    o->assoc_share = 0.5;
+    o->assoc_every = 4;
 }
 
 /* ---------------------------------------------------------------- stories */
@@ -151,6 +154,10 @@ typedef struct {
     float *signal;      /* [n_tr_total][v], unit variance per voxel */
     double *fraction;   /* [v] */
     int *labels;        /* [v] */
+    /* Associative memory: per story [n_words][d], the associations' effect
+     * on every layer and the random control's; NULL when off. */
+    float **assoc_delta, **random_delta;
+    ba_association_set assoc;
 } study;
 
 static void study_free(study *S)
@@ -158,11 +165,176 @@ static void study_free(study *S)
     for (size_t s = 0; s < S->n_stories; s++) {
         if (S->hidden) free(S->hidden[s]);
         if (S->surprisal) free(S->surprisal[s]);
+        if (S->assoc_delta) free(S->assoc_delta[s]);
+        if (S->random_delta) free(S->random_delta[s]);
     }
+    free(S->assoc_delta); free(S->random_delta);
+    ba_association_set_free(&S->assoc);
     ba_story_array_free(S->stories, S->n_stories);
     free(S->hidden); free(S->surprisal); free(S->n_tr); free(S->signal);
     free(S->fraction); free(S->labels);
     memset(S, 0, sizeof *S);
+}
+
+/* ------------------------------------------------------- associations */
+
+/* The feature dimensions the associations act on: the last P. */
+static long private_dims(long d) { return d / 8 > 2 ? d / 8 : 2; }
+
+#define ASSOC_SIGMA 3.0   /* size of an association's vector per dimension */
+#define ASSOC_TAU 5.0     /* its effect decays over this many words */
+#define ASSOC_REACH 15    /* and stops after this many */
+
+static ba_status add_association(study *S, ba_rng *rng, const ba_story *st, size_t after,
+                                 ba_error *err)
+{
+    char text[512] = "";
+    int n_words = 2 + (int)(ba_rng_uniform(rng) * 4);
+    for (int k = 0; k < n_words; k++) {
+        if (k) strcat(text, " ");
+        int syllables = 1 + (int)(ba_rng_uniform(rng) * 2);
+        for (int y = 0; y < syllables; y++)
+            strcat(text, SYLLABLES[ba_rng_next(rng) % (sizeof SYLLABLES / sizeof *SYLLABLES)]);
+    }
+    ba_association a = {.after_word = (long)after, .after_sentence = -1, .text = text,
+                        .granularity = BA_GRANULARITY_SENTENCE, .source = BA_SOURCE_MODEL};
+    snprintf(a.story, sizeof a.story, "%s", st->name);
+    return ba_association_set_add(&S->assoc, &a, err);
+}
+
+/* Add v exp(-(w - i - 1) / tau) to the P dimensions of the words after word i. */
+static void add_effect(float *delta, size_t n_words, long d, long p0, size_t i, const double *v)
+{
+    for (size_t w = i + 1; w < n_words && w <= i + ASSOC_REACH; w++) {
+        double f = exp(-(double)(w - i - 1) / ASSOC_TAU);
+        for (long j = p0; j < d; j++) delta[w * d + j] += (float)(f * v[j - p0]);
+    }
+}
+
+/* Associations after every k-th sentence and their effect on the words
+ * after them (assoc_delta); the random control's effect (random_delta):
+ * vectors of the same size, half-way between one association and the next
+ * (or the story's end), so they cannot line up with the associations'. */
+static ba_status make_associations(const ba_synth_options *o, study *S, ba_error *err)
+{
+    ba_status rc = BA_OK;
+    ba_rng rng;
+    ba_rng_seed(&rng, o->seed, 3000);
+    long d = o->d_model, np = private_dims(d), p0 = d - np;
+    size_t *ends = NULL, *places = NULL;
+    double *v = NULL;
+    snprintf(S->assoc.name, sizeof S->assoc.name, "associations");
+    BA_ALLOC(v, (size_t)np, "association vector", done);
+    BA_ALLOC(S->assoc_delta, S->n_stories, "association effects", done);
+    BA_ALLOC(S->random_delta, S->n_stories, "association effects", done);
+    for (size_t s = 0; s < S->n_stories; s++) {
+        const ba_story *st = &S->stories[s];
+        size_t n = st->n_words, n_sentences = 0, n_places = 0;
+        BA_ALLOC(S->assoc_delta[s], n * (size_t)d, "association effects", done);
+        BA_ALLOC(S->random_delta[s], n * (size_t)d, "association effects", done);
+        free(ends);
+        free(places);
+        ends = places = NULL;
+        BA_TRY(ba_story_sentences(st, 0, &ends, &n_sentences, NULL, err), done);
+        BA_ALLOC(places, n_sentences + 1, "association places", done);
+        for (size_t k = (size_t)o->assoc_every - 1; k < n_sentences; k += (size_t)o->assoc_every)
+            if (ends[k] + 1 < n) places[n_places++] = ends[k]; /* something must follow */
+        for (size_t m = 0; m < n_places; m++) {
+            BA_TRY(add_association(S, &rng, st, places[m], err), done);
+            for (long j = 0; j < np; j++) v[j] = ASSOC_SIGMA * ba_rng_normal(&rng);
+            add_effect(S->assoc_delta[s], n, d, p0, places[m], v);
+            size_t next = m + 1 < n_places ? places[m + 1] : n - 1;
+            for (long j = 0; j < np; j++) v[j] = ASSOC_SIGMA * ba_rng_normal(&rng);
+            add_effect(S->random_delta[s], n, d, p0, (places[m] + next) / 2, v);
+        }
+    }
+done:
+    free(ends);
+    free(places);
+    free(v);
+    return rc;
+}
+
+/* Zero mean, unit variance over the study (n rows), for the marked columns. */
+static void standardise_columns(float *x, long n, long v, const bool *mark)
+{
+    for (long j = 0; j < v; j++) {
+        if (mark && !mark[j]) continue;
+        double mean = 0, var = 0;
+        for (long t = 0; t < n; t++) mean += x[t * v + j];
+        mean /= (double)n;
+        for (long t = 0; t < n; t++) var += (x[t * v + j] - mean) * (x[t * v + j] - mean);
+        double scale = 1 / sqrt(var / (double)n + 1e-30);
+        for (long t = 0; t < n; t++) x[t * v + j] = (float)((x[t * v + j] - mean) * scale);
+    }
+}
+
+/* With associations the last P dimensions are left to them: the story
+ * alone puts nothing there (no signal, no noise), so every condition
+ * differs from the baseline only by what it adds. */
+static void clear_private_dims(const ba_synth_options *o, float *hidden, long n_words)
+{
+    long d = o->d_model, p0 = d - private_dims(d);
+    for (long row = 0; row < (long)(o->n_layers + 1) * n_words; row++)
+        for (long j = p0; j < d; j++) hidden[row * d + j] = 0;
+}
+
+/* In the association regions, mix into the planted signal a response to
+ * the associations' effect on the planted layer (see synth.h). */
+static ba_status plant_associations(const ba_synth_options *o, study *S, ba_error *err)
+{
+    ba_status rc = BA_OK;
+    ba_rng rng;
+    ba_rng_seed(&rng, o->seed, 3001);
+    long d = o->d_model, p = d * o->n_delays, v = o->n_voxels, p0 = d - private_dims(d);
+    ba_design_options dopt = {.tr_s = o->tr_s, .aggregate = BA_AGGREGATE_SUM,
+                              .n_delays = o->n_delays, .delays = o->delays};
+    bool *marked = NULL;
+    double *basis = NULL, *weights = NULL;
+    float *extra = NULL, *trs = NULL, *x = NULL;
+    BA_ALLOC(marked, (size_t)v, "association voxels", done);
+    for (long j = 0; j < v; j++)
+        for (int k = 0; k < o->n_assoc_regions; k++) marked[j] |= S->labels[j] == o->assoc_regions[k];
+    BA_ALLOC(basis, (size_t)p * 2, "association directions", done);
+    BA_ALLOC(weights, (size_t)p * v, "association weights", done);
+    for (long i = 0; i < p; i++)
+        for (int k = 0; k < 2; k++) basis[i * 2 + k] = i % d >= p0 ? ba_rng_normal(&rng) : 0.0;
+    for (long j = 0; j < v; j++) {
+        double c0 = ba_rng_normal(&rng), c1 = ba_rng_normal(&rng);
+        for (long i = 0; marked[j] && i < p; i++)
+            weights[i * v + j] = (basis[i * 2] * c0 + basis[i * 2 + 1] * c1) *
+                                 exp(-0.5 * (double)(i / d));
+    }
+    BA_ALLOC(extra, (size_t)S->n_tr_total * v, "association signal", done);
+    long row = 0;
+    for (size_t s = 0; s < S->n_stories; s++) {
+        long n_tr = S->n_tr[s], n_words = (long)S->stories[s].n_words;
+        free(trs); free(x);
+        trs = NULL; x = NULL;
+        BA_ALLOC(trs, (size_t)n_tr * d, "TR features", done);
+        BA_ALLOC(x, (size_t)n_tr * p, "design", done);
+        BA_TRY(ba_words_to_trs(S->stories[s].name, S->assoc_delta[s], S->stories[s].onset,
+                               n_words, d, n_tr, &dopt, trs, NULL, err), done);
+        ba_fir_delays(trs, n_tr, d, o->delays, o->n_delays, x);
+        for (long t = 0; t < n_tr; t++)
+            for (long j = 0; j < v; j++) {
+                if (!marked[j]) continue;
+                double acc = 0;
+                for (long i = 0; i < p; i++) acc += x[t * p + i] * weights[i * v + j];
+                extra[(row + t) * v + j] = (float)acc;
+            }
+        row += n_tr;
+    }
+    standardise_columns(extra, S->n_tr_total, v, marked);
+    double keep = sqrt(1 - o->assoc_share), add = sqrt(o->assoc_share);
+    for (long t = 0; t < S->n_tr_total; t++)
+        for (long j = 0; j < v; j++)
+            if (marked[j])
+                S->signal[t * v + j] = (float)(keep * S->signal[t * v + j] + add * extra[t * v + j]);
+    standardise_columns(S->signal, S->n_tr_total, v, marked);
+done:
+    free(marked); free(basis); free(weights); free(extra); free(trs); free(x);
+    return rc;
 }
 
 static ba_status plant_signal(const ba_synth_options *o, ba_rng *rng, study *S, ba_error *err)
@@ -188,6 +360,10 @@ static ba_status plant_signal(const ba_synth_options *o, ba_rng *rng, study *S, 
             weights[i * v + j] = w * profile;
         }
     }
+    /* With associations the last P dimensions belong to them alone. */
+    for (long i = 0; o->n_assoc_regions > 0 && i < p; i++)
+        if (i % d >= d - private_dims(d))
+            for (long j = 0; j < v; j++) weights[i * v + j] = 0;
     BA_ALLOC(S->signal, (size_t)S->n_tr_total * v, "planted signal", done);
     long row = 0;
     for (size_t s = 0; s < S->n_stories; s++) {
@@ -234,21 +410,42 @@ static ba_status plant_signal(const ba_synth_options *o, ba_rng *rng, study *S, 
         S->labels[j] = g;
         S->fraction[j] = r * r;
     }
+    if (o->n_assoc_regions > 0) BA_TRY(plant_associations(o, S, err), done);
 done:
     free(basis); free(weights); free(mean); free(var); free(trs); free(x);
     return rc;
 }
 
-static ba_status write_features(const ba_synth_options *o, const study *S, ba_error *err)
+/* hidden + delta on every layer (a copy), or hidden itself. */
+static float *shifted_hidden(const ba_synth_options *o, const study *S, size_t s,
+                             float *const *delta, ba_error *err)
+{
+    if (!delta) return S->hidden[s];
+    size_t n = S->stories[s].n_words * (size_t)o->d_model;
+    float *h = ba_calloc((size_t)(o->n_layers + 1) * n, sizeof *h, "augmented features", err);
+    if (!h) return NULL;
+    for (int l = 0; l <= o->n_layers; l++)
+        for (size_t i = 0; i < n; i++) h[l * n + i] = S->hidden[s][l * n + i] + delta[s][i];
+    return h;
+}
+
+/* features.h5 (delta NULL) or a condition's features (hidden + delta). */
+static ba_status write_features(const ba_synth_options *o, const study *S, const char *file,
+                                const char *condition, float *const *delta, ba_error *err)
 {
     char path[BA_PATH_MAX];
-    snprintf(path, sizeof path, "%s/features.h5", o->out_dir);
+    snprintf(path, sizeof path, "%s/%s", o->out_dir, file);
     int layers[256];
     for (int l = 0; l <= o->n_layers; l++) layers[l] = l;
     ba_story_features *sf = ba_calloc(S->n_stories, sizeof *sf, "features", err);
     char **names = ba_calloc(S->n_stories, sizeof(char *), "names", err);
-    if (!sf || !names) { free(sf); free(names); return BA_ERR_NOMEM; }
-    for (size_t s = 0; s < S->n_stories; s++) {
+    float **hidden = ba_calloc(S->n_stories, sizeof(float *), "features", err);
+    ba_status rc = sf && names && hidden ? BA_OK : BA_ERR_NOMEM;
+    for (size_t s = 0; rc == BA_OK && s < S->n_stories; s++) {
+        hidden[s] = shifted_hidden(o, S, s, delta, err);
+        if (!hidden[s]) rc = BA_ERR_NOMEM;
+    }
+    for (size_t s = 0; rc == BA_OK && s < S->n_stories; s++) {
         const ba_story *st = &S->stories[s];
         snprintf(sf[s].name, sizeof sf[s].name, "%s", st->name);
         names[s] = (char *)st->name;
@@ -256,7 +453,7 @@ static ba_status write_features(const ba_synth_options *o, const study *S, ba_er
         sf[s].d_model = o->d_model;
         sf[s].n_layers = o->n_layers + 1;
         sf[s].layers = layers;
-        sf[s].hidden = S->hidden[s];
+        sf[s].hidden = hidden[s];
         sf[s].surprisal = S->surprisal[s];
         sf[s].words = st->words;
         sf[s].onset = st->onset;
@@ -265,12 +462,26 @@ static ba_status write_features(const ba_synth_options *o, const study *S, ba_er
     char checkpoint[256];
     snprintf(checkpoint, sizeof checkpoint, "synthetic (seed %llu, planted layer %d)",
              (unsigned long long)o->seed, o->planted_layer);
-    ba_features_meta meta = {"synthetic", checkpoint, 0, "baseline", "brainalign synth"};
-    ba_status rc = ba_features_write(path, MPI_COMM_SELF, &meta, names, S->n_stories, sf,
-                                     S->n_stories, err);
+    ba_features_meta meta = {"synthetic", checkpoint, 0, condition, "brainalign synth"};
+    if (rc == BA_OK)
+        rc = ba_features_write(path, MPI_COMM_SELF, &meta, names, S->n_stories, sf,
+                               S->n_stories, err);
+    for (size_t s = 0; delta && hidden && s < S->n_stories; s++) free(hidden[s]);
+    free(hidden);
     free(sf);
     free(names);
     return rc;
+}
+
+/* associations.jsonl, features-associations.h5 and features-random.h5. */
+static ba_status write_association_files(const ba_synth_options *o, const study *S,
+                                         ba_error *err)
+{
+    char path[BA_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/associations.jsonl", o->out_dir);
+    BA_CHECK(ba_association_set_write(path, &S->assoc, err));
+    BA_CHECK(write_features(o, S, "features-associations.h5", "associations", S->assoc_delta, err));
+    return write_features(o, S, "features-random.h5", "random", S->random_delta, err);
 }
 
 static ba_status write_subject(const ba_synth_options *o, const study *S, int subject,
@@ -339,6 +550,14 @@ static ba_status write_subject(const ba_synth_options *o, const study *S, int su
     if (rc == BA_OK) rc = ba_h5_set_attr_f64(&f, "/", "tr_s", &tr, 1, err);
     if (rc == BA_OK) rc = ba_h5_set_attr_i64(&f, "/truth", "planted_layer", &planted, 1, err);
     if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "source", "brainalign synth", err);
+    if (rc == BA_OK && o->n_assoc_regions > 0) {
+        long long regions[32];
+        for (int k = 0; k < o->n_assoc_regions; k++) regions[k] = o->assoc_regions[k];
+        rc = ba_h5_set_attr_i64(&f, "/truth", "association_regions", regions,
+                                (size_t)o->n_assoc_regions, err);
+        if (rc == BA_OK)
+            rc = ba_h5_set_attr_f64(&f, "/truth", "association_share", &o->assoc_share, 1, err);
+    }
     if (rc != BA_OK) ba_h5_abandon(&f);
     else rc = ba_h5_close(&f, err);
 done:
@@ -375,6 +594,16 @@ static ba_status check_options(const ba_synth_options *o, ba_error *err)
         return ba_fail(err, BA_ERR_USAGE,
                        "synth: every count must be positive, regions <= voxels, the planted "
                        "layer within 0..layers, 0 < max r < 1");
+    if (o->n_assoc_regions < 0 || o->n_assoc_regions > 32)
+        return ba_fail(err, BA_ERR_USAGE, "synth: 0 to 32 association regions");
+    for (int k = 0; k < o->n_assoc_regions; k++)
+        if (o->assoc_regions[k] < 0 || o->assoc_regions[k] >= o->n_regions)
+            return ba_fail(err, BA_ERR_USAGE, "synth: association region %d does not exist "
+                           "(regions 0..%d)", o->assoc_regions[k], o->n_regions - 1);
+    if (o->n_assoc_regions > 0 &&
+        (!(o->assoc_share > 0 && o->assoc_share < 1) || o->assoc_every < 1 || o->d_model < 4))
+        return ba_fail(err, BA_ERR_USAGE, "synth: associations need 0 < share < 1, every >= 1 "
+                       "and d_model >= 4");
     return BA_OK;
 }
 
@@ -404,18 +633,22 @@ static ba_status synth_on_one_rank(const ba_synth_options *o, ba_error *err)
         BA_ALLOC(S.hidden[s], (size_t)(o->n_layers + 1) * n_words * o->d_model, "hidden", done);
         BA_ALLOC(S.surprisal[s], (size_t)n_words, "surprisal", done);
         BA_TRY(make_hidden(o, &rng, mixing, rank, n_words, S.hidden[s], S.surprisal[s], err), done);
+        if (o->n_assoc_regions > 0) clear_private_dims(o, S.hidden[s], n_words);
         /* The scan runs 10 TRs past the last word (haemodynamic tail). */
         S.n_tr[s] = ba_trs_needed(S.stories[s].onset, n_words, &dopt) + 10;
         S.n_tr_total += S.n_tr[s];
     }
+    if (o->n_assoc_regions > 0) BA_TRY(make_associations(o, &S, err), done);
     BA_TRY(plant_signal(o, &rng, &S, err), done);
-    BA_TRY(write_features(o, &S, err), done);
+    BA_TRY(write_features(o, &S, "features.h5", "baseline", NULL, err), done);
+    if (o->n_assoc_regions > 0) BA_TRY(write_association_files(o, &S, err), done);
     BA_TRY(write_atlas(o, &S, err), done);
     for (int subject = 0; subject < o->n_subjects; subject++)
         BA_TRY(write_subject(o, &S, subject, err), done);
     if (!o->quiet)
-        fprintf(stderr, "synth: %zu stories, %ld TRs, %ld voxels in %d regions, %d subjects -> %s/\n",
-                S.n_stories, S.n_tr_total, o->n_voxels, o->n_regions, o->n_subjects, o->out_dir);
+        fprintf(stderr, "synth: %zu stories, %ld TRs, %ld voxels in %d regions, %d subjects%s -> %s/\n",
+                S.n_stories, S.n_tr_total, o->n_voxels, o->n_regions, o->n_subjects,
+                o->n_assoc_regions > 0 ? ", associations" : "", o->out_dir);
 done:
     free(mixing);
     study_free(&S);

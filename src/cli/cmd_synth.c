@@ -30,10 +30,16 @@ static void help(const ba_synth_options *d)
         "  --tr SEC             TR (default %.2g)\n"
         "  --max-r R            achievable r of the best region (default %.2g)\n"
         "  --seed S             random seed (default %llu)\n"
+        "  --assoc-regions LIST plant an associative-memory effect in these regions (e.g.\n"
+        "                       0,2): also writes associations.jsonl, features-associations.h5\n"
+        "                       and the random control features-random.h5 (see synth.h)\n"
+        "  --assoc-share X      share of those regions' signal due to the associations\n"
+        "                       (default %.2g)\n"
+        "  --assoc-every K      an association after every K-th sentence (default %d)\n"
         "  --quiet              no summary line\n",
         d->out_dir, d->n_stories, d->words_per_story, d->n_subjects, d->n_voxels,
         d->n_regions, d->d_model, d->n_layers, d->planted_layer, d->tr_s, d->max_r,
-        (unsigned long long)d->seed);
+        (unsigned long long)d->seed, d->assoc_share, d->assoc_every);
 }
 
 int ba_cmd_synth(int argc, char **argv)
@@ -64,6 +70,12 @@ int ba_cmd_synth(int argc, char **argv)
         else if (ba_args_value(&a, "--tr")) ba_args_double(&a, "--tr", &o.tr_s);
         else if (ba_args_value(&a, "--max-r")) ba_args_double(&a, "--max-r", &o.max_r);
         else if (ba_args_value(&a, "--seed")) { if (ba_args_long(&a, "--seed", &n)) o.seed = (unsigned long long)n; }
+        else if (ba_args_value(&a, "--assoc-regions")) {
+            if (ba_parse_int_list(a.value, o.assoc_regions, 32, &o.n_assoc_regions, &err))
+                snprintf(a.error, sizeof a.error, "--assoc-regions: %s", err.message);
+        }
+        else if (ba_args_value(&a, "--assoc-share")) ba_args_double(&a, "--assoc-share", &o.assoc_share);
+        else if (ba_args_value(&a, "--assoc-every")) { if (ba_args_long(&a, "--assoc-every", &n)) o.assoc_every = (int)n; }
         else if (ba_args_flag(&a, "--quiet")) o.quiet = true;
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
     }
