@@ -1,4 +1,5 @@
 /* features.c — the `features` stage (see features.h). */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "brainalign/features.h"
 
 #include <dirent.h>
