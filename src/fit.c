@@ -12,6 +12,7 @@
 #include "brainalign/folds.h"
 #include "brainalign/h5io.h"
 #include "brainalign/parallel.h"
+#include "brainalign/ridge_petsc.h"
 
 void ba_fit_config_defaults(ba_fit_config *cfg)
 {
@@ -250,7 +251,15 @@ static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char
             : cfg->design.aggregate == BA_AGGREGATE_LANCZOS ? "lanczos" : "sum",
             cfg->design.tr_offset_s);
     }
-    ADD(", \"fold_groups\": %d}", cfg->ridge.fold_groups);
+    ADD(", \"fold_groups\": %d, \"solver\": \"%s\"", cfg->ridge.fold_groups,
+        cfg->solver == BA_FIT_SOLVER_PETSC ? "petsc" : "scalapack");
+    if (cfg->solver_options) { /* JSON string: PETSc options have no quotes or backslashes */
+        ADD(", \"solver_options\": \"");
+        for (const char *c = cfg->solver_options; *c; c++)
+            if (*c != '"' && *c != '\\') ADD("%c", *c);
+        ADD("\"");
+    }
+    ADD("}");
 #undef ADD
 }
 
@@ -430,7 +439,8 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     ropt.stop_requested = cfg->stop_requested;
     ba_ridge_data D = {in.n, in.p, study_mode ? read_rows_from_memory : read_rows_from_file,
                        &in, in.y_local};
-    rc = ba_ridge_cv(&L, &D, &ropt, &R, err);
+    rc = cfg->solver == BA_FIT_SOLVER_PETSC ? ba_ridge_cv_petsc(&L, &D, &ropt, &R, err)
+                                            : ba_ridge_cv(&L, &D, &ropt, &R, err);
     if (rc != BA_OK) {
         /* The engine says "X: ..." or "Y: ..."; name the file it came from. */
         if (strncmp(err->message, "X:", 2) == 0)

@@ -30,6 +30,10 @@
 #define BA_MAX_DELAYS 32
 #define BA_MAX_LAYERS 128
 
+/* Who solves the ridge systems: ba_ridge_cv (ScaLAPACK, the default) or
+ * ba_ridge_cv_petsc (PETSc KSP; PETSc must be initialised by the caller). */
+typedef enum { BA_FIT_SOLVER_SCALAPACK = 0, BA_FIT_SOLVER_PETSC } ba_fit_solver;
+
 typedef struct {
     /* Plain design-matrix mode: "FILE.h5:/X" and "FILE.h5:/Y". */
     const char *x_spec, *y_spec;
@@ -44,6 +48,8 @@ typedef struct {
     const char *atlas_path;   /* optional */
     const char *out_path;
     ba_ridge_options ridge;
+    ba_fit_solver solver;     /* dense ScaLAPACK (default) or iterative PETSc KSP */
+    const char *solver_options; /* the PETSc options given, for the record (or NULL) */
     double alphas[BA_MAX_ALPHAS];
     const char *command_line;
     const char *study_config; /* the whole `run` configuration, when run */

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "brainalign/fit.h"
 #include "brainalign/parallel.h"
+#include "brainalign/ridge_petsc.h"
 
 /* SIGTERM (SLURM's time limit, or a user) asks for a clean stop at the next
  * fold boundary; finished folds are already saved in the checkpoint. */
@@ -20,6 +21,20 @@ static void on_terminate(int signal_number)
 {
     (void)signal_number;
     stop_requested = 1;
+}
+
+/* PETSc options have a single dash (-ksp_type); "-h" stays our help. */
+static bool is_petsc_option(const char *arg)
+{
+    return arg[0] == '-' && arg[1] != '-' && arg[1] != '\0' && strcmp(arg, "-h") != 0;
+}
+
+/* The argument after a PETSc option is its value unless it is the next
+ * option (a negative number is a value). */
+static bool is_petsc_value(const char *arg)
+{
+    if (arg[0] != '-') return true;
+    return (arg[1] >= '0' && arg[1] <= '9') || arg[1] == '.';
 }
 
 static void help(void)
@@ -51,6 +66,16 @@ static void help(void)
         "  --fold-groups G     split the ranks into G groups that take folds in turn (default 1)\n"
         "  --voxel-block B     voxels per block on each rank (default 512)\n"
         "  --block-size NB     ScaLAPACK block size (default 64)\n"
+        "solver:\n"
+        "  --solver scalapack|petsc  dense eigendecomposition with ScaLAPACK (default), or\n"
+        "                      iterative PETSc KSP (CG on XᵀX + αI, or LSQR), which never forms\n"
+        "                      XᵀX or XXᵀ: for feature spaces too large to factorise\n"
+        "  --petsc OPTIONS...  everything after --petsc goes to PETSc; so does any argument\n"
+        "                      with a single dash (and its value), e.g. -ksp_type lsqr,\n"
+        "                      -ksp_rtol 1e-10 (default 1e-8), -pc_type jacobi, -ksp_max_it N,\n"
+        "                      -log_view; -ridge_hat_diagonal exact|hutchinson|gcv (exact:\n"
+        "                      default; the others are APPROXIMATE), -ridge_hutchinson_probes N,\n"
+        "                      -ridge_warm_start 0|1. '--petsc -help' lists the KSP options.\n"
         "output:\n"
         "  --out FILE          scores.h5 (written under a temporary name, then renamed)\n"
         "  --quiet             no progress on standard error\n"
@@ -102,8 +127,22 @@ int ba_cmd_fit(int argc, char **argv)
     const char *design_only = NULL;
     char layer_text[256] = "", usage_error[1200] = "";
     long number = 0;
+    /* PETSc's options: argv[0] for PetscInitialize, then what we pass on. */
+    char *petsc_argv[argc + 2];
+    int petsc_argc = 1;
+    petsc_argv[0] = "brainalign";
+    const char *solver = "scalapack";
     while (ba_args_more(&a)) {
         if (ba_cli_is_help(argv[a.i])) { help(); return 0; }
+        if (strcmp(argv[a.i], "--petsc") == 0) {
+            for (a.i++; a.i < argc; a.i++) petsc_argv[petsc_argc++] = argv[a.i];
+            break;
+        }
+        if (is_petsc_option(argv[a.i])) {
+            petsc_argv[petsc_argc++] = argv[a.i++];
+            if (a.i < argc && is_petsc_value(argv[a.i])) petsc_argv[petsc_argc++] = argv[a.i++];
+            continue;
+        }
         if (ba_args_value(&a, "--features")) cfg.features_path = a.value;
         else if (ba_args_value(&a, "--bold")) cfg.bold_path = a.value;
         else if (ba_args_value(&a, "--x")) cfg.x_spec = a.value;
@@ -136,9 +175,17 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_flag(&a, "--timing")) timing = true;
         else if (ba_args_value(&a, "--design-only")) design_only = a.value;
         else if (ba_args_flag(&a, "--no-checkpoint")) cfg.no_checkpoint = true;
+        else if (ba_args_value(&a, "--solver")) solver = a.value;
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
     }
     if (!a.error[0] && usage_error[0]) snprintf(a.error, sizeof a.error, "%s", usage_error);
+    petsc_argv[petsc_argc] = NULL;
+    if (!a.error[0] && strcmp(solver, "petsc") == 0) cfg.solver = BA_FIT_SOLVER_PETSC;
+    else if (!a.error[0] && strcmp(solver, "scalapack") != 0)
+        snprintf(a.error, sizeof a.error, "--solver is scalapack or petsc, not '%s'", solver);
+    if (!a.error[0] && petsc_argc > 1 && cfg.solver != BA_FIT_SOLVER_PETSC)
+        snprintf(a.error, sizeof a.error, "PETSc options (%s ...) need --solver petsc",
+                 petsc_argv[1]);
     if (!a.error[0] && layer_text[0] &&
         ba_parse_int_list(layer_text, cfg.layers, BA_MAX_LAYERS, &cfg.n_layers, &err))
         snprintf(a.error, sizeof a.error, "--layer: %s", err.message);
@@ -154,6 +201,17 @@ int ba_cmd_fit(int argc, char **argv)
         ba_status drc = ba_fit_export_design(&cfg, MPI_COMM_WORLD, design_only, &err);
         return drc == BA_OK ? 0 : ba_cli_report("fit", drc, &err);
     }
+    char petsc_text[2048] = "";
+    if (cfg.solver == BA_FIT_SOLVER_PETSC) {
+        ba_status prc = ba_petsc_initialize(petsc_argc, petsc_argv, &err);
+        if (prc != BA_OK) return ba_cli_report("fit", prc, &err);
+        size_t len = 0;
+        for (int i = 1; i < petsc_argc && len < sizeof petsc_text; i++)
+            len += (size_t)snprintf(petsc_text + len, sizeof petsc_text - len, "%s%s",
+                                    i > 1 ? " " : "", petsc_argv[i]);
+        cfg.solver_options = petsc_text;
+    }
+    /* After PetscInitialize, which installs its own SIGTERM handler. */
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = on_terminate;
@@ -161,6 +219,10 @@ int ba_cmd_fit(int argc, char **argv)
     cfg.stop_requested = &stop_requested;
     ba_fit_summary summary;
     ba_status rc = ba_fit_run(&cfg, MPI_COMM_WORLD, &summary, &err);
+    if (cfg.solver == BA_FIT_SOLVER_PETSC) {
+        ba_error ferr;
+        ba_petsc_finalize(&ferr); /* prints -log_view */
+    }
     if (rc != BA_OK) return ba_cli_report("fit", rc, &err);
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
