@@ -9,7 +9,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "brainalign/compare.h"
 #include "brainalign/design.h"
+#include "brainalign/features.h"
 #include "brainalign/parallel.h"
 
 /* ------------------------------------------------------------ parsing */
@@ -76,6 +78,65 @@ static bool parse_names(const char *value, char names[][BA_STUDY_NAME_MAX], int 
 #define KEY(s, k) (strcmp(section, s) == 0 && strcmp(name, k) == 0)
 #define BAD(...) do { snprintf(st->problem, sizeof st->problem, __VA_ARGS__); return 0; } while (0)
 
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* The condition called `name` (created on first mention), or NULL. */
+static ba_study_condition *condition_named(ba_study_config *c, const char *name, size_t len)
+{
+    for (int i = 0; i < c->n_conditions; i++)
+        if (strlen(c->conditions[i].name) == len && strncmp(c->conditions[i].name, name, len) == 0)
+            return &c->conditions[i];
+    if (c->n_conditions == BA_STUDY_MAX_CONDITIONS || len == 0 || len >= BA_STUDY_NAME_MAX)
+        return NULL;
+    ba_study_condition *k = &c->conditions[c->n_conditions++];
+    memset(k, 0, sizeof *k);
+    snprintf(k->name, sizeof k->name, "%.*s", (int)len, name);
+    ba_augment_options_defaults(&k->augment);
+    return k;
+}
+
+/* [conditions]: "name = FILE" or "name.policy|every|seed|pause = value". */
+static int on_condition(parse_state *st, const char *name, const char *value)
+{
+    const char *dot = strchr(name, '.');
+    size_t len = dot ? (size_t)(dot - name) : strlen(name);
+    if (len == strlen(st->cfg->condition) && strncmp(name, st->cfg->condition, len) == 0)
+        BAD("[conditions] %.*s: the baseline is not listed here (it is [study] condition)",
+            (int)len, name);
+    if (memchr(name, '/', len) || memchr(name, ' ', len))
+        BAD("[conditions] '%.*s': a condition name has no '/' or spaces", (int)len, name);
+    ba_study_condition *k = condition_named(st->cfg, name, len);
+    if (!k) BAD("[conditions] %s: at most %d conditions, names of 1 to %d bytes",
+                name, BA_STUDY_MAX_CONDITIONS, BA_STUDY_NAME_MAX - 1);
+    ba_error err;
+    long l = 0;
+    double d = 0;
+    if (!dot) {
+        char path[BA_PATH_MAX];
+        resolve(st->base_dir, value, path, sizeof path);
+        if (has_suffix(value, ".h5")) snprintf(k->features, sizeof k->features, "%s", path);
+        else snprintf(k->associations, sizeof k->associations, "%s", path);
+    } else if (!strcmp(dot, ".policy")) {
+        if (ba_augment_policy_parse(value, &k->augment, &err)) BAD("[conditions] %s: %s", name, err.message);
+    } else if (!strcmp(dot, ".every")) {
+        if (!parse_long(value, &l) || l < 1 || l > 100000) BAD("[conditions] %s must be a whole number >= 1", name);
+        k->augment.every_k = (int)l;
+    } else if (!strcmp(dot, ".seed")) {
+        if (!parse_long(value, &l) || l < 0) BAD("[conditions] %s must be a whole number >= 0", name);
+        k->augment.seed = (uint64_t)l;
+    } else if (!strcmp(dot, ".pause")) {
+        if (!parse_double(value, &d) || !(d > 0)) BAD("[conditions] %s must be a positive number of seconds", name);
+        k->augment.pause_s = d;
+    } else {
+        BAD("[conditions] %s: expected NAME = FILE, NAME.policy, NAME.every, NAME.seed or NAME.pause", name);
+    }
+    return 1;
+}
+
 static int on_entry(void *user, const char *section, const char *name, const char *value)
 {
     parse_state *st = user;
@@ -104,8 +165,20 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         else if (!strcmp(name, "seed") && parse_long(value, &l)) o->seed = (uint64_t)l;
         else if (!strcmp(name, "max_r") && parse_double(value, &d)) o->max_r = d;
         else if (!strcmp(name, "tr") && parse_double(value, &d)) o->tr_s = d;
+        else if (!strcmp(name, "associations")) {
+            if (ba_parse_int_list(value, o->assoc_regions, 32, &o->n_assoc_regions, &err))
+                BAD("[synth] associations: %s (region indices, e.g. 0,2)", err.message);
+        }
+        else if (!strcmp(name, "association_share") && parse_double(value, &d)) o->assoc_share = d;
+        else if (!strcmp(name, "association_every") && parse_long(value, &l)) o->assoc_every = (int)l;
         else BAD("[synth] %s = %s: unknown key or bad value", name, value);
     }
+    else if (strcmp(section, "conditions") == 0) return on_condition(st, name, value);
+    else if (KEY("compare", "permutations")) { if (!parse_long(value, &c->compare_permutations) || c->compare_permutations < 1) BAD("[compare] permutations must be >= 1"); }
+    else if (KEY("compare", "bootstrap")) { if (!parse_long(value, &c->compare_bootstrap) || c->compare_bootstrap < 2) BAD("[compare] bootstrap must be >= 2"); }
+    else if (KEY("compare", "confidence")) { if (!parse_double(value, &c->compare_confidence) || !(c->compare_confidence > 0 && c->compare_confidence < 1)) BAD("[compare] confidence is in (0, 1)"); }
+    else if (KEY("compare", "fdr")) { if (!parse_double(value, &c->compare_fdr) || !(c->compare_fdr > 0 && c->compare_fdr < 1)) BAD("[compare] fdr is in (0, 1)"); }
+    else if (KEY("compare", "seed")) { if (!parse_long(value, &l) || l < 0) BAD("[compare] seed must be >= 0"); c->compare_seed = (uint64_t)l; }
     else if (KEY("features", "path")) { st->seen_features = true; resolve(st->base_dir, value, c->features_path, sizeof c->features_path); }
     else if (KEY("model", "path")) { st->seen_model = true; resolve(st->base_dir, value, c->model_dir, sizeof c->model_dir); }
     else if (KEY("model", "context")) { if (!parse_long(value, &c->context) || c->context < 2) BAD("[model] context must be a whole number >= 2"); }
@@ -162,6 +235,37 @@ static ba_status read_text(const char *path, char **text, ba_error *err)
     return BA_OK;
 }
 
+/* Every condition names a file its source can use; a synthetic study with
+ * associations brings its own two. */
+static ba_status check_conditions(ba_study_config *c, const parse_state *st, ba_error *err)
+{
+    const char *p = c->path;
+    if (c->synth && c->synth_options.n_assoc_regions > 0) {
+        const char *names[2] = {"associations", "random"};
+        for (int i = 0; i < 2; i++) {
+            ba_study_condition *k = condition_named(c, names[i], strlen(names[i]));
+            if (!k) return ba_fail(err, BA_ERR_USAGE, "%s: too many conditions", p);
+            if (k->features[0] || k->associations[0])
+                return ba_fail(err, BA_ERR_USAGE, "%s: [conditions] %s: a synthetic study with "
+                               "associations makes this condition itself", p, names[i]);
+            snprintf(k->features, sizeof k->features, "%s/synth/features-%s.h5", c->output_dir,
+                     names[i]);
+        }
+    }
+    for (int i = 0; i < c->n_conditions; i++) {
+        const ba_study_condition *k = &c->conditions[i];
+        if (!k->features[0] && !k->associations[0])
+            return ba_fail(err, BA_ERR_USAGE, "%s: [conditions] %s: give its file (%s = "
+                           "associations.jsonl or features.h5)", p, k->name, k->name);
+        if (k->associations[0] && !st->seen_model)
+            return ba_fail(err, BA_ERR_USAGE, "%s: [conditions] %s = %s: an association set needs "
+                           "[model] (the features are computed from the augmented text); with "
+                           "[features] or [synth] give a features file (.h5)", p, k->name,
+                           k->associations);
+    }
+    return BA_OK;
+}
+
 static ba_status check_config(ba_study_config *c, const parse_state *st, ba_error *err)
 {
     const char *p = c->path;
@@ -189,6 +293,7 @@ static ba_status check_config(ba_study_config *c, const parse_state *st, ba_erro
             snprintf(c->atlas_path, sizeof c->atlas_path, "%s/synth/atlas.h5", c->output_dir);
         snprintf(c->features_path, sizeof c->features_path, "%s/synth/features.h5", c->output_dir);
     }
+    BA_CHECK(check_conditions(c, st, err));
     if (c->n_subjects < 1) return ba_fail(err, BA_ERR_USAGE, "%s: [bold] subjects is required", p);
     if (!c->bold_pattern[0]) return ba_fail(err, BA_ERR_USAGE, "%s: [bold] path is required", p);
     if (c->n_subjects > 1 && !strstr(c->bold_pattern, "{subject}"))
@@ -207,6 +312,13 @@ ba_status ba_study_config_load(const char *path, ba_study_config *cfg, ba_error 
     snprintf(cfg->bos, sizeof cfg->bos, "auto");
     snprintf(cfg->stimuli_format, sizeof cfg->stimuli_format, "auto");
     cfg->context = 1024;
+    ba_compare_options co;
+    ba_compare_options_defaults(&co);
+    cfg->compare_permutations = co.n_permutations;
+    cfg->compare_bootstrap = co.n_bootstrap;
+    cfg->compare_confidence = co.confidence;
+    cfg->compare_fdr = co.fdr;
+    cfg->compare_seed = co.seed;
     BA_CHECK(read_text(path, &cfg->text, err));
     parse_state st = {.cfg = cfg};
     const char *slash = strrchr(path, '/');
@@ -346,40 +458,185 @@ static ba_status summary_add(summary_table *t, int capacity, const char *label,
     return BA_OK;
 }
 
-/* Make sure the features exist; returns their path. */
-static ba_status ensure_features(ba_study_config *cfg, MPI_Comm comm, char *path, size_t size,
-                                 ba_error *err)
+/* ------------------------------------------------------------ features */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
 {
-    if (cfg->synth) {
-        char dir[BA_PATH_MAX + 8];
-        snprintf(dir, sizeof dir, "%s/synth", cfg->output_dir);
-        ba_synth_options o = cfg->synth_options;
-        o.out_dir = dir;
-        o.quiet = cfg->quiet;
-        BA_CHECK(ba_synth_run(&o, comm, err));
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* A hash of a file's bytes (0 when it cannot be read). */
+static uint64_t file_hash(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = fnv1a(h, buf, n);
+    fclose(f);
+    return h;
+}
+
+/* Split "a, b,c" into names (pointers into `buf`). */
+static size_t split_stories(char *buf, char **names, size_t max)
+{
+    size_t n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok && n < max; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && end[-1] == ' ') *--end = '\0';
+        if (*tok) names[n++] = tok;
     }
-    if (cfg->model_dir[0])
-        return ba_fail(err, BA_ERR_USAGE,
-                       "%s: [model] feature extraction is not available in this build", cfg->path);
+    return n;
+}
+
+/* What the features of a condition are made from, as one line: the file's
+ * `command` attribute; a file with the same line (and the same checkpoint)
+ * is reused. */
+static void features_recipe(const ba_study_config *cfg, const ba_study_condition *k,
+                            char *out, size_t size)
+{
+    int n = snprintf(out, size, "brainalign run %s: features --model %s --stimuli %s --format %s "
+                     "--stories '%s' --layers", cfg->path, cfg->model_dir, cfg->stimuli_dir,
+                     cfg->stimuli_format, cfg->stories);
+    for (int l = 0; l < cfg->n_layers && n > 0 && (size_t)n < size; l++)
+        n += snprintf(out + n, size - (size_t)n, "%s%d", l ? "," : " ", cfg->layers[l]);
+    if (n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, " --context %ld --stride %ld --bos %s --condition %s",
+                      cfg->context, cfg->stride, cfg->bos, k ? k->name : cfg->condition);
+    if (k && n > 0 && (size_t)n < size)
+        snprintf(out + n, size - (size_t)n, " --associations %s (fnv1a %016llx) --policy %s "
+                 "--every %d --seed %llu --pause %g", k->associations,
+                 (unsigned long long)file_hash(k->associations), ba_augment_policy_name(&k->augment),
+                 k->augment.every_k, (unsigned long long)k->augment.seed, k->augment.pause_s);
+}
+
+/* Rank 0: true when `path` holds features made by `recipe` from this checkpoint. */
+static bool features_up_to_date(const char *path, const char *model_dir, const char *recipe)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) return false;
+    ba_error err;
+    ba_h5file f;
+    if (ba_h5_open(&f, path, MPI_COMM_SELF, &err) != BA_OK) return false;
+    char *command = NULL, *checkpoint = NULL, identity[BA_ERROR_MESSAGE_MAX];
+    bool same = ba_h5_get_attr_str(&f, "/", "command", &command, &err) == BA_OK &&
+                ba_h5_get_attr_str(&f, "/", "checkpoint", &checkpoint, &err) == BA_OK &&
+                ba_checkpoint_identity(model_dir, identity, sizeof identity, &err) == BA_OK &&
+                strcmp(command, recipe) == 0 && strcmp(checkpoint, identity) == 0;
+    free(command);
+    free(checkpoint);
+    ba_h5_abandon(&f);
+    return same;
+}
+
+/* [model]: extract the features of one condition (k NULL: the baseline)
+ * into OUTPUT/features/<condition>.h5, unless they are there already. */
+static ba_status model_features(const ba_study_config *cfg, const ba_study_condition *k,
+                                MPI_Comm comm, char *path, size_t size, ba_error *err)
+{
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    const char *name = k ? k->name : cfg->condition;
+    char dir[BA_PATH_MAX + 16], recipe[3 * BA_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/features", cfg->output_dir);
+    snprintf(path, size, "%s/%s.h5", dir, name);
+    features_recipe(cfg, k, recipe, sizeof recipe);
+    int fresh = 0;
+    ba_status rc = BA_OK;
+    if (rank == 0) {
+        rc = make_dir(dir, err);
+        fresh = rc == BA_OK && features_up_to_date(path, cfg->model_dir, recipe);
+    }
+    BA_CHECK(ba_mpi_agree(comm, rc, err));
+    MPI_Bcast(&fresh, 1, MPI_INT, 0, comm);
+    if (fresh) {
+        if (rank == 0 && !cfg->quiet) fprintf(stderr, "run: reusing %s\n", path);
+        return BA_OK;
+    }
+    ba_features_config fc;
+    ba_features_config_defaults(&fc);
+    char stories[sizeof cfg->stories], *names[1024];
+    snprintf(stories, sizeof stories, "%s", cfg->stories);
+    size_t n_names = split_stories(stories, names, 1024);
+    fc.model_dir = cfg->model_dir;
+    fc.stimuli_dir = cfg->stimuli_dir;
+    fc.stories = n_names ? names : NULL;
+    fc.n_stories = n_names;
+    BA_CHECK(ba_stimulus_format_parse(cfg->stimuli_format, &fc.format, err));
+    BA_CHECK(ba_bos_mode_parse(cfg->bos, &fc.bos, err));
+    fc.all_layers = false;
+    memcpy(fc.layers, cfg->layers, (size_t)cfg->n_layers * sizeof *cfg->layers);
+    fc.n_layers = cfg->n_layers;
+    fc.context = cfg->context;
+    fc.stride = cfg->stride;
+    fc.condition = name;
+    if (k) {
+        fc.associations = k->associations;
+        fc.augment = k->augment;
+    }
+    fc.out_path = path;
+    fc.command_line = recipe;
+    fc.quiet = cfg->quiet;
+    if (rank == 0 && !cfg->quiet) fprintf(stderr, "run: features of condition %s -> %s\n", name, path);
+    ba_features_summary sum;
+    return ba_features_run(&fc, comm, &sum, err);
+}
+
+/* The features file of condition c (-1: the baseline), made if needed. */
+static ba_status condition_features(const ba_study_config *cfg, int c, MPI_Comm comm, char *path,
+                                    size_t size, ba_error *err)
+{
+    const ba_study_condition *k = c >= 0 ? &cfg->conditions[c] : NULL;
+    if (k && k->features[0]) {
+        snprintf(path, size, "%s", k->features);
+        return BA_OK;
+    }
+    if (cfg->model_dir[0]) return model_features(cfg, k, comm, path, size, err);
     snprintf(path, size, "%s", cfg->features_path);
     return BA_OK;
 }
 
-ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
+static ba_status ensure_synth(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
+{
+    if (!cfg->synth) return BA_OK;
+    char dir[BA_PATH_MAX + 8];
+    snprintf(dir, sizeof dir, "%s/synth", cfg->output_dir);
+    ba_synth_options o = cfg->synth_options;
+    o.out_dir = dir;
+    o.quiet = cfg->quiet;
+    return ba_synth_run(&o, comm, err);
+}
+
+/* ------------------------------------------------------------ fits */
+
+/* Where condition c's outputs go (c < 0: the baseline). With conditions:
+ * scores/<condition>/<subject>/ and tables/<condition>-<subject>-...;
+ * without: scores/<subject>/ and tables/<subject>-.... */
+static void condition_prefix(const ba_study_config *cfg, int c, char *out, size_t size)
+{
+    if (cfg->n_conditions == 0) out[0] = '\0';
+    else snprintf(out, size, "%s", c >= 0 ? cfg->conditions[c].name : cfg->condition);
+}
+
+/* Every subject and layer of one condition. */
+static ba_status fit_condition(ba_study_config *cfg, int c, const char *features, MPI_Comm comm,
+                               summary_table *table, int capacity, ba_error *err)
 {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    ba_status rc = rank == 0 ? make_dir(cfg->output_dir, err) : BA_OK;
-    BA_CHECK(ba_mpi_agree(comm, rc, err));
-    char features[BA_PATH_MAX];
-    BA_CHECK(ensure_features(cfg, comm, features, sizeof features, err));
-
-    summary_table table = {0};
-    int capacity = cfg->n_subjects * cfg->n_layers;
+    ba_status rc = BA_OK;
+    char cond[BA_STUDY_NAME_MAX];
+    condition_prefix(cfg, c, cond, sizeof cond);
     for (int s = 0; s < cfg->n_subjects && rc == BA_OK; s++) {
-        char bold[BA_PATH_MAX], dir[BA_PATH_MAX + 160];
+        char bold[BA_PATH_MAX], dir[BA_PATH_MAX + 300];
         substitute_subject(cfg->bold_pattern, cfg->subjects[s], bold, sizeof bold);
-        snprintf(dir, sizeof dir, "%s/scores/%s", cfg->output_dir, cfg->subjects[s]);
+        snprintf(dir, sizeof dir, "%s/scores/%s%s%s", cfg->output_dir, cond, cond[0] ? "/" : "",
+                 cfg->subjects[s]);
         rc = rank == 0 ? make_dir(dir, err) : BA_OK;
         if (rc == BA_OK) {
             char tables[BA_PATH_MAX + 16];
@@ -388,11 +645,12 @@ ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
         }
         if ((rc = ba_mpi_agree(comm, rc, err)) != BA_OK) break;
         for (int l = 0; l < cfg->n_layers && rc == BA_OK; l++) {
-            char out[BA_PATH_MAX + 200], csv[BA_PATH_MAX + 200], label[2 * BA_STUDY_NAME_MAX];
+            char out[BA_PATH_MAX + 400], csv[BA_PATH_MAX + 400], label[3 * BA_STUDY_NAME_MAX];
             snprintf(out, sizeof out, "%s/layer-%d.h5", dir, cfg->layers[l]);
-            snprintf(csv, sizeof csv, "%s/tables/%s-layer-%d.csv", cfg->output_dir,
+            snprintf(csv, sizeof csv, "%s/tables/%s%s%s-layer-%d.csv", cfg->output_dir, cond,
+                     cond[0] ? "-" : "", cfg->subjects[s], cfg->layers[l]);
+            snprintf(label, sizeof label, "%s%s%s layer %d", cond, cond[0] ? " " : "",
                      cfg->subjects[s], cfg->layers[l]);
-            snprintf(label, sizeof label, "%s layer %d", cfg->subjects[s], cfg->layers[l]);
             ba_fit_config fit = cfg->fit;
             fit.design.delays = fit.delays; /* the copy points at its own array */
             fit.ridge.alphas = fit.alphas;
@@ -414,7 +672,7 @@ ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
             rc = ba_fit_run(&fit, comm, &sum, err);
             if (rc != BA_OK) break;
             if (rank == 0) {
-                rc = summary_add(&table, capacity, label, &sum, err);
+                rc = summary_add(table, capacity, label, &sum, err);
                 if (rc == BA_OK && sum.roi.n_regions > 0) rc = write_region_csv(csv, &sum, err);
                 if (rc == BA_OK && !cfg->quiet)
                     printf("%-32s mean r = %.4f\n", label, sum.mean_r);
@@ -423,9 +681,80 @@ ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
             rc = ba_mpi_agree(comm, rc, err);
         }
     }
+    return rc;
+}
+
+/* Rank 0: every condition against the baseline (compare.h), layer by layer:
+ * OUTPUT/compare.{csv,md,h5}. */
+static ba_status compare_conditions(const ba_study_config *cfg, ba_error *err)
+{
+    ba_compare_inputs inputs = {0};
+    ba_status rc = BA_OK;
+    for (int c = -1; rc == BA_OK && c < cfg->n_conditions; c++) {
+        const char *name = c >= 0 ? cfg->conditions[c].name : cfg->condition;
+        for (int s = 0; rc == BA_OK && s < cfg->n_subjects; s++)
+            for (int l = 0; rc == BA_OK && l < cfg->n_layers; l++) {
+                char path[BA_PATH_MAX + 400];
+                snprintf(path, sizeof path, "%s/scores/%s/%s/layer-%d.h5", cfg->output_dir, name,
+                         cfg->subjects[s], cfg->layers[l]);
+                rc = ba_compare_inputs_add(&inputs, NULL, name, cfg->subjects[s], path, err);
+            }
+    }
+    char prefix[BA_PATH_MAX + 16], command[BA_PATH_MAX + 32];
+    snprintf(prefix, sizeof prefix, "%s/compare", cfg->output_dir);
+    snprintf(command, sizeof command, "brainalign run %s", cfg->path);
+    ba_compare_options o;
+    ba_compare_options_defaults(&o);
+    o.inputs = &inputs;
+    o.baseline = cfg->condition;
+    o.atlas_path = cfg->atlas_path[0] ? cfg->atlas_path : NULL;
+    o.out_prefix = prefix;
+    o.n_permutations = cfg->compare_permutations;
+    o.n_bootstrap = cfg->compare_bootstrap;
+    o.confidence = cfg->compare_confidence;
+    o.fdr = cfg->compare_fdr;
+    o.seed = cfg->compare_seed;
+    o.command_line = command;
+    ba_compare_result res = {0};
+    if (rc == BA_OK) rc = ba_compare_run(&o, &res, err);
+    if (rc == BA_OK && !cfg->quiet) {
+        printf("\n");
+        for (size_t i = 0; i < res.n_rows; i++) {
+            const ba_compare_row *r = &res.rows[i];
+            if (!r->is_baseline && r->significant)
+                printf("%s, %s: %-28s Δr %+.4f [%+.4f, %+.4f]  q %.3g\n", r->model, r->condition,
+                       r->region, r->delta_r, r->ci_low, r->ci_high, r->q);
+        }
+        printf("wrote %s.md (conditions against %s)\n", prefix, cfg->condition);
+    }
+    ba_compare_result_free(&res);
+    ba_compare_inputs_free(&inputs);
+    return rc;
+}
+
+ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
+{
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    ba_status rc = rank == 0 ? make_dir(cfg->output_dir, err) : BA_OK;
+    BA_CHECK(ba_mpi_agree(comm, rc, err));
+    BA_CHECK(ensure_synth(cfg, comm, err));
+
+    summary_table table = {0};
+    int capacity = (cfg->n_conditions + 1) * cfg->n_subjects * cfg->n_layers;
+    for (int c = -1; c < cfg->n_conditions && rc == BA_OK; c++) {
+        char features[BA_PATH_MAX];
+        rc = condition_features(cfg, c, comm, features, sizeof features, err);
+        if (rc == BA_OK) rc = fit_condition(cfg, c, features, comm, &table, capacity, err);
+    }
     if (rc == BA_OK && rank == 0) rc = write_summary_md(cfg, &table, err);
     if (rc == BA_OK && rank == 0 && !cfg->quiet)
         printf("\nwrote %s/summary.md\n", cfg->output_dir);
     summary_free(&table);
-    return ba_mpi_agree(comm, rc, err);
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc == BA_OK && cfg->n_conditions > 0) {
+        rc = rank == 0 ? compare_conditions(cfg, err) : BA_OK;
+        rc = ba_mpi_agree(comm, rc, err);
+    }
+    return rc;
 }

@@ -9,13 +9,33 @@
  *   OUTPUT/tables/<subject>-layer-<L>.csv   region, n_voxels, mean_r, median_r, sem
  *   OUTPUT/summary.md                  every subject and layer, region by region
  * Relative paths in the file are relative to the file's directory. See
- * the files in configs/ for complete, commented examples. */
+ * the files in configs/ for complete, commented examples.
+ *
+ * Conditions (associative memory). A [conditions] section lists conditions
+ * besides the baseline, one key per condition:
+ *   human = associations/human.jsonl     an association set (with [model]:
+ *                                        the features of the augmented text)
+ *   human.policy = human                 human | every-k | word | random |
+ *                                        random-every-k | random-word
+ *   human.every = 4                      k of every-k
+ *   human.seed = 7                       the random control's seed
+ *   mine = features-mine.h5              or a ready features file
+ * [synth] associations = 0,2 plants an association effect in those regions
+ * and adds the conditions "associations" and "random" (synth.h). With
+ * conditions, every condition (the baseline first) gets its features
+ * (OUTPUT/features/<condition>.h5 with [model]), scores
+ * OUTPUT/scores/<condition>/<subject>/layer-<L>.h5 and tables
+ * OUTPUT/tables/<condition>-<subject>-layer-<L>.csv, and the run ends with
+ * `compare` (compare.h) of all of them against the baseline:
+ * OUTPUT/compare.{csv,md,h5}; a [compare] section sets permutations,
+ * bootstrap, confidence, fdr and seed. */
 #ifndef BRAINALIGN_STUDY_H
 #define BRAINALIGN_STUDY_H
 
 #include <mpi.h>
 #include <stdbool.h>
 
+#include "brainalign/associations.h"
 #include "brainalign/error.h"
 #include "brainalign/fit.h"
 #include "brainalign/h5io.h"
@@ -23,6 +43,14 @@
 
 #define BA_STUDY_MAX_SUBJECTS 256
 #define BA_STUDY_NAME_MAX 128
+#define BA_STUDY_MAX_CONDITIONS 32
+
+typedef struct {
+    char name[BA_STUDY_NAME_MAX];
+    char associations[BA_PATH_MAX]; /* a JSONL association set, or ""      */
+    char features[BA_PATH_MAX];     /* a ready features file, or ""        */
+    ba_augment_options augment;     /* how the associations are inserted   */
+} ba_study_condition;
 
 typedef struct {
     char path[BA_PATH_MAX];        /* the INI file */
@@ -54,6 +82,15 @@ typedef struct {
 
     ba_fit_config fit;             /* alignment and cross-validation */
     bool quiet;
+
+    /* Conditions besides the baseline (`condition` above is the baseline's
+     * name); none: one condition and the plain layout. */
+    ba_study_condition conditions[BA_STUDY_MAX_CONDITIONS];
+    int n_conditions;
+    /* [compare] */
+    long compare_permutations, compare_bootstrap;
+    double compare_confidence, compare_fdr;
+    uint64_t compare_seed;
 } ba_study_config;
 
 /* Parse and check a configuration. Independent (no MPI). */

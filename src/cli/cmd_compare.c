@@ -196,7 +196,14 @@ static void print_summary(const ba_compare_result *res, const ba_compare_options
             printf("    %-28s Δr %+.4f [%+.4f, %+.4f]  p %.3g  q %.3g\n", r->region, r->delta_r,
                    r->ci_low, r->ci_high, r->p, r->q);
     }
-    for (size_t i = 0; i < res->n_written; i++) printf("wrote %s\n", res->written[i]);
+    bool maps = false;
+    for (size_t i = 0; i < res->n_written; i++) {
+        printf("wrote %s\n", res->written[i]);
+        maps |= strstr(res->written[i], ".nii.gz") || strstr(res->written[i], ".func.gii");
+    }
+    if (o->bold_path && !maps)
+        printf("no maps: %s records no brain space (no /mask or /surface; see `brainalign "
+               "import`)\n", o->bold_path);
 }
 
 int ba_cmd_compare(int argc, char **argv)
