@@ -15,3 +15,12 @@ add_test(NAME associations.e2e_planted
 set_tests_properties(associations.e2e_planted PROPERTIES LABELS "e2e;associations"
   PROCESSORS 2 TIMEOUT 900
   ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")
+
+# A [model] study with association conditions: features of the augmented
+# text through `run`, reuse and recomputation, scores and comparison.
+add_test(NAME associations.e2e_model
+         COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/e2e/associations_model.py
+                 $<TARGET_FILE:brainalign> ${BA_DATA_DIR} ${BA_MPIEXEC})
+set_tests_properties(associations.e2e_model PROPERTIES LABELS "e2e;associations"
+  PROCESSORS 2 TIMEOUT 900
+  ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")

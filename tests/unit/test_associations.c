@@ -32,6 +32,7 @@
 #include "brainalign/h5io.h"
 #include "brainalign/model.h"
 #include "brainalign/stimuli.h"
+#include "brainalign/study.h"
 #include "brainalign/tokenizer.h"
 
 static ba_story *g_stories;
@@ -789,6 +790,68 @@ static void test_features_change_after_insertion_only(void **state)
     free_features(&r);
 }
 
+/* ---- [conditions] in study configurations ------------------------------------------ */
+
+static void test_study_conditions(void **state)
+{
+    (void)state;
+    ba_error err;
+    ba_study_config cfg;
+    const char *files[2] = {BA_SOURCE_DIR "/configs/narratives-associations.ini",
+                            BA_SOURCE_DIR "/configs/narratives-associations-llama2.ini"};
+    for (int i = 0; i < 2; i++) {
+        if (ba_study_config_load(files[i], &cfg, &err) != BA_OK) fail_msg("%s", err.message);
+        assert_int_equal(cfg.n_layers, 1);
+        assert_int_equal(cfg.layers[0], i == 0 ? 9 : 14);
+        assert_string_equal(cfg.condition, "baseline");
+        assert_int_equal(cfg.n_conditions, 3);
+        assert_string_equal(cfg.conditions[0].name, "human");
+        assert_string_equal(cfg.conditions[1].name, "gpt4");
+        assert_string_equal(cfg.conditions[2].name, "random");
+        assert_int_equal(cfg.conditions[1].augment.placement, BA_PLACE_EVERY_K);
+        assert_int_equal(cfg.conditions[1].augment.every_k, 4);
+        assert_true(cfg.conditions[2].augment.random_text);
+        assert_int_equal(cfg.conditions[2].augment.seed, 2025);
+        assert_non_null(strstr(cfg.conditions[0].associations, "configs/../data/associations/human.jsonl"));
+        assert_string_equal(cfg.conditions[0].associations, cfg.conditions[2].associations);
+        assert_int_equal(cfg.compare_permutations, 100000);
+        ba_study_config_free(&cfg);
+    }
+    static const struct {
+        const char *text, *expected;
+    } bad[] = {
+        {"[conditions]\nbaseline = a.jsonl\n", "study.ini:10: [conditions] baseline: the baseline is not listed"},
+        {"[conditions]\nhuman = a.jsonl\nhuman.policy = sometimes\n", "study.ini:11: [conditions] human.policy: policy 'sometimes'"},
+        {"[conditions]\nhuman.every = 0\n", "study.ini:10: [conditions] human.every must be a whole number >= 1"},
+        {"[conditions]\nhu/man = a.jsonl\n", "study.ini:10: [conditions] 'hu/man'"},
+        {"[conditions]\nhuman.colour = red\n", "study.ini:10: [conditions] human.colour: expected"},
+        {"[conditions]\nhuman.seed = 3\n", "[conditions] human: give its file"},
+        {"[conditions]\nhuman = a.jsonl\n", "an association set needs [model]"},
+        {"[compare]\nfdr = 2\n", "study.ini:10: [compare] fdr is in (0, 1)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *text = NULL;
+        assert_true(asprintf(&text, "[study]\noutput = o\n[features]\npath = f.h5\n[fit]\nlayers = 1\n"
+                                    "[bold]\nsubjects = s1\n%s", bad[i].text) > 0);
+        char *path = write_text("study.ini", text);
+        ba_status rc = ba_study_config_load(path, &cfg, &err);
+        ba_study_config_free(&cfg);
+        if (rc == BA_OK) fail_msg("case %zu accepted", i);
+        if (!strstr(err.message, bad[i].expected))
+            fail_msg("case %zu: '%s' lacks '%s'", i, err.message, bad[i].expected);
+        free(text);
+        free(path);
+    }
+    /* [features] with a ready features file per condition is fine. */
+    char *path = write_text("study.ini", "[study]\noutput = o\n[features]\npath = f.h5\n[fit]\nlayers = 1\n"
+                                         "[bold]\nsubjects = s1\npath = b.h5\n[conditions]\nmine = g.h5\n");
+    if (ba_study_config_load(path, &cfg, &err) != BA_OK) fail_msg("%s", err.message);
+    assert_int_equal(cfg.n_conditions, 1);
+    assert_non_null(strstr(cfg.conditions[0].features, "/g.h5"));
+    ba_study_config_free(&cfg);
+    free(path);
+}
+
 /* ---- main --------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -830,6 +893,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_features_empty_set_is_baseline),
         cmocka_unit_test(test_features_after_last_word_is_baseline),
         cmocka_unit_test(test_features_change_after_insertion_only),
+        cmocka_unit_test(test_study_conditions),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     MPI_Finalize();
