@@ -573,7 +573,7 @@ static void model_data_free(model_data *d, int n_conditions)
 /* Test one region of one condition; fills the result row's statistics. */
 static ba_status test_region(const ba_compare_options *o, const model_design *md,
                              const model_data *d, const region_voxels *rv, int c, int g,
-                             long n_voxels, ba_compare_row *row, ba_error *err)
+                             ba_compare_row *row, ba_error *err)
 {
     int S = md->n_subjects;
     long first = rv->start[g], n = rv->start[g + 1] - first;
@@ -615,7 +615,6 @@ static ba_status test_region(const ba_compare_options *o, const model_design *md
             snprintf(row->test, sizeof row->test, "voxel bootstrap");
         }
     }
-    (void)n_voxels;
     free(x);
     return rc;
 }
@@ -690,7 +689,7 @@ static ba_status model_rows(const ba_compare_options *o, const model_design *md,
             row->rel_change_pct = roi_col(d, c, ROI_REL, G)[g];
             row->ci_low = row->ci_high = row->p = row->q = NAN;
             if (c > 0 && row->n_voxels > 0)
-                rc = test_region(o, md, d, rv, c, g, atlas->n_voxels, row, err);
+                rc = test_region(o, md, d, rv, c, g, row, err);
             if (c == 0 || row->n_voxels == 0) {
                 row->delta_r = row->rel_change_pct = c == 0 ? 0.0 : NAN;
             }
@@ -832,6 +831,27 @@ static void md_model(FILE *f, const ba_compare_options *o, const model_design *m
         }
 }
 
+/* The paper's layout: regions x (model, condition), Δr with marks. */
+static void md_all_models(FILE *f, const ba_compare_options *o, const design *d,
+                          const ba_compare_result *res)
+{
+    fprintf(f, "\n## All models: Δr against %s\n\n| region |", o->baseline);
+    for (int m = 0; m < d->n_models; m++)
+        for (int c = 1; c < d->models[m].n_conditions; c++)
+            fprintf(f, " %s, %s |", d->models[m].name, d->models[m].conditions[c]);
+    fprintf(f, "\n| --- |");
+    for (int m = 0; m < d->n_models; m++)
+        for (int c = 1; c < d->models[m].n_conditions; c++) fprintf(f, " ---: |");
+    fprintf(f, "\n");
+    for (int g = 0; g < res->n_regions; g++) {
+        fprintf(f, "| %s |", res->regions[g]);
+        for (int m = 0; m < d->n_models; m++)
+            for (int c = 1; c < d->models[m].n_conditions; c++)
+                md_delta(f, find_row(res, d->models[m].name, d->models[m].conditions[c], g), o->fdr);
+        fprintf(f, "\n");
+    }
+}
+
 static ba_status write_markdown(const char *path, const ba_compare_options *o, const design *d,
                                 const ba_compare_result *res, ba_error *err)
 {
@@ -849,6 +869,7 @@ static ba_status write_markdown(const char *path, const ba_compare_options *o, c
                "voxels taken as independent). Seed %llu.\n",
             o->baseline, o->baseline, o->fdr, o->fdr / 5, o->n_permutations, o->n_permutations,
             100 * o->confidence, o->n_bootstrap, (unsigned long long)o->seed);
+    if (d->n_models > 1) md_all_models(f, o, d, res);
     for (int m = 0; m < d->n_models; m++) md_model(f, o, &d->models[m], res);
     if (fclose(f) != 0) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
     return BA_OK;
