@@ -18,7 +18,8 @@ and the same with one subject (voxel bootstrap). Its numbers are checked
 against numpy from the scores files (per-voxel Δr, region means), the
 study directory is re-read by `brainalign compare --study`, Δr volume maps
 are written through a bold.h5 that records a mask (checked with nibabel),
-figures are made with tools/plot_compare.py, and bad inputs fail with a
+and per hemisphere through one that records a surface (GIfTI), figures
+are made with tools/plot_compare.py, and bad inputs fail with a
 message naming the file and leave no output. The synthetic association set
 must also be accepted by `brainalign augment` on the real stories.
 """
@@ -180,6 +181,19 @@ def main():
                 vol = np.asarray(nib.load(path).dataobj)
                 assert np.allclose(vol[mask != 0], h[f"synthetic_layer_2/{c}/delta_r"][:], atol=1e-7)
                 assert np.all(vol[mask == 0] == 0)
+        # ... and per hemisphere through one that records a surface (120 + 180 vertices).
+        surface = os.path.join(tmp, "surface.h5")
+        with h5py.File(surface, "w") as f:
+            f["surface/n_vertices_lh"] = np.array([120], np.int64)
+            f["surface/n_vertices_rh"] = np.array([180], np.int64)
+        onsurf = os.path.join(tmp, "onsurf")
+        run([ba, "compare", "--study", out, "--out", onsurf, "--bold", surface, "--bootstrap", "500",
+             "--quiet"])
+        with h5py.File(onsurf + ".h5") as h:
+            want = h["synthetic_layer_2/associations/delta_r"][:]
+        lh = nib.load(f"{onsurf}_synthetic_layer_2_associations_delta_r.lh.func.gii").darrays[0].data
+        rh = nib.load(f"{onsurf}_synthetic_layer_2_associations_delta_r.rh.func.gii").darrays[0].data
+        assert np.allclose(np.concatenate([lh, rh]), want, atol=1e-7)
         try:
             import matplotlib  # noqa: F401
             pngs = sorted(glob.glob(mapped + "*.png"))
