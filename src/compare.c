@@ -464,6 +464,11 @@ static ba_status read_atlas(const ba_compare_options *o, long n_voxels, ba_atlas
             return ba_fail(err, BA_ERR_USAGE, "%s: the scores do not name an atlas; give one "
                            "(--atlas atlas.h5)", first);
     }
+    struct stat sb;
+    if (!o->atlas_path && stat(used, &sb) != 0)
+        return ba_fail(err, BA_ERR_IO, "%s: the atlas it was fitted with, %s, is not there (a "
+                       "relative path is relative to where `fit` ran); give it with --atlas",
+                       first, used);
     ba_status rc = ba_atlas_read(used, MPI_COMM_SELF, n_voxels, atlas, err);
     if (rc != BA_OK) return ba_context(err, "atlas for %s", first);
     return BA_OK;
