@@ -49,10 +49,12 @@
  *            "random-every-k" / "random-word"), each text replaced by as
  *            many words, taken consecutively from a story OTHER than this
  *            one (chosen at random among the other stories given, from a
- *            random start, wrapping around). Deterministic for a seed; each
- *            insertion draws from its own stream (seed, story name,
- *            insertion rank), so it does not depend on which other stories
- *            are processed alongside.
+ *            random start, wrapping around). Deterministic for a seed and
+ *            a pool of stories: each insertion draws from its own stream
+ *            (seed, story name, insertion rank), so a story's control does
+ *            not depend on the order of the stories or on the other
+ *            stories' associations (the `features` stage's pool is the
+ *            stories it processes).
  * Several associations at one place go in the order of the sentences they
  * are about (every-k), then in file order.
  *
