@@ -264,6 +264,7 @@ int ba_cmd_compare(int argc, char **argv)
         for (int i = 0; rc == BA_OK && i < n_scores; i++) rc = add_scores_spec(&inputs, scores[i], &err);
         if (rc == BA_OK) rc = ba_compare_run(&o, &res, &err);
         if (rc == BA_OK && !quiet) print_summary(&res, &o);
+        fflush(stdout); /* before the plotting child writes */
         if (rc == BA_OK && plot) make_plots(&o, quiet);
         fflush(stdout);
     }
