@@ -122,6 +122,7 @@ typedef struct {
     /* This rank. */
     long my_windows, my_window_tokens;
     double seconds_forward, seconds_total;
+    double cpu_seconds_forward; /* process CPU time (all threads) in forwards */
     char checkpoint[BA_ERROR_MESSAGE_MAX]; /* the identity recorded          */
 } ba_features_summary;
 

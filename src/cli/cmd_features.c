@@ -90,10 +90,10 @@ static void print_summary(const ba_features_summary *s, const ba_features_config
         /* One line per rank, in rank order. */
         for (int r = 0; r < size; r++) {
             if (r == rank)
-                printf("rank %d: %ld windows, %ld window tokens, forward %.2f s "
+                printf("rank %d: %ld windows, %ld window tokens, forward %.2f s, %.2f CPU s "
                        "(OpenBLAS %s, %d thread(s))\n", rank, s->my_windows,
-                       s->my_window_tokens, s->seconds_forward, openblas_get_corename(),
-                       openblas_get_num_threads());
+                       s->my_window_tokens, s->seconds_forward, s->cpu_seconds_forward,
+                       openblas_get_corename(), openblas_get_num_threads());
             fflush(stdout);
             MPI_Barrier(comm);
         }
