@@ -123,11 +123,11 @@ static ba_status read_old_ctab(be_reader *r, ba_annot *a, int32_t n_entries, ba_
     return BA_OK;
 }
 
-static ba_status read_new_ctab(be_reader *r, ba_annot *a, int32_t version, ba_error *err)
+static ba_status read_new_ctab(be_reader *r, ba_annot *a, int64_t version, ba_error *err)
 {
     if (version != 2)
-        return ba_fail(err, BA_ERR_FORMAT, "%s: colour-table version %d (only 2 is known)",
-                       r->path, (int)version);
+        return ba_fail(err, BA_ERR_FORMAT, "%s: colour-table version %lld (only 2 is known)",
+                       r->path, (long long)version);
     a->ctab_version = 2;
     int32_t max_index = 0, to_read = 0;
     BA_CHECK(read_i32(r, "the colour table's size", &max_index, err));
@@ -219,7 +219,7 @@ static ba_status parse_annot(be_reader *r, ba_annot *a, ba_error *err)
     if (rc == BA_OK) rc = read_i32(r, "the colour-table entry count", &n_entries, err);
     if (rc == BA_OK)
         rc = n_entries > 0 ? read_old_ctab(r, a, n_entries, err)
-                           : read_new_ctab(r, a, -n_entries, err);
+                           : read_new_ctab(r, a, -(int64_t)n_entries, err); /* INT32_MIN too */
     if (rc == BA_OK) rc = values_to_slots(a, values, err);
     free(values);
     return rc;
