@@ -109,6 +109,7 @@ typedef struct {
     long big, small, big0, big_loc, small0, small_loc;
     long test0, test_loc;  /* primal: my test rows */
     int nb;
+    int active;            /* columns of the current block in use (the rest are 0) */
     double *b_loc;         /* [big_loc][small] my rows of B */
     double *test_x;        /* primal [test_loc][p]; dual [big_loc][n_test] (X_teᵀ) */
     double *col_sq;        /* [small] diagonal of BᵀB */
@@ -120,17 +121,27 @@ typedef struct {
     double flops;
 } normal_op;
 
-/* t = B x: gather the block of unknowns, multiply by my rows of B. */
+/* Zero the unused columns [active, nb) of a [rows][nb] block. */
+static void zero_inactive(const normal_op *op, double *block, long rows)
+{
+    if (op->active >= op->nb) return;
+    for (long r = 0; r < rows; r++)
+        memset(block + r * op->nb + op->active, 0, sizeof(double) * (size_t)(op->nb - op->active));
+}
+
+/* t = B x: gather the block of unknowns, multiply by my rows of B (only the
+ * active columns: a narrow last block costs what it holds). */
 static int apply_b(normal_op *op, const double *x_loc, double *t)
 {
     int rc = MPI_Allgatherv(x_loc, op->counts[op->rank], MPI_DOUBLE, op->full, op->counts,
                             op->displs, MPI_DOUBLE, op->comm);
     if (rc != MPI_SUCCESS) return rc;
     if (op->big_loc > 0)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)op->big_loc, op->nb,
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)op->big_loc, op->active,
                     (int)op->small, 1.0, op->b_loc, (int)op->small, op->full, op->nb, 0.0, t,
                     op->nb);
-    op->flops += 2.0 * (double)op->big_loc * (double)op->small * op->nb;
+    zero_inactive(op, t, op->big_loc);
+    op->flops += 2.0 * (double)op->big_loc * (double)op->small * op->active;
     return MPI_SUCCESS;
 }
 
@@ -138,12 +149,13 @@ static int apply_b(normal_op *op, const double *x_loc, double *t)
 static int apply_bt(normal_op *op, const double *t, double *y_loc)
 {
     if (op->big_loc > 0)
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)op->small, op->nb,
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)op->small, op->active,
                     (int)op->big_loc, 1.0, op->b_loc, (int)op->small, t, op->nb, 0.0,
                     op->partial, op->nb);
     else
         memset(op->partial, 0, sizeof(double) * (size_t)op->small * (size_t)op->nb);
-    op->flops += 2.0 * (double)op->big_loc * (double)op->small * op->nb;
+    zero_inactive(op, op->partial, op->small);
+    op->flops += 2.0 * (double)op->big_loc * (double)op->small * op->active;
     return MPI_Reduce_scatter(op->partial, y_loc, op->counts, MPI_DOUBLE, MPI_SUM, op->comm);
 }
 
@@ -448,7 +460,7 @@ static ba_status operator_setup(run_ctx *R, const fold_rows *f, normal_op *op, b
     op->p = D->p;
     op->big = op->dual ? D->p : f->n_train;
     op->small = op->dual ? f->n_train : D->p;
-    op->nb = R->nb;
+    op->nb = op->active = R->nb;
     ba_split_range(op->big, op->size, op->rank, &op->big0, &op->big_loc);
     op->big_loc -= op->big0;
     ba_split_range(op->small, op->size, op->rank, &op->small0, &op->small_loc);
@@ -717,6 +729,7 @@ static ba_status set_block(fold_solver *S, int width, sample_value value, const 
 {
     normal_op *op = &S->op;
     int nb = op->nb;
+    op->active = width;
     S->rhs_in_b_rows = !op->dual;
     double *dst = op->dual ? S->b : S->t;
     long rows = op->dual ? op->small_loc : op->big_loc, row0 = op->dual ? op->small0 : op->big0;
