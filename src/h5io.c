@@ -492,6 +492,7 @@ ba_status ba_h5_get_attr_str(const ba_h5file *f, const char *object, const char 
     } else if (H5Tis_variable_str(t) > 0) {
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t)); /* h5py writes UTF-8; no conversion exists */
         char *s = NULL;
         if (H5Aread(attr, mt, &s) < 0 || !s)
             rc = ba_fail(err, BA_ERR_IO, "%s: cannot read attribute %s", f->path, name);

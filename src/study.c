@@ -322,7 +322,12 @@ ba_status ba_study_config_load(const char *path, ba_study_config *cfg, ba_error 
     BA_CHECK(read_text(path, &cfg->text, err));
     parse_state st = {.cfg = cfg};
     const char *slash = strrchr(path, '/');
-    if (slash) snprintf(st.base_dir, sizeof st.base_dir, "%.*s", (int)(slash - path), path);
+    /* Paths in the file are relative to its directory; resolve that to an
+     * absolute path so the outputs record paths valid from anywhere. */
+    char dir[BA_PATH_MAX];
+    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else snprintf(dir, sizeof dir, ".");
+    if (!realpath(dir[0] ? dir : "/", st.base_dir)) snprintf(st.base_dir, sizeof st.base_dir, "%s", dir);
     int line = ini_parse(path, on_entry, &st);
     if (line < 0) return ba_fail(err, BA_ERR_IO, "%s: cannot read the configuration", path);
     if (line > 0)
