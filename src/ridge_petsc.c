@@ -694,6 +694,14 @@ static ba_status solve_block(run_ctx *R, fold_solver *S, const block_info *B, in
         st->worst_column = B->col0 + worst;
         st->worst_is_voxel = B->voxels;
     }
+    /* A "converged" solution no better than zero (e.g. -ksp_type preonly)
+     * is garbage, whatever the KSP says. */
+    if (reason >= 0 && S->resid[worst] > 0.5)
+        rc = ba_fail(err, BA_ERR_NUMERIC,
+                     "PETSc KSP %s returned no solution (%s after %d iterations) in fold %d at "
+                     "alpha %g: %s %ld has relative residual %.3g", st->ksp_type,
+                     KSPConvergedReasons[reason], (int)its, B->fold, alpha,
+                     B->voxels ? "voxel" : "training sample", B->col0 + worst, S->resid[worst]);
     if (reason < 0)
         rc = ba_fail(err, BA_ERR_NUMERIC,
                      "PETSc KSP %s did not converge (%s after %d iterations) in fold %d at "
@@ -1324,8 +1332,9 @@ static void report(const run_ctx *R, const ba_ridge_layout *L)
     const ba_ridge_petsc_stats *st = &R->stats;
     double tolerance = 100.0 * st->rtol * sqrt((double)R->nb);
     if (st->worst_residual > tolerance)
-        fprintf(stderr, "brainalign: warning: PETSc KSP %s reached a relative residual of only "
-                "%.3g (rtol %g) in fold %d at alpha %g for %s %ld\n", st->ksp_type,
+        fprintf(stderr, "brainalign: warning: PETSc KSP %s reached a relative residual (normal "
+                "equations) of only %.3g (rtol %g) in fold %d at alpha %g for %s %ld; a smaller "
+                "-ksp_rtol tightens it\n", st->ksp_type,
                 st->worst_residual, st->rtol, st->worst_fold, st->worst_alpha,
                 st->worst_is_voxel ? "voxel" : "training sample", st->worst_column);
     if (!R->opt->quiet)
@@ -1389,14 +1398,17 @@ ba_status ba_ridge_cv_petsc_stats(const ba_ridge_layout *L, const ba_ridge_data 
     if (world_rank == 0 && !opt->quiet && res->n_folds_resumed > 0)
         fprintf(stderr, "ridge CV (PETSc): resuming: %d of %d folds done in %s\n",
                 res->n_folds_resumed, K, opt->checkpoint_path);
-    int my_folds = 0;
-    for (int k = L->group_index; k < K; k += L->n_groups) my_folds += !done[k];
-    long hat_blocks = R.exact_hat ? 0 : (R.probes + R.nb - 1) / R.nb;
+    /* Progress in blocks of right-hand sides of my group's remaining folds. */
+    double done_units = 0, total_units = 0;
+    for (int k = L->group_index; k < K; k += L->n_groups) {
+        if (done[k]) continue;
+        long n_train = D->n - (bounds[k + 1] - bounds[k]);
+        total_units += (double)((R.exact_hat ? (n_train + R.nb - 1) / R.nb
+                                             : (R.probes + R.nb - 1) / R.nb) +
+                                (L->v_total + R.nb - 1) / R.nb);
+    }
     ba_progress progress;
     ba_progress_begin(&progress, L->world, opt->quiet, "ridge CV (PETSc)");
-    double done_units = 0;
-    double total_units = (double)my_folds *
-        (double)((R.exact_hat ? (D->n + R.nb - 1) / R.nb : hat_blocks) + (L->v_total + R.nb - 1) / R.nb);
 
     /* Lock-step rounds across groups, as in ridge.c, so an error in one
      * group reaches every rank. */
@@ -1412,7 +1424,9 @@ ba_status ba_ridge_cv_petsc_stats(const ba_ridge_layout *L, const ba_ridge_data 
         BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);
         BA_TRY(end_of_round(L, opt, res, done, first, last, err), cleanup);
     }
-    res->timing.feature_flops = R.flops_hat;
+    /* Feature side: the group's flops (as ba_ridge_cv); voxel side: mine. */
+    BA_TRY(ba_mpi_check(MPI_Allreduce(&R.flops_hat, &res->timing.feature_flops, 1, MPI_DOUBLE,
+                                      MPI_SUM, L->group), "flop counts", err), cleanup);
     res->timing.voxel_flops = R.flops_voxel;
 
     double t2 = ba_now();

@@ -388,6 +388,8 @@ static void expect_failure(const char *name, const char *value, ba_status code,
 static void test_bad_ksp_type(void **s) { (void)s; expect_failure("-ksp_type", "nosuch", BA_ERR_USAGE, "nosuch", NULL); }
 static void test_misspelt_option(void **s) { (void)s; expect_failure("-ksp_rtoll", "1e-3", BA_ERR_USAGE, "-ksp_rtoll", "not used"); }
 static void test_bad_ridge_option(void **s) { (void)s; expect_failure("-ridge_hat_diagonal", "guess", BA_ERR_USAGE, "guess", NULL); }
+/* A KSP that "converges" to no solution at all is an error, not output. */
+static void test_preonly(void **s) { (void)s; expect_failure("-ksp_type", "preonly", BA_ERR_NUMERIC, "returned no solution", "fold 0"); }
 /* Non-convergence names the fold, the alpha and the column. */
 static void test_max_it(void **s) { (void)s; expect_failure("-ksp_max_it", "2", BA_ERR_NUMERIC, "did not converge", "fold 0 at alpha"); }
 
@@ -515,6 +517,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_misspelt_option),
         cmocka_unit_test(test_bad_ridge_option),
         cmocka_unit_test(test_max_it),
+        cmocka_unit_test(test_preonly),
         cmocka_unit_test(test_gcv),
         cmocka_unit_test(test_hutchinson),
         cmocka_unit_test(test_checkpoint_resume),
