@@ -98,12 +98,30 @@ static void substitute_subject(const char *pattern, const char *subject, char *o
     else snprintf(out, size, "%.*s%s%s", (int)(at - pattern), pattern, subject, at + 9);
 }
 
-/* Where the fits read their features: a [model] study extracts them into
- * OUTPUT/features/<condition>.h5 (study.h), the others name the file. */
-static void features_path(const ba_study_config *cfg, char *out, size_t size)
+/* Conditions are numbered as in `run`: -1 is the baseline ([study]
+ * condition), 0.. the [conditions] entries. */
+static const char *condition_name(const ba_study_config *cfg, int c)
 {
-    if (cfg->model_dir[0])
-        snprintf(out, size, "%s/features/%s.h5", cfg->output_dir, cfg->condition);
+    return c >= 0 ? cfg->conditions[c].name : cfg->condition;
+}
+
+/* The part of the output names that tells the condition: empty without a
+ * [conditions] section (the plain layout of study.h). */
+static const char *condition_prefix(const ba_study_config *cfg, int c)
+{
+    return cfg->n_conditions == 0 ? "" : condition_name(cfg, c);
+}
+
+/* Where the fits of condition c read their features, as `run` decides
+ * (study.c condition_features): the condition's own ready file, else a
+ * [model] study's OUTPUT/features/<condition>.h5, else the [features] or
+ * [synth] file. */
+static void features_path(const ba_study_config *cfg, int c, char *out, size_t size)
+{
+    if (c >= 0 && cfg->conditions[c].features[0])
+        snprintf(out, size, "%s", cfg->conditions[c].features);
+    else if (cfg->model_dir[0])
+        snprintf(out, size, "%s/features/%s.h5", cfg->output_dir, condition_name(cfg, c));
     else snprintf(out, size, "%s", cfg->features_path);
 }
 
@@ -117,6 +135,8 @@ static ba_status synth_task(const ba_study_config *cfg, ba_study_task *t, ba_err
     const ba_synth_options *o = &cfg->synth_options;
     char list[1024];
     snprintf(t->label, sizeof t->label, "synth/%s", cfg->condition);
+    /* the conditions "associations" and "random" of [synth] associations
+     * come out of the same generation (synth.h) */
     snprintf(t->output, sizeof t->output, "%s/synth", cfg->output_dir);
     BA_CHECK(add_arg(t, err, "synth"));
     OPT(t, "--out", "%s", t->output);
@@ -137,15 +157,29 @@ static ba_status synth_task(const ba_study_config *cfg, ba_study_task *t, ba_err
     exact_double(o->max_r, number, sizeof number);
     OPT(t, "--max-r", "%s", number);
     OPT(t, "--seed", "%llu", (unsigned long long)o->seed);
+    if (o->n_assoc_regions > 0) {
+        join_ints(o->assoc_regions, o->n_assoc_regions, list, sizeof list);
+        OPT(t, "--assoc-regions", "%s", list);
+        exact_double(o->assoc_share, number, sizeof number);
+        OPT(t, "--assoc-share", "%s", number);
+        OPT(t, "--assoc-every", "%d", o->assoc_every);
+    }
     return BA_OK;
 }
 
-static ba_status model_features_task(const ba_study_config *cfg, ba_study_task *t,
+/* The features of condition c (-1: the baseline) of a [model] study, with
+ * the options `run` gives ba_features_run (study.c model_features). */
+static ba_status model_features_task(const ba_study_config *cfg, int c, ba_study_task *t,
                                      ba_error *err)
 {
+    const ba_study_condition *k = c >= 0 ? &cfg->conditions[c] : NULL;
     char layers[1024];
-    snprintf(t->label, sizeof t->label, "features/%s", cfg->condition);
-    features_path(cfg, t->output, sizeof t->output);
+    snprintf(t->label, sizeof t->label, "features/%s", condition_name(cfg, c));
+    features_path(cfg, c, t->output, sizeof t->output);
+    if (k && k->augment.pause_s != BA_SENTENCE_PAUSE_S)
+        return ba_fail(err, BA_ERR_USAGE, "%s: [conditions] %s.pause: `brainalign features` has "
+                       "no option for it; run this study with `brainalign run`", cfg->path,
+                       k->name);
     BA_CHECK(add_arg(t, err, "features"));
     OPT(t, "--model", "%s", cfg->model_dir);
     OPT(t, "--stimuli", "%s", cfg->stimuli_dir);
@@ -156,29 +190,37 @@ static ba_status model_features_task(const ba_study_config *cfg, ba_study_task *
     OPT(t, "--context", "%ld", cfg->context);
     if (cfg->stride > 0) OPT(t, "--stride", "%ld", cfg->stride);
     OPT(t, "--bos", "%s", cfg->bos);
-    OPT(t, "--condition", "%s", cfg->condition);
+    OPT(t, "--condition", "%s", condition_name(cfg, c));
+    if (k) {
+        OPT(t, "--associations", "%s", k->associations);
+        OPT(t, "--policy", "%s", ba_augment_policy_name(&k->augment));
+        OPT(t, "--every", "%d", k->augment.every_k);
+        OPT(t, "--seed", "%llu", (unsigned long long)k->augment.seed);
+    }
     OPT(t, "--out", "%s", t->output);
     return BA_OK;
 }
 
-static void scores_path(const ba_study_config *cfg, int subject, int layer, char *out,
+/* study.c fit_condition: OUTPUT/scores/[<condition>/]<subject>/layer-<L>.h5 */
+static void scores_path(const ba_study_config *cfg, int c, int subject, int layer, char *out,
                         size_t size)
 {
-    snprintf(out, size, "%s/scores/%s/layer-%d.h5", cfg->output_dir, cfg->subjects[subject],
-             cfg->layers[layer]);
+    const char *cond = condition_prefix(cfg, c);
+    snprintf(out, size, "%s/scores/%s%s%s/layer-%d.h5", cfg->output_dir, cond,
+             cond[0] ? "/" : "", cfg->subjects[subject], cfg->layers[layer]);
 }
 
 /* Every option `run` passes to ba_fit_run, spelled as `fit` reads it. */
-static ba_status fit_task(const ba_study_config *cfg, int subject, int layer,
+static ba_status fit_task(const ba_study_config *cfg, int c, int subject, int layer,
                           ba_study_task *t, ba_error *err)
 {
     const ba_fit_config *f = &cfg->fit;
     char path[BA_PATH_MAX], list[BA_MAX_ALPHAS * 26 + 1];
-    snprintf(t->label, sizeof t->label, "%s/%s/layer-%d", cfg->subjects[subject], cfg->condition,
-             cfg->layers[layer]);
-    scores_path(cfg, subject, layer, t->output, sizeof t->output);
+    snprintf(t->label, sizeof t->label, "%s/%s/layer-%d", cfg->subjects[subject],
+             condition_name(cfg, c), cfg->layers[layer]);
+    scores_path(cfg, c, subject, layer, t->output, sizeof t->output);
     BA_CHECK(add_arg(t, err, "fit"));
-    features_path(cfg, path, sizeof path);
+    features_path(cfg, c, path, sizeof path);
     OPT(t, "--features", "%s", path);
     substitute_subject(cfg->bold_pattern, cfg->subjects[subject], path, sizeof path);
     OPT(t, "--bold", "%s", path);
@@ -217,6 +259,31 @@ static ba_status collect_task(const ba_study_config *cfg, ba_study_task *t, ba_e
     return BA_OK;
 }
 
+/* `run`'s last step with [conditions] (study.c compare_conditions): every
+ * condition against the baseline, OUTPUT/compare.{csv,md,h5}, with the
+ * [compare] settings. `compare --study` reads the scores files of OUTPUT,
+ * OUTPUT/scores/<condition>/<subject>/layer-<L>.h5: those of the fit tasks
+ * when the directory holds this study only. */
+static ba_status compare_task(const ba_study_config *cfg, ba_study_task *t, ba_error *err)
+{
+    char number[32];
+    snprintf(t->label, sizeof t->label, "compare");
+    snprintf(t->output, sizeof t->output, "%s/compare.csv", cfg->output_dir);
+    BA_CHECK(add_arg(t, err, "compare"));
+    OPT(t, "--study", "%s", cfg->output_dir);
+    OPT(t, "--baseline", "%s", cfg->condition);
+    if (cfg->atlas_path[0]) OPT(t, "--atlas", "%s", cfg->atlas_path);
+    OPT(t, "--permutations", "%ld", cfg->compare_permutations);
+    OPT(t, "--bootstrap", "%ld", cfg->compare_bootstrap);
+    exact_double(cfg->compare_confidence, number, sizeof number);
+    OPT(t, "--confidence", "%s", number);
+    exact_double(cfg->compare_fdr, number, sizeof number);
+    OPT(t, "--fdr", "%s", number);
+    OPT(t, "--seed", "%llu", (unsigned long long)cfg->compare_seed);
+    OPT(t, "--out", "%s/compare", cfg->output_dir);
+    return BA_OK;
+}
+
 static ba_status list_grow(ba_study_task_list *list, int capacity, ba_study_task **task,
                            ba_error *err)
 {
@@ -235,30 +302,40 @@ ba_status ba_study_tasks(const ba_study_config *cfg, ba_study_stage stage,
     memset(list, 0, sizeof *list);
     ba_status rc = BA_OK;
     ba_study_task *t = NULL;
+    int n_conditions = cfg->n_conditions + 1; /* with the baseline */
     switch (stage) {
     case BA_STAGE_FEATURES:
-        /* One model and one condition per configuration for now; a ready
-         * [features] file needs no task. */
+        /* [synth] makes every condition's features at once; [model]
+         * extracts those of each condition that names an association set
+         * (the baseline too); ready files need no task. */
         if (cfg->synth) {
             BA_TRY(list_grow(list, 1, &t, err), fail);
             BA_TRY(synth_task(cfg, t, err), fail);
         } else if (cfg->model_dir[0]) {
-            BA_TRY(list_grow(list, 1, &t, err), fail);
-            BA_TRY(model_features_task(cfg, t, err), fail);
+            for (int c = -1; c < cfg->n_conditions; c++) {
+                if (c >= 0 && cfg->conditions[c].features[0]) continue;
+                BA_TRY(list_grow(list, n_conditions, &t, err), fail);
+                BA_TRY(model_features_task(cfg, c, t, err), fail);
+            }
         }
         break;
     case BA_STAGE_FIT:
         for (int s = 0; s < cfg->n_subjects; s++)
-            for (int l = 0; l < cfg->n_layers; l++) {
-                BA_TRY(list_grow(list, cfg->n_subjects * cfg->n_layers, &t, err), fail);
-                BA_TRY(fit_task(cfg, s, l, t, err), fail);
-            }
+            for (int c = -1; c < cfg->n_conditions; c++)
+                for (int l = 0; l < cfg->n_layers; l++) {
+                    BA_TRY(list_grow(list, cfg->n_subjects * n_conditions * cfg->n_layers, &t,
+                                     err), fail);
+                    BA_TRY(fit_task(cfg, c, s, l, t, err), fail);
+                }
         break;
     case BA_STAGE_COMPARE:
-        /* The report of the study; comparisons across conditions join it
-         * here when `brainalign compare` exists. */
-        BA_TRY(list_grow(list, 1, &t, err), fail);
+        /* The report of the study, then the comparison of the conditions. */
+        BA_TRY(list_grow(list, 2, &t, err), fail);
         BA_TRY(collect_task(cfg, t, err), fail);
+        if (cfg->n_conditions > 0) {
+            BA_TRY(list_grow(list, 2, &t, err), fail);
+            BA_TRY(compare_task(cfg, t, err), fail);
+        }
         break;
     default:
         return ba_fail(err, BA_ERR_USAGE, "%s: unknown stage %d", cfg->path, (int)stage);
@@ -354,7 +431,7 @@ ba_status ba_study_task_prepare(const ba_study_task *task, ba_error *err)
 /* ------------------------------------------------------------ collecting */
 
 typedef struct {
-    char label[2 * BA_STUDY_NAME_MAX];
+    char label[3 * BA_STUDY_NAME_MAX + 16];
     double mean_r;
     int n_regions;          /* 0: no region table */
     char **names;
@@ -490,18 +567,38 @@ static ba_status check_same_regions(const fit_result *first, const fit_result *r
     return BA_OK;
 }
 
+/* Every fit of the study, in the order of `run`'s summary: condition
+ * (the baseline first), subject, layer. */
+typedef struct {
+    int c, s, l;
+} fit_index;
+
+static int fit_count(const ba_study_config *cfg)
+{
+    return (cfg->n_conditions + 1) * cfg->n_subjects * cfg->n_layers;
+}
+
+static fit_index fit_at(const ba_study_config *cfg, int i)
+{
+    fit_index f;
+    f.l = i % cfg->n_layers;
+    f.s = i / cfg->n_layers % cfg->n_subjects;
+    f.c = i / (cfg->n_layers * cfg->n_subjects) - 1;
+    return f;
+}
+
 static ba_status check_all_present(const ba_study_config *cfg, ba_error *err)
 {
-    int missing = 0, total = cfg->n_subjects * cfg->n_layers;
+    int missing = 0, total = fit_count(cfg);
     char first[BA_PATH_MAX] = "";
-    for (int s = 0; s < cfg->n_subjects; s++)
-        for (int l = 0; l < cfg->n_layers; l++) {
-            char path[BA_PATH_MAX];
-            struct stat st;
-            scores_path(cfg, s, l, path, sizeof path);
-            if (stat(path, &st) == 0) continue;
-            if (!missing++) snprintf(first, sizeof first, "%s", path);
-        }
+    for (int i = 0; i < total; i++) {
+        fit_index f = fit_at(cfg, i);
+        char path[BA_PATH_MAX];
+        struct stat st;
+        scores_path(cfg, f.c, f.s, f.l, path, sizeof path);
+        if (stat(path, &st) == 0) continue;
+        if (!missing++) snprintf(first, sizeof first, "%s", path);
+    }
     if (missing)
         return ba_fail(err, BA_ERR_IO,
                        "%s: scores file missing (%d of the %d fits of %s have no scores: did "
@@ -512,30 +609,32 @@ static ba_status check_all_present(const ba_study_config *cfg, ba_error *err)
 ba_status ba_study_collect(const ba_study_config *cfg, ba_error *err)
 {
     BA_CHECK(check_all_present(cfg, err));
-    int n = cfg->n_subjects * cfg->n_layers;
+    int n = fit_count(cfg);
     ba_status rc = BA_OK;
     fit_result *fits = NULL;
     char tables[BA_PATH_MAX + 16];
     BA_ALLOC(fits, n, "fit results", done);
-    for (int s = 0, i = 0; s < cfg->n_subjects; s++)
-        for (int l = 0; l < cfg->n_layers; l++, i++) {
-            char path[BA_PATH_MAX];
-            scores_path(cfg, s, l, path, sizeof path);
-            snprintf(fits[i].label, sizeof fits[i].label, "%s layer %d", cfg->subjects[s],
-                     cfg->layers[l]);
-            BA_TRY(read_scores(path, &fits[i], err), done);
-            if (i > 0) BA_TRY(check_same_regions(&fits[0], &fits[i], path, err), done);
-        }
+    for (int i = 0; i < n; i++) {
+        fit_index f = fit_at(cfg, i);
+        const char *cond = condition_prefix(cfg, f.c);
+        char path[BA_PATH_MAX];
+        scores_path(cfg, f.c, f.s, f.l, path, sizeof path);
+        snprintf(fits[i].label, sizeof fits[i].label, "%s%s%s layer %d", cond,
+                 cond[0] ? " " : "", cfg->subjects[f.s], cfg->layers[f.l]);
+        BA_TRY(read_scores(path, &fits[i], err), done);
+        if (i > 0) BA_TRY(check_same_regions(&fits[0], &fits[i], path, err), done);
+    }
     snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir);
     if (fits[0].n_regions > 0) BA_TRY(make_dirs(tables, err), done);
-    for (int s = 0, i = 0; s < cfg->n_subjects; s++)
-        for (int l = 0; l < cfg->n_layers; l++, i++) {
-            if (fits[i].n_regions == 0) continue;
-            char csv[BA_PATH_MAX + 200];
-            snprintf(csv, sizeof csv, "%s/%s-layer-%d.csv", tables, cfg->subjects[s],
-                     cfg->layers[l]);
-            BA_TRY(write_region_csv(csv, &fits[i], err), done);
-        }
+    for (int i = 0; i < n; i++) {
+        if (fits[i].n_regions == 0) continue;
+        fit_index f = fit_at(cfg, i);
+        const char *cond = condition_prefix(cfg, f.c);
+        char csv[BA_PATH_MAX + 400];
+        snprintf(csv, sizeof csv, "%s/%s%s%s-layer-%d.csv", tables, cond, cond[0] ? "-" : "",
+                 cfg->subjects[f.s], cfg->layers[f.l]);
+        BA_TRY(write_region_csv(csv, &fits[i], err), done);
+    }
     BA_TRY(write_summary(cfg, fits, n, err), done);
 done:
     for (int i = 0; fits && i < n; i++) fit_result_free(&fits[i]);

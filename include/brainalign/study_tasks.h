@@ -4,14 +4,23 @@
  * `brainalign run CONFIG` does everything in one job. On a cluster the same
  * study runs as three stages, each an array of independent tasks:
  *
- *   features  one task per model x condition: the `features` extraction of
- *             a [model] study, or the generation of a [synth] study (none
- *             when [features] names a ready file);
+ *   features  one task per condition (the baseline first) of a [model]
+ *             study: `features ... --condition C [--associations FILE
+ *             --policy P --every K --seed S] --out OUTPUT/features/<C>.h5`
+ *             (none for a condition that names a ready .h5), or the one
+ *             generation of a [synth] study (with [synth] associations it
+ *             also makes the features of "associations" and "random"); no
+ *             task when [features] names a ready file;
  *   fit       one task per subject x condition x layer: a `brainalign fit`
- *             writing OUTPUT/scores/<subject>/layer-<L>.h5, where `run`
- *             writes it;
+ *             writing where `run` writes it: OUTPUT/scores/<subject>/
+ *             layer-<L>.h5, or OUTPUT/scores/<condition>/<subject>/
+ *             layer-<L>.h5 with a [conditions] section (study.h);
  *   compare   after every fit: the region tables and summary.md that `run`
- *             writes (ba_study_collect), from the scores files.
+ *             writes (ba_study_collect), from the scores files; with
+ *             [conditions] then `brainalign compare --study OUTPUT` with the
+ *             [compare] settings: OUTPUT/compare.{csv,md,h5}. It reads every
+ *             scores file under OUTPUT/scores, so OUTPUT should hold this
+ *             study only (as it does for `run`).
  *
  * A task is a complete `brainalign` command line (subcommand first) with
  * every option resolved from the configuration, so a task gives the same
@@ -64,8 +73,8 @@ ba_status ba_study_task_shell_line(const ba_study_task *task, char *buf, size_t 
 ba_status ba_study_task_prepare(const ba_study_task *task, ba_error *err);
 
 /* Read the scores of every fit task and write what `run` writes after its
- * fits: OUTPUT/tables/<subject>-layer-<L>.csv (when the scores have a
- * region table) and OUTPUT/summary.md. Fails, writing no summary, when a
+ * fits: OUTPUT/tables/[<condition>-]<subject>-layer-<L>.csv (when the scores
+ * have a region table) and OUTPUT/summary.md. Fails, writing no summary, when a
  * scores file is missing or unreadable; the message names it and how many
  * are missing. Independent (MPI_COMM_SELF). */
 ba_status ba_study_collect(const ba_study_config *cfg, ba_error *err);

@@ -439,6 +439,223 @@ static void test_collect_refuses_incomplete_studies(void **state)
     ba_study_config_free(&cfg);
 }
 
+/* [model] with [conditions]: one features task per condition that needs
+ * extracting (a ready .h5 needs none), with the association options `run`
+ * uses; fits of subject x condition x layer into
+ * OUTPUT/scores/<condition>/<subject>/layer-<L>.h5 (the layout of study.h);
+ * compare: the summary, then `compare` with the [compare] settings. */
+static void test_model_study_with_conditions(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini,
+               "[study]\noutput = /o\n"
+               "[model]\npath = /models/gpt2\ncontext = 512\n"
+               "[stimuli]\ndir = /stim\n"
+               "[fit]\nlayers = 6,9\n"
+               "[bold]\nsubjects = sub-01, sub-02\npath = /bold/{subject}.h5\n"
+               "[atlas]\npath = /atlas.h5\n"
+               "[conditions]\nhuman = /assoc/human.jsonl\n"
+               "gpt4 = /assoc/gpt4.jsonl\ngpt4.policy = every-k\ngpt4.every = 3\ngpt4.seed = 7\n"
+               "mine = /ready/mine.h5\n"
+               "[compare]\npermutations = 500\nbootstrap = 200\nconfidence = 0.9\n"
+               "fdr = 0.1\nseed = 11\n");
+    ba_study_config cfg;
+    load(ini, &cfg);
+
+    ba_study_task_list list;
+    tasks_of(&cfg, BA_STAGE_FEATURES, &list);
+    assert_int_equal(list.n, 3); /* baseline, human, gpt4; mine is ready */
+    const char *names[3] = {"baseline", "human", "gpt4"};
+    for (int i = 0; i < 3; i++) {
+        const ba_study_task *t = &list.tasks[i];
+        char out[256];
+        snprintf(out, sizeof out, "/o/features/%s.h5", names[i]);
+        assert_string_equal(t->argv[0], "features");
+        assert_string_equal(option(t, "--condition"), names[i]);
+        assert_string_equal(option(t, "--out"), out);
+        assert_string_equal(t->output, out);
+        assert_string_equal(option(t, "--model"), "/models/gpt2");
+        assert_string_equal(option(t, "--layers"), "6,9");
+    }
+    assert_null(option(&list.tasks[0], "--associations"));
+    assert_null(option(&list.tasks[0], "--policy"));
+    assert_string_equal(option(&list.tasks[1], "--associations"), "/assoc/human.jsonl");
+    assert_string_equal(option(&list.tasks[1], "--policy"), "human");
+    assert_string_equal(option(&list.tasks[2], "--associations"), "/assoc/gpt4.jsonl");
+    assert_string_equal(option(&list.tasks[2], "--policy"), "every-k");
+    assert_string_equal(option(&list.tasks[2], "--every"), "3");
+    assert_string_equal(option(&list.tasks[2], "--seed"), "7");
+    ba_study_task_list_free(&list);
+
+    /* subject-major, then condition (baseline first), then layer */
+    tasks_of(&cfg, BA_STAGE_FIT, &list);
+    assert_int_equal(list.n, 2 * 4 * 2);
+    const char *conds[4] = {"baseline", "human", "gpt4", "mine"};
+    const char *features[4] = {"/o/features/baseline.h5", "/o/features/human.h5",
+                               "/o/features/gpt4.h5", "/ready/mine.h5"};
+    int layers[2] = {6, 9};
+    for (int s = 0, i = 0; s < 2; s++)
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 2; l++, i++) {
+                const ba_study_task *t = &list.tasks[i];
+                char out[256], bold[64], layer[8];
+                snprintf(out, sizeof out, "/o/scores/%s/sub-0%d/layer-%d.h5", conds[c], s + 1,
+                         layers[l]);
+                snprintf(bold, sizeof bold, "/bold/sub-0%d.h5", s + 1);
+                snprintf(layer, sizeof layer, "%d", layers[l]);
+                assert_string_equal(t->argv[0], "fit");
+                assert_string_equal(option(t, "--out"), out);
+                assert_string_equal(t->output, out);
+                assert_string_equal(option(t, "--features"), features[c]);
+                assert_string_equal(option(t, "--bold"), bold);
+                assert_string_equal(option(t, "--layer"), layer);
+            }
+    ba_study_task_list_free(&list);
+
+    tasks_of(&cfg, BA_STAGE_COMPARE, &list);
+    assert_int_equal(list.n, 2);
+    assert_string_equal(list.tasks[0].argv[0], "tasks");
+    assert_true(has_flag(&list.tasks[0], "--collect"));
+    const ba_study_task *t = &list.tasks[1];
+    assert_string_equal(t->argv[0], "compare");
+    assert_string_equal(option(t, "--study"), "/o");
+    assert_string_equal(option(t, "--baseline"), "baseline");
+    assert_string_equal(option(t, "--atlas"), "/atlas.h5");
+    assert_string_equal(option(t, "--permutations"), "500");
+    assert_string_equal(option(t, "--bootstrap"), "200");
+    assert_string_equal(option(t, "--confidence"), "0.9");
+    assert_string_equal(option(t, "--fdr"), "0.1");
+    assert_string_equal(option(t, "--seed"), "11");
+    assert_string_equal(option(t, "--out"), "/o/compare");
+    ba_study_task_list_free(&list);
+    ba_study_config_free(&cfg);
+}
+
+/* A condition's sentence pause has no `features` option: the features
+ * stage refuses, naming the key, rather than extract something else. */
+static void test_condition_pause_is_refused(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini,
+               "[study]\noutput = /o\n[model]\npath = /m\n[stimuli]\ndir = /stim\n"
+               "[fit]\nlayers = 1\n[bold]\nsubjects = s\npath = /b.h5\n"
+               "[conditions]\nhuman = /h.jsonl\nhuman.pause = 0.8\n");
+    ba_study_config cfg;
+    load(ini, &cfg);
+    ba_study_task_list list;
+    ba_error err;
+    ba_error_clear(&err);
+    assert_int_not_equal(ba_study_tasks(&cfg, BA_STAGE_FEATURES, &list, &err), BA_OK);
+    assert_non_null(strstr(err.message, "human.pause"));
+    assert_int_equal(list.n, 0);
+    ba_study_config_free(&cfg);
+}
+
+/* [synth] associations: the one synth task plants the effect, and the
+ * conditions "associations" and "random" fit its two extra files. */
+static void test_synth_study_with_associations(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096], expect[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini, "[study]\noutput = /o\n"
+                    "[synth]\nsubjects = 2\nregions = 3\nassociations = 0,2\n"
+                    "association_share = 0.5\nassociation_every = 3\n"
+                    "[fit]\nlayers = 1\n");
+    ba_study_config cfg;
+    load(ini, &cfg);
+    ba_study_task_list list;
+    tasks_of(&cfg, BA_STAGE_FEATURES, &list);
+    assert_int_equal(list.n, 1);
+    assert_string_equal(list.tasks[0].argv[0], "synth");
+    assert_string_equal(option(&list.tasks[0], "--assoc-regions"), "0,2");
+    assert_string_equal(option(&list.tasks[0], "--assoc-share"), "0.5");
+    assert_string_equal(option(&list.tasks[0], "--assoc-every"), "3");
+    ba_study_task_list_free(&list);
+
+    tasks_of(&cfg, BA_STAGE_FIT, &list);
+    assert_int_equal(list.n, 2 * 3);
+    const char *conds[3] = {"baseline", "associations", "random"};
+    const char *features[3] = {"/o/synth/features.h5", "/o/synth/features-associations.h5",
+                               "/o/synth/features-random.h5"};
+    for (int s = 0, i = 0; s < 2; s++)
+        for (int c = 0; c < 3; c++, i++) {
+            snprintf(expect, sizeof expect, "/o/scores/%s/sub-0%d/layer-1.h5", conds[c], s + 1);
+            assert_string_equal(option(&list.tasks[i], "--out"), expect);
+            assert_string_equal(option(&list.tasks[i], "--features"), features[c]);
+            snprintf(expect, sizeof expect, "/o/synth/bold-sub-0%d.h5", s + 1);
+            assert_string_equal(option(&list.tasks[i], "--bold"), expect);
+        }
+    ba_study_task_list_free(&list);
+    tasks_of(&cfg, BA_STAGE_COMPARE, &list);
+    assert_int_equal(list.n, 2);
+    assert_string_equal(option(&list.tasks[1], "--atlas"), "/o/synth/atlas.h5");
+    ba_study_task_list_free(&list);
+    ba_study_config_free(&cfg);
+}
+
+/* Collecting a study with conditions: tables
+ * OUTPUT/tables/<condition>-<subject>-layer-<L>.csv and the summary rows
+ * "<condition> <subject> layer <L>", the baseline first, as `run` writes. */
+static void test_collect_with_conditions(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096], path[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini, "[study]\nname = conds\noutput = out\n"
+                    "[features]\npath = f.h5\n[fit]\nlayers = 3\n"
+                    "[bold]\nsubjects = sub-a\npath = {subject}.h5\n"
+                    "[conditions]\nmine = mine.h5\n");
+    ba_study_config cfg;
+    load(ini, &cfg);
+    char *regions[1] = {"G_front"};
+    long long nv[1] = {2};
+    const char *conds[2] = {"baseline", "mine"};
+    for (int c = 0; c < 2; c++) {
+        float r[2] = {0.25f + 0.5f * (float)c, 0.25f};
+        double mean[1] = {0.125 * (c + 1)};
+        snprintf(path, sizeof path, "%s/out/scores/%s/sub-a", dir, conds[c]);
+        assert_int_equal(ba_test_system("mkdir -p '%s'", path), 0);
+        snprintf(path, sizeof path, "%s/out/scores/%s/sub-a/layer-3.h5", dir, conds[c]);
+        write_scores(path, r, 2, regions, nv, mean, 1);
+    }
+    ba_error err;
+    ba_error_clear(&err);
+    assert_int_equal(ba_study_collect(&cfg, &err), BA_OK);
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/out/tables/mine-sub-a-layer-3.csv", dir);
+    char *csv = ba_test_read_file(path, &len);
+    assert_string_equal(csv, "region,n_voxels,mean_r,median_r,sem\n"
+                             "G_front,2,0.250000,0.260000,0.001000\n");
+    free(csv);
+    snprintf(path, sizeof path, "%s/out/tables/baseline-sub-a-layer-3.csv", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof path, "%s/out/tables/sub-a-layer-3.csv", dir);
+    assert_int_not_equal(stat(path, &st), 0);
+    snprintf(path, sizeof path, "%s/out/summary.md", dir);
+    char *md = ba_test_read_file(path, &len);
+    char expect[8192];
+    snprintf(expect, sizeof expect,
+             "# conds — brain scores\n\nConfiguration: `%s`, condition `baseline`. Pearson r "
+             "on held-out folds (5 folds), mean over voxels.\n\n| fit | mean r |\n| --- | ---: |\n"
+             "| baseline sub-a layer 3 | 0.2500 |\n| mine sub-a layer 3 | 0.5000 |\n\n"
+             "## Mean r by region\n\n| region | voxels | baseline sub-a layer 3 | "
+             "mine sub-a layer 3 |\n| --- | ---: | ---: | ---: |\n"
+             "| G_front | 2 | 0.1250 | 0.2500 |\n", ini);
+    assert_string_equal(md, expect);
+    free(md);
+    ba_study_config_free(&cfg);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -451,6 +668,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_prepare_makes_directories),
         cmocka_unit_test(test_collect_writes_tables_and_summary),
         cmocka_unit_test(test_collect_refuses_incomplete_studies),
+        cmocka_unit_test(test_model_study_with_conditions),
+        cmocka_unit_test(test_condition_pause_is_refused),
+        cmocka_unit_test(test_synth_study_with_associations),
+        cmocka_unit_test(test_collect_with_conditions),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();
