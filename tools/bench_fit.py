@@ -13,10 +13,17 @@ What it does, in one run on one machine:
      tests/oracle/sklearn_fit_oracle.py: correlated low-rank features with
      outlier dimensions and heavy-tailed rows, voxels with varying SNR and
      baselines) and writes WORKDIR/x.h5:/X and WORKDIR/y.h5:/Y with h5py;
-  2. measures this machine's SGEMM peak with a tiny C program linked to
-     OpenBLAS and compiled on the fly with cc (4096x4096x4096, 2 threads and
-     1 thread, plus the shape of the voxel-phase GEMMs), and numpy's float32
-     matmul for comparison (numpy's BLAS is reported via threadpoolctl);
+  2. runs a 1-rank fit on tiny data: its peak RSS is the fixed cost of a
+     rank (MPI, HDF5, OpenBLAS, ScaLAPACK), and its --timing names the
+     OpenBLAS kernels brainalign runs (it selects the AVX-512 "SkylakeX"
+     ones through OPENBLAS_CORETYPE where Debian's OpenBLAS 0.3.21 takes an
+     AVX-512 CPU such as Zen 4 for Haswell);
+     measures this machine's SGEMM peak with a tiny C program linked to
+     OpenBLAS and compiled on the fly with cc (4096x4096x4096 and the shape
+     of the voxel-phase GEMMs, 2 threads and 1 thread), with OpenBLAS's own
+     kernel choice and with brainalign's; the target uses brainalign's.
+     numpy's float32 matmul is timed for comparison (numpy links the same
+     OpenBLAS through Debian's libblas.so.3; threadpoolctl reports it);
   3. runs `brainalign fit --timing` for each configuration RxT (R ranks,
      OPENBLAS_NUM_THREADS=T; default 1x2 and 2x1) under
      `mpirun --oversubscribe --bind-to none -np R`, every rank wrapped by
@@ -27,8 +34,9 @@ What it does, in one run on one machine:
   4. times scikit-learn doing the same procedure in float64 (for each outer
      fold of KFold(folds): StandardScaler on the training X, Y centred with
      the training mean, RidgeCV(alphas, alpha_per_target=True,
-     fit_intercept=False), predict, Pearson r) with OPENBLAS_NUM_THREADS=2,
-     on arrays already in memory; with --sklearn-folds K < folds only K
+     fit_intercept=False), predict, Pearson r) with OPENBLAS_NUM_THREADS=2
+     and the same OpenBLAS kernels as brainalign (--sklearn-default-blas:
+     OpenBLAS's own choice), on arrays already in memory; with --sklearn-folds K < folds only K
      folds are timed and the total is extrapolated x folds/K (labelled);
      the r it gets is compared with brainalign's on the timed folds;
   5. prints a table of figures, the three targets (>= 2.5x faster than
@@ -61,6 +69,7 @@ SGEMM_C = r"""
 #include <stdlib.h>
 #include <time.h>
 char *openblas_get_config(void);
+char *openblas_get_corename(void);
 static double now(void)
 {
     struct timespec t;
@@ -90,7 +99,8 @@ int main(int argc, char **argv)
         double dt = now() - t0;
         if (dt < best) best = dt;
     }
-    printf("%.3f %s\n", 2.0 * m * n * k / best / 1e9, openblas_get_config());
+    printf("%.3f %s %s\n", 2.0 * m * n * k / best / 1e9, openblas_get_corename(),
+           openblas_get_config());
     free(a); free(b); free(c);
     return 0;
 }
@@ -200,8 +210,14 @@ def make_inputs(a):
     del x, y
 
 
-def sgemm_peaks(a, voxel_shape):
-    """Return (rows, commands): SGEMM GFLOP/s for several shapes/threads."""
+def sgemm_peaks(a, voxel_shape, kernel):
+    """SGEMM GFLOP/s of this machine: a C program calling OpenBLAS's
+    cblas_sgemm (best of several calls after a warm-up), with OpenBLAS's own
+    choice of kernels and, when brainalign runs other kernels (it selects
+    the AVX-512 ones through OPENBLAS_CORETYPE where Debian's OpenBLAS
+    takes the CPU for Haswell), with those too. Returns (rows, commands);
+    rows["peak", T] is the 4096^3 peak with T threads for brainalign's
+    kernels."""
     src = os.path.join(a.workdir, "sgemm_peak.c")
     exe = os.path.join(a.workdir, "sgemm_peak")
     with open(src, "w") as f:
@@ -211,23 +227,37 @@ def sgemm_peaks(a, voxel_shape):
     if subprocess.run(compile_cmd).returncode != 0:
         log("could not compile the SGEMM program; only numpy's matmul is measured")
         exe = None
-    cases = [("4096^3", (4096, 4096, 4096), 2, 3), ("4096^3", (4096, 4096, 4096), 1, 2)]
+    default = ""
+    if exe:
+        out = subprocess.run([exe, "64", "64", "64", "1"], capture_output=True, text=True)
+        default = out.stdout.split()[1] if len(out.stdout.split()) > 1 else ""
+        rows["openblas"] = out.stdout.split(None, 2)[2].strip() if out.stdout.count(" ") > 1 else ""
+    variants = [(default or "default", {})]
+    if kernel and default and kernel.lower() != default.lower():
+        variants.append((kernel, kernel_env(kernel)))
+    rows["kernels"] = [v[0] for v in variants]
+    rows["brainalign_kernel"] = variants[-1][0]
+    shapes = [("4096^3", (4096, 4096, 4096), 3)]
     if voxel_shape:
-        cases += [("voxel GEMM %dx%dx%d" % voxel_shape, voxel_shape, 2, 10),
-                  ("voxel GEMM %dx%dx%d" % voxel_shape, voxel_shape, 1, 10)]
+        shapes.append(("voxel GEMM %dx%dx%d" % voxel_shape, voxel_shape, 10))
     busy0, t0, own = cpu_busy_seconds(), time.time(), 0.0
-    for name, (m, n, k), threads, reps in cases if exe else []:
-        env = {"OPENBLAS_NUM_THREADS": str(threads)}
-        cmd = [exe, str(m), str(n), str(k), str(reps)]
-        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True)
-        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        own += c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime
-        gf, _, config = out.stdout.strip().partition(" ")
-        rows[(name, threads)] = float(gf)
-        rows["openblas"] = config
-        cmds.append(shell_line(cmd, env))
-        log(f"SGEMM {name}, {threads} thread(s): {float(gf):.1f} GFLOP/s ({load()})")
+    for label, kenv in variants if exe else []:
+        for name, (m, n, k), reps in shapes:
+            for threads in (2, 1):
+                env = dict(kenv, OPENBLAS_NUM_THREADS=str(threads))
+                cmd = [exe, str(m), str(n), str(k), str(reps)]
+                c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                out = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True,
+                                     text=True)
+                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                own += c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime
+                gf = float(out.stdout.split()[0])
+                rows[(name, threads, label)] = gf
+                if name == "4096^3" and label == rows["brainalign_kernel"]:
+                    rows[("peak", threads)] = gf
+                cmds.append(shell_line(cmd, env))
+                log(f"SGEMM {name}, {label} kernels, {threads} thread(s): {gf:.1f} GFLOP/s "
+                    f"({load()})")
     if exe:
         rows["others"] = others_share(busy0, own, time.time() - t0)
     np_code = ("import numpy as np, time, json, threadpoolctl\n"
@@ -238,7 +268,7 @@ def sgemm_peaks(a, voxel_shape):
                "info = threadpoolctl.threadpool_info()[0]\n"
                "print(2 * 4096**3 / best / 1e9, info['internal_api'], info['version'],"
                " info['architecture'], info['filepath'])\n")
-    env = {"OPENBLAS_NUM_THREADS": "2"}
+    env = dict(variants[-1][1], OPENBLAS_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", np_code], env=dict(os.environ, **env),
                          capture_output=True, text=True)
     parts = out.stdout.split()
@@ -252,6 +282,11 @@ def sgemm_peaks(a, voxel_shape):
     return rows, cmds
 
 
+def kernel_env(kernel):
+    """Environment that makes OpenBLAS use the named kernels (empty: its choice)."""
+    return {"OPENBLAS_CORETYPE": kernel.upper()} if kernel else {}
+
+
 def parse_timing(text):
     import re
     t = {}
@@ -263,6 +298,9 @@ def parse_timing(text):
     m = re.search(r"voxel side, all ranks: ([\d.]+) GFLOP in ([\d.]+) s = ([\d.]+) GFLOP/s", text)
     if m:
         t["voxel_gflop"], t["voxel_s"], t["voxel_gflops"] = map(float, m.groups())
+    m = re.search(r"OpenBLAS (\S+) kernels", text)
+    if m:
+        t["kernel"] = m.group(1)
     m = re.search(r"mean r = ([-\d.]+)", text)
     if m:
         t["mean_r"] = float(m.group(1))
@@ -344,7 +382,7 @@ def own_block_bytes(n, p, v, ranks, rank):
 
 
 def run_sklearn(a):
-    env = {"OPENBLAS_NUM_THREADS": "2"}
+    env = dict(a.sklearn_env, OPENBLAS_NUM_THREADS="2")
     cmd = [sys.executable, os.path.abspath(__file__), "--sklearn-worker", a.workdir,
            str(a.sklearn_folds), str(a.folds), str(a.alphas)]
     before = load()
@@ -410,20 +448,22 @@ def report(a, peaks, peak_cmds, runs, sk, checks, tiny):
     print("\n" + "=" * 78)
     print(f"brainalign fit benchmark: n={a.n} samples, p={a.p} features, v={a.v} voxels, "
           f"{a.alphas} alphas, {a.folds} folds, float32 input")
-    print(f"machine: {os.cpu_count()} CPUs; {cpu_model()}; {peaks.get('openblas', '?')}")
+    print(f"machine: {os.cpu_count()} CPUs; {cpu_model()}; {peaks.get('openblas', '?')}; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     if "numpy_blas" in peaks:
         print(f"numpy BLAS: {peaks['numpy_blas']}")
     print("=" * 78)
     rows = []
-    p2 = peaks.get(("4096^3", 2))
-    p1 = peaks.get(("4096^3", 1))
-    rows.append(("SGEMM peak 4096^3, 2 threads (C + OpenBLAS)", f"{p2:.1f} GFLOP/s" if p2 else "n/a"))
-    rows.append(("SGEMM peak 4096^3, 1 thread", f"{p1:.1f} GFLOP/s" if p1 else "n/a"))
     for key, val in peaks.items():
-        if isinstance(key, tuple) and key[0].startswith("voxel"):
-            rows.append((f"SGEMM {key[0]}, {key[1]} thread(s)", f"{val:.1f} GFLOP/s"))
+        if isinstance(key, tuple) and len(key) == 3:
+            name, threads, label = key
+            rows.append((f"SGEMM {name}, {label} kernels, {threads} thread(s)",
+                         f"{val:.1f} GFLOP/s"))
+    if "brainalign_kernel" in peaks:
+        rows.append(("kernels brainalign uses (from --timing)", peaks["brainalign_kernel"]))
     if "numpy" in peaks:
-        rows.append(("numpy float32 matmul 4096^3, 2 threads", f"{peaks['numpy']:.1f} GFLOP/s"))
+        rows.append((f"numpy float32 matmul 4096^3, 2 threads, {peaks.get('brainalign_kernel')} "
+                     "kernels", f"{peaks['numpy']:.1f} GFLOP/s"))
     rows.append(("peak RSS of a 1-rank fit on 50x8 data (fixed cost)",
                  f"{tiny['ranks_info'][0]['maxrss_kb'] / 1024:.0f} MB"))
     for run in runs:
@@ -447,7 +487,9 @@ def report(a, peaks, peak_cmds, runs, sk, checks, tiny):
     if sk is not None:
         label = (f"scikit-learn, {len(sk['fold_s'])} fold(s) timed, x{a.folds}/{len(sk['fold_s'])} "
                  "EXTRAPOLATED" if sk["extrapolated"] else f"scikit-learn, all {a.folds} folds")
-        rows.append((label + " (float64, 2 threads)", f"{sk['total']:.1f} s"))
+        blas = sk["blas"][0] if sk["blas"] else {}
+        rows.append((label + f" (float64, 2 threads, OpenBLAS {blas.get('architecture', '?')})",
+                     f"{sk['total']:.1f} s"))
         rows.append(("scikit-learn per fold", ", ".join(f"{s:.1f}" for s in sk["fold_s"]) + " s"))
         rows.append(("scikit-learn load + convert (not counted)", f"{sk['load_s']:.1f} s"))
         rows.append(("scikit-learn peak RSS", f"{sk['maxrss_kb'] / 1024:.0f} MB"))
@@ -490,7 +532,7 @@ def cpu_model():
 
 def targets(a, peaks, runs, sk):
     lines = []
-    p2 = peaks.get(("4096^3", 2))
+    p2 = peaks.get(("peak", 2))
     for run in runs:
         tag, t = run["tag"], run["timing"]
         noisy = [f"{name} {100 * x:.0f}%" for name, x in
@@ -506,7 +548,8 @@ def targets(a, peaks, runs, sk):
                          f"/ {run['wall']:.1f} s) -> {'MET' if speed >= 2.5 else 'NOT MET'}")
         if p2 and "voxel_gflops" in t:
             frac = t["voxel_gflops"] / p2
-            lines.append(f"[{tag}] voxel phase >= 70% of SGEMM peak: {t['voxel_gflops']:.1f} / "
+            lines.append(f"[{tag}] voxel phase >= 70% of SGEMM peak ({peaks['brainalign_kernel']} "
+                         f"kernels, 2 threads): {t['voxel_gflops']:.1f} / "
                          f"{p2:.1f} GFLOP/s = {100 * frac:.0f}% -> {'MET' if frac >= 0.7 else 'NOT MET'}")
         worst = 0.0
         for info in run["ranks_info"]:
@@ -535,6 +578,12 @@ def main():
                     help="RANKSxTHREADS list (default 1x2,2x1)")
     ap.add_argument("--sklearn-folds", type=int, default=None,
                     help="folds timed for scikit-learn (default all; 0 skips it)")
+    ap.add_argument("--coretype", default=None,
+                    help="set OPENBLAS_CORETYPE for every run (brainalign, SGEMM peak, numpy, "
+                         "scikit-learn); default: the environment's")
+    ap.add_argument("--sklearn-default-blas", action="store_true",
+                    help="run scikit-learn with OpenBLAS's own kernel choice instead of the "
+                         "kernels brainalign uses")
     ap.add_argument("--workdir", default="/tmp/brainalign-bench-fit")
     ap.add_argument("--brainalign", default=None,
                     help="the executable (default: newest build*/brainalign in the tree)")
@@ -543,6 +592,9 @@ def main():
                     help="keep x.h5/y.h5 from an earlier run when the sizes match")
     ap.add_argument("--keep", action="store_true", help="keep the data and scores files")
     a = ap.parse_args()
+    if a.coretype:
+        os.environ["OPENBLAS_CORETYPE"] = a.coretype
+    a.sklearn_env = {}
     if a.sklearn_folds is None:
         a.sklearn_folds = a.folds
     a.sklearn_folds = min(a.sklearn_folds, a.folds)
@@ -554,13 +606,17 @@ def main():
         a.brainalign = found[-1]
     configs = [tuple(int(x) for x in c.split("x")) for c in a.configs.split(",")]
     os.makedirs(a.workdir, exist_ok=True)
-    log(f"brainalign: {a.brainalign}; workdir {a.workdir}; {load()}")
+    log(f"brainalign: {a.brainalign}; workdir {a.workdir}; OPENBLAS_CORETYPE="
+        f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; {load()}")
 
     make_inputs(a)
     n_train = a.n - a.n // a.folds
     m = min(n_train, a.p)
-    peaks, peak_cmds = sgemm_peaks(a, (n_train, 512, m))
     tiny = baseline_rss(a)
+    kernel = tiny["timing"].get("kernel", "")
+    peaks, peak_cmds = sgemm_peaks(a, (n_train, 512, m), kernel)
+    if not a.sklearn_default_blas and kernel:
+        a.sklearn_env = kernel_env(peaks["brainalign_kernel"]) if len(peaks["kernels"]) > 1 else {}
     runs = [run_brainalign(a, r, t) for r, t in configs]
     sk = run_sklearn(a) if a.sklearn_folds > 0 else None
     checks = compare_scores(runs, sk)
