@@ -2,6 +2,7 @@
  * argument checks, weight access, and the random-checkpoint writer. The
  * architectures themselves live in model_<arch>.c behind ba_model_ops. */
 #include "brainalign/model.h"
+#include "brainalign/rng.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -223,50 +224,21 @@ void ba_model_next_logprobs(const ba_tensor *head, const float *h, size_t n, siz
 
 /* ---- random checkpoints ---------------------------------------------------------------- */
 
-/* xoshiro256** seeded through splitmix64; one stream per tensor. */
-typedef struct {
-    uint64_t s[4];
-} rng_state;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(rng_state *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* Uniform in (0, 1]. */
-static double rng_uniform(rng_state *r) { return ((rng_next(r) >> 11) + 1) * 0x1.0p-53; }
-
 /* The stream depends on the seed and the tensor's name only, so the weights
  * are the same however the checkpoint is sharded. */
-static void rng_seed(rng_state *r, uint64_t seed, const char *name)
+static void rng_seed(ba_rng *r, uint64_t seed, const char *name)
 {
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a of the name picks the stream */
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         h = (h ^ *p) * 0x100000001b3ULL;
-    uint64_t x = seed ^ h;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    ba_rng_seed(r, seed, h);
 }
 
+/* Uniform in (0, 1], so that log() below is finite. */
+static double rng_uniform(ba_rng *r) { return 1.0 - ba_rng_uniform(r); }
+
 /* Box-Muller, both outputs used. */
-static void fill_normal(rng_state *r, float *out, size_t n, double mean, double std)
+static void fill_normal(ba_rng *r, float *out, size_t n, double mean, double std)
 {
     const double two_pi = 6.283185307179586;
     for (size_t i = 0; i < n; i += 2) {
@@ -279,7 +251,7 @@ static void fill_normal(rng_state *r, float *out, size_t n, double mean, double 
 #define GEN_CHUNK 65536
 
 /* Values [first, first + n) of a tensor, in float32. */
-static void generate(const ba_random_tensor *rt, rng_state *r, size_t first, size_t n, float *out)
+static void generate(const ba_random_tensor *rt, ba_rng *r, size_t first, size_t n, float *out)
 {
     switch (rt->init) {
     case BA_INIT_NORMAL: fill_normal(r, out, n, 0.0, rt->std); break;
@@ -337,7 +309,7 @@ static ba_status write_shard(const char *path, const ba_random_tensor *layout, s
     BA_TRY(ba_st_writer_open(path, specs, count, meta, 1, &w, err), done);
     for (size_t i = 0; i < count; i++) {
         const ba_random_tensor *rt = &layout[first + i];
-        rng_state r;
+        ba_rng r;
         rng_seed(&r, seed, rt->name);
         size_t total = element_count(rt);
         for (size_t at = 0; at < total; at += GEN_CHUNK) {
