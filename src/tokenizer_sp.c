@@ -83,7 +83,8 @@ typedef struct {
     bool fuse_unk; /* SP_MERGE_BY_RANK: adjacent unknown characters give one <unk> */
     bool add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces;
     bool prefix_unless_space; /* HF Metaspace: no dummy prefix if text starts with "▁" */
-    uint32_t max_user_defined_len; /* 0: the model has no USER_DEFINED pieces */
+    uint32_t *user_lengths; /* the distinct lengths of the USER_DEFINED pieces, longest first */
+    size_t n_user_lengths;  /* 0: the model has no USER_DEFINED pieces */
 } sp_model;
 
 static const char *piece_text(const sp_model *m, int32_t id)
@@ -218,6 +219,7 @@ static void sp_model_free(sp_model *m)
     free(m->pool);
     free(m->index.slots);
     free(m->merges.slots);
+    free(m->user_lengths);
     free(m);
 }
 
@@ -531,6 +533,35 @@ static const char *model_type_name(uint64_t type)
     return "unknown";
 }
 
+static int compare_lengths_descending(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* The distinct lengths of the USER_DEFINED pieces, longest first: the
+ * splitter tries only these at each position, so its cost per position is
+ * bounded by their sum (trying every length up to the longest piece made a
+ * hostile model with one 64 KB piece cost O(n^3) per text). */
+static ba_status collect_user_lengths(sp_model *m, ba_error *err)
+{
+    size_t n = 0;
+    for (int32_t id = 0; id < m->n_pieces; id++) n += m->pieces[id].type == SP_USER_DEFINED;
+    if (n == 0) return BA_OK;
+    m->user_lengths = ba_malloc(n * sizeof *m->user_lengths, "user-defined piece lengths", err);
+    if (!m->user_lengths) return BA_ERR_NOMEM;
+    n = 0;
+    for (int32_t id = 0; id < m->n_pieces; id++)
+        if (m->pieces[id].type == SP_USER_DEFINED) m->user_lengths[n++] = m->pieces[id].len;
+    qsort(m->user_lengths, n, sizeof *m->user_lengths, compare_lengths_descending);
+    size_t distinct = 0;
+    for (size_t k = 0; k < n; k++)
+        if (distinct == 0 || m->user_lengths[distinct - 1] != m->user_lengths[k])
+            m->user_lengths[distinct++] = m->user_lengths[k];
+    m->n_user_lengths = distinct;
+    return BA_OK;
+}
+
 /* Checks what this encoder supports and builds the lookup tables. */
 static ba_status finish_model_proto(sp_model *m, const sp_trainer_spec *t,
                                     const sp_normalizer_spec *n, ba_error *err)
@@ -562,8 +593,6 @@ static ba_status finish_model_proto(sp_model *m, const sp_trainer_spec *t,
                            id, piece_text(m, id));
         if (p->type == SP_UNKNOWN && id != t->unk_id)
             return ba_fail(err, BA_ERR_FORMAT, "piece %d is a second UNKNOWN piece", id);
-        if (p->type == SP_USER_DEFINED && p->len > m->max_user_defined_len)
-            m->max_user_defined_len = p->len;
         if (p->type == SP_BYTE) {
             int b = byte_piece_value(piece_text(m, id), p->len);
             if (b < 0)
@@ -573,6 +602,7 @@ static ba_status finish_model_proto(sp_model *m, const sp_trainer_spec *t,
             m->byte_ids[b] = id;
         }
     }
+    BA_CHECK(collect_user_lengths(m, err));
     if (t->byte_fallback)
         for (int b = 0; b < 256; b++)
             if (m->byte_ids[b] < 0)
@@ -1103,9 +1133,9 @@ static void split_by_score_rule(const sp_model *m, const sp_text *t, sp_symbols 
         size_t len = 0;
         int32_t id = -1;
         bool frozen = false;
-        size_t longest = m->max_user_defined_len < t->len - pos ? m->max_user_defined_len
-                                                                : t->len - pos;
-        for (size_t k = longest; k > 0 && !frozen; k--) {
+        for (size_t i = 0; i < m->n_user_lengths && !frozen; i++) {
+            size_t k = m->user_lengths[i];
+            if (k > t->len - pos) continue;
             int32_t u = find_piece(m, t->text + pos, k);
             if (u >= 0 && m->pieces[u].type == SP_USER_DEFINED) len = k, id = u, frozen = true;
         }

@@ -310,6 +310,10 @@ def tokenizer_sp_seeds():
     out(p, "handmade-user-defined", sp_model(pieces, trainer, norm) + SEP + b"ab ba <user>ab  abc")
     norm2 = b"\x0a\x08identity" + b"\x18\x00" + b"\x20\x01"
     out(p, "handmade-remove-spaces-no-prefix", sp_model(pieces, trainer, norm2) + SEP + b"   ab  ba   ")
+    # regression: every length up to the longest USER_DEFINED piece was tried at
+    # every position, O(n^3) for this 10 KB input (a minute under ASan)
+    long_user = [(b"<unk>", 0.0, 2), (b"a" * 5000, 0.0, 4), (b"b", -1.0, None)]
+    out(p, "regress-slow-long-user-piece", sp_model(long_user, trainer, norm2) + SEP + b"b" * 5000)
     out(p, "bad-unigram", sp_model(pieces, b"\x18\x01", norm))
     out(p, "bad-charsmap", sp_model(pieces, trainer, norm + b"\x12\x03abc"))
     out(p, "bad-byte-fallback-missing", sp_model(pieces, trainer + b"\x98\x02\x01", norm))
