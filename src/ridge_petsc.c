@@ -272,7 +272,7 @@ typedef struct {
     double *sol;         /* [small_loc][nb] solution (true scale) */
     double *nsol;        /* [small_loc][nb] N(α) sol */
     double *best;        /* [small_loc][nb] */
-    double *bx;          /* [big_loc][nb] B sol */
+    double *bx;          /* [big_loc][nb] B sol: op.t, free between operator calls */
     double *bnorm, *tnorm, *scale, *num, *den, *resid; /* [nb] each */
     double *reduce;      /* [2 nb] */
 } fold_solver;
@@ -287,7 +287,7 @@ static void solver_free(fold_solver *S)
     normal_op *op = &S->op;
     free(op->b_loc); free(op->test_x); free(op->col_sq); free(op->counts); free(op->displs);
     free(op->full); free(op->partial); free(op->t);
-    free(S->t); free(S->b); free(S->sol); free(S->nsol); free(S->best); free(S->bx);
+    free(S->t); free(S->b); free(S->sol); free(S->nsol); free(S->best);
     free(S->bnorm); free(S->tnorm); free(S->scale); free(S->num); free(S->den);
     free(S->resid); free(S->reduce);
     memset(S, 0, sizeof *S);
@@ -510,8 +510,10 @@ static ba_status solver_create(run_ctx *R, fold_solver *S, ba_error *err)
     ba_status rc = BA_OK;
     normal_op *op = &S->op;
     size_t nb = (size_t)op->nb, sl = (size_t)op->small_loc * nb + 1, bl = (size_t)op->big_loc * nb + 1;
-    S->t = ba_calloc(bl, sizeof(double), "right-hand sides", err);
-    S->bx = ba_calloc(bl, sizeof(double), "block products", err);
+    /* Blocks in B's rows (big x nb) are the large ones when p is large:
+     * t only for the primal form, B·x reuses the operator's buffer. */
+    S->t = ba_calloc(op->dual ? 1 : bl, sizeof(double), "right-hand sides", err);
+    S->bx = op->t;
     S->b = ba_calloc(sl, sizeof(double), "right-hand sides", err);
     S->sol = ba_calloc(sl, sizeof(double), "solutions", err);
     S->nsol = ba_calloc(sl, sizeof(double), "solutions", err);
