@@ -1,4 +1,5 @@
 /* study.c — `brainalign run CONFIG` (see study.h). */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "brainalign/study.h"
 
 #include <ini.h>

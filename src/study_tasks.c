@@ -1,5 +1,6 @@
 /* study_tasks.c — a study configuration cut into independent tasks for
  * array jobs, and the collection of their outputs (see study_tasks.h). */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "brainalign/study_tasks.h"
 
 #include <errno.h>
