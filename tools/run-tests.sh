@@ -6,4 +6,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/tools/setup.sh"
 cd "${BUILD_DIR:-$here/build}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-ctest --output-on-failure --timeout 1200 "$@"
+status=0
+ctest --output-on-failure --timeout 1200 "$@" || status=$?
+# Then the unit/MPI/fuzz-replay tests under ASan + UBSan and a short libFuzzer
+# run of every parser (tools/run-sanitizers.sh); BA_SANITIZERS=0 skips them.
+if [ "${BA_SANITIZERS:-1}" != 0 ]; then
+  "$here/tools/run-sanitizers.sh" || status=1
+fi
+exit "$status"
