@@ -13,7 +13,7 @@
 #                                      the slowest under ASan on 2 cores (the
 #                                      1- and 2-rank runs of the same code stay);
 #                                      BA_SANITIZE_EXCLUDE= runs them all
-#   BA_FUZZ_SECONDS=n                  seconds of fuzzing per target (default 8)
+#   BA_FUZZ_SECONDS=n                  seconds of fuzzing per target (default 6)
 #   BA_SKIP_FUZZ=1                     sanitizer suite only
 #   ASAN_BUILD_DIR / FUZZ_BUILD_DIR    build directories (default build-asan,
 #                                      build-fuzz in the project root)
@@ -81,12 +81,12 @@ else
 fi
 
 if [ "${BA_SKIP_FUZZ:-0}" != 1 ]; then
-  echo "== fuzz: libFuzzer build in $fuzz_build, ${BA_FUZZ_SECONDS:-8} s per target"
+  echo "== fuzz: libFuzzer build in $fuzz_build, ${BA_FUZZ_SECONDS:-6} s per target"
   if ! command -v clang > /dev/null; then
     echo "fuzz: clang not found: install the Debian packages clang and libclang-rt-14-dev"
     status=1
   elif configure "$fuzz_build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-                 -DBRAINALIGN_FUZZ=ON -DBA_FUZZ_SECONDS="${BA_FUZZ_SECONDS:-8}" &&
+                 -DBRAINALIGN_FUZZ=ON -DBA_FUZZ_SECONDS="${BA_FUZZ_SECONDS:-6}" &&
        cmake --build "$fuzz_build" -j "$jobs" --target fuzz_all; then
     # libFuzzer runs one target at a time; each test prints its final stats.
     (cd "$fuzz_build" && ctest --output-on-failure -L fuzz) || status=1

@@ -6,7 +6,7 @@
 #   - a -DBRAINALIGN_FUZZ=ON build (clang) links libFuzzer and the test runs
 #     the fuzzer for BA_FUZZ_SECONDS after replaying the seeds.
 set(BA_FUZZ_DIR ${PROJECT_SOURCE_DIR}/tests/fuzz)
-set(BA_FUZZ_SECONDS 8 CACHE STRING "Seconds each fuzz.* test fuzzes (BRAINALIGN_FUZZ builds)")
+set(BA_FUZZ_SECONDS 6 CACHE STRING "Seconds each fuzz.* test fuzzes (BRAINALIGN_FUZZ builds)")
 set(BA_FUZZ_TARGETS safetensors safetensors_index model_config tokenizer_gpt2 tokenizer_json
     tokenizer_sp stimuli study_config annot label_table)
 

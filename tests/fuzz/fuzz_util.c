@@ -2,6 +2,8 @@
 #include "fuzz_util.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,20 +33,45 @@ size_t fuzz_split(const uint8_t *data, size_t size, fuzz_part *parts, size_t max
 
 static char scratch[256];
 
-static void remove_scratch(void)
+/* Remove a scratch directory and the files in it. */
+static void remove_dir(const char *dir)
 {
-    DIR *d = opendir(scratch);
+    DIR *d = opendir(dir);
     if (d) {
         struct dirent *e;
         char path[512];
         while ((e = readdir(d)) != NULL) {
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            snprintf(path, sizeof path, "%s/%s", scratch, e->d_name);
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             unlink(path);
         }
         closedir(d);
     }
-    rmdir(scratch);
+    rmdir(dir);
+}
+
+static void remove_scratch(void)
+{
+    remove_dir(scratch);
+}
+
+/* A target that crashed (abort: no atexit) left base/ba-fuzz-<pid>: remove
+ * those of processes that no longer exist. */
+static void remove_stale(const char *base)
+{
+    DIR *d = opendir(base);
+    if (!d) return;
+    struct dirent *e;
+    char path[512];
+    while ((e = readdir(d)) != NULL) {
+        int pid = 0;
+        char tail = 0;
+        if (sscanf(e->d_name, "ba-fuzz-%d%c", &pid, &tail) != 1 || pid <= 0) continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+        snprintf(path, sizeof path, "%s/%s", base, e->d_name);
+        remove_dir(path);
+    }
+    closedir(d);
 }
 
 const char *fuzz_dir(void)
@@ -55,9 +82,11 @@ const char *fuzz_dir(void)
                                access("/dev/shm", W_OK) == 0
                            ? "/dev/shm"
                            : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    snprintf(scratch, sizeof scratch, "%s/ba-fuzz-XXXXXX", base);
-    if (!mkdtemp(scratch)) {
-        perror("fuzz: mkdtemp");
+    remove_stale(base);
+    snprintf(scratch, sizeof scratch, "%s/ba-fuzz-%d", base, (int)getpid());
+    remove_dir(scratch); /* a dead process of the same pid may have left it */
+    if (mkdir(scratch, 0700) != 0) {
+        perror(scratch);
         abort();
     }
     atexit(remove_scratch);

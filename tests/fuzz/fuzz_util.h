@@ -27,8 +27,9 @@ typedef struct {
  * any further separators). Returns the number of parts (>= 1). */
 size_t fuzz_split(const uint8_t *data, size_t size, fuzz_part *parts, size_t max);
 
-/* The scratch directory of this process (created on first use, removed
- * at exit). */
+/* The scratch directory of this process, <base>/ba-fuzz-<pid> with base
+ * /dev/shm, $TMPDIR or /tmp (created on first use, removed at exit; those
+ * of dead processes, left by crashes, are removed on the next start). */
 const char *fuzz_dir(void);
 
 /* Write bytes to fuzz_dir()/name; returns the path (static buffer, one per
