@@ -228,6 +228,13 @@ static ba_status load_text(const char *path, char **text, size_t *len, ba_error 
     out[n - skip] = '\0';
     free(raw);
     const char *nul = memchr(out, '\0', n - skip);
+    if (nul && n - skip >= 12 && memcmp(out, "ooBinaryFile", 12) == 0) {
+        /* A real binary TextGrid holds NULs (its first time, 0.0, is 8 zero bytes). */
+        free(out);
+        return ba_fail(err, BA_ERR_FORMAT,
+                       "%s: binary TextGrid is not supported (in Praat, save it as a text "
+                       "file)", path);
+    }
     if (nul) {
         size_t line = line_of_offset(out, (size_t)(nul - out));
         free(out);

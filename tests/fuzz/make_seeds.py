@@ -404,6 +404,10 @@ def stimuli_seeds():
     out(p, "textgrid-short", "t" + short)
     out(p, "textgrid-pointtier", "t" + short.replace('"IntervalTier"', '"TextTier"'))
     out(p, "bad-textgrid-binary", b"tooBinaryFile\x08TextGrid\x00\x01")
+    # regression: a real binary TextGrid (NULs in its doubles) was refused as
+    # "NUL byte ... UTF-16 without a byte-order mark" instead of as binary
+    out(p, "regress-binary-textgrid-message", b"tooBinaryFile\x08TextGrid" + struct.pack(">dd", 0.0, 2.5) +
+        b"\x01" + struct.pack(">i", 1))
     out(p, "bad-align-columns", "aI,i,0.1\n")
     out(p, "bad-align-nan", "aI,i,nan,0.2\n")
     out(p, "bad-align-backwards", "aI,i,1.0,0.5\n")
