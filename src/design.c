@@ -2,6 +2,7 @@
 #include "brainalign/design.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -118,10 +119,19 @@ ba_status ba_parse_int_list(const char *text, int *values, int max, int *n, ba_e
     *n = 0;
     const char *dots = strstr(text, "..");
     if (dots) {
-        char *end = NULL;
-        long a = strtol(text, &end, 10), b = strtol(dots + 2, &end, 10);
-        if (end == dots + 2 || *end != '\0' || b < a || b - a + 1 > max)
-            return ba_fail(err, BA_ERR_USAGE, "cannot read the range '%s' (like 1..5)", text);
+        char *end_a = NULL, *end = NULL;
+        errno = 0;
+        long a = strtol(text, &end_a, 10);
+        int bad = errno != 0 || end_a != dots;
+        errno = 0;
+        long b = strtol(dots + 2, &end, 10);
+        bad = bad || errno != 0 || end == dots + 2 || *end != '\0';
+        /* Bound both ends to int before subtracting: no overflow possible. */
+        bad = bad || a < INT_MIN || a > INT_MAX || b < INT_MIN || b > INT_MAX || b < a ||
+              b - a >= max;
+        if (bad)
+            return ba_fail(err, BA_ERR_USAGE,
+                           "cannot read the range '%s' (like 1..5, at most %d values)", text, max);
         for (long v = a; v <= b; v++) values[(*n)++] = (int)v;
         return BA_OK;
     }
@@ -130,7 +140,8 @@ ba_status ba_parse_int_list(const char *text, int *values, int max, int *n, ba_e
         char *end = NULL;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || errno || (*end != ',' && *end != '\0') || *n >= max)
+        if (end == p || errno || (*end != ',' && *end != '\0') || *n >= max || v < INT_MIN ||
+            v > INT_MAX)
             return ba_fail(err, BA_ERR_USAGE, "cannot read the list '%s' (like 1,2,3)", text);
         values[(*n)++] = (int)v;
         p = *end == ',' ? end + 1 : end;

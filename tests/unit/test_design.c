@@ -84,6 +84,12 @@ static void test_parse_lists(void **state)
     assert_true(n == 2 && v[1] == 14);
     assert_int_not_equal(ba_parse_int_list("1,x", v, 8, &n, &err), BA_OK);
     assert_int_not_equal(ba_parse_int_list("", v, 8, &n, &err), BA_OK);
+    /* Found by fuzzing: huge ranges must be refused, not overflow. */
+    assert_int_not_equal(ba_parse_int_list("0..99999999999999999999", v, 8, &n, &err), BA_OK);
+    assert_int_not_equal(ba_parse_int_list("-9223372036854775808..5", v, 8, &n, &err), BA_OK);
+    assert_int_not_equal(ba_parse_int_list("1..9", v, 8, &n, &err), BA_OK);
+    assert_int_equal(ba_parse_int_list("1..8", v, 8, &n, &err), BA_OK);
+    assert_int_not_equal(ba_parse_int_list("1,99999999999", v, 8, &n, &err), BA_OK);
     assert_int_equal(ba_parse_alphas("logspace:-1:8:10", a, 16, &n, &err), BA_OK);
     assert_int_equal(n, 10);
     for (int i = 0; i < 10; i++) assert_true(fabs(a[i] / pow(10.0, i - 1) - 1) < 1e-12);
