@@ -253,6 +253,10 @@ static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char
     }
     ADD(", \"fold_groups\": %d, \"solver\": \"%s\"", cfg->ridge.fold_groups,
         cfg->solver == BA_FIT_SOLVER_PETSC ? "petsc" : "scalapack");
+    if (cfg->solver != BA_FIT_SOLVER_PETSC) /* 0: off */
+        ADD(", \"tie_tolerance\": %.17g", cfg->ridge.tie_tolerance == 0 ? BA_RIDGE_TIE_TOLERANCE
+                                            : cfg->ridge.tie_tolerance < 0 ? 0.0
+                                            : cfg->ridge.tie_tolerance);
     if (cfg->solver_options) { /* JSON string: PETSc options have no quotes or backslashes */
         ADD(", \"solver_options\": \"");
         for (const char *c = cfg->solver_options; *c; c++)

@@ -31,6 +31,7 @@
 #include "brainalign/h5io.h"
 #include "brainalign/parallel.h"
 #include "brainalign/scalapack.h"
+#include "ridge_internal.h"
 
 /* ---------------------------------------------------------------- layout */
 
@@ -100,24 +101,14 @@ double ba_pearson_f32(const float *a, long stride_a, const float *b, long stride
 
 /* ------------------------------------------------------------- the folds */
 
-typedef struct {
-    long test_begin, test_end; /* original rows of the test fold */
-    long n, n_train, n_test;
-} fold_rows;
+typedef ba_fold_rows fold_rows;
+#define original_row ba_fold_original_row
 
 static fold_rows make_fold(long n, long test_begin, long test_end)
 {
     fold_rows f = {test_begin, test_end, n, n - (test_end - test_begin),
                    test_end - test_begin};
     return f;
-}
-
-/* Original row of permuted row r (training rows first, then test rows). */
-static long original_row(const fold_rows *f, long r)
-{
-    if (r < f->test_begin) return r;
-    if (r < f->n_train) return r + f->n_test;
-    return r - f->n_train + f->test_begin;
 }
 
 /* End (exclusive) of the run of permuted rows starting at r that map to
@@ -154,15 +145,7 @@ static ba_status check_y(const ba_ridge_layout *L, const ba_ridge_data *D, ba_er
 
 /* -------------------------------------------------- the feature side */
 
-/* What the voxel side needs from one fold. */
-typedef struct {
-    bool dual;
-    long n_train, n_test, m;
-    float *basis;        /* [n_train][m] */
-    float *test_basis;   /* [n_test][m] */
-    double *eig;         /* [m], >= 0 */
-    double *denominator; /* [n_alphas][n_train] */
-} fold_spectrum;
+typedef ba_fold_spectrum fold_spectrum;
 
 static void spectrum_free(fold_spectrum *S)
 {
@@ -170,6 +153,8 @@ static void spectrum_free(fold_spectrum *S)
     free(S->test_basis);
     free(S->eig);
     free(S->denominator);
+    ba_dmat_destroy(&S->exact);
+    ba_dmat_destroy(&S->exact_test);
     memset(S, 0, sizeof *S);
 }
 
@@ -261,22 +246,44 @@ static void gemm(const char *ta, const char *tb, int m, int n, int k, const ba_d
             b->desc, &zero, c->data, &row_c, &col1, c->desc);
 }
 
-/* Leave-one-out denominators for every alpha (see the top of the file). */
-static ba_status loo_denominators(fold_spectrum *S, const ba_ridge_options *opt,
-                                  ba_error *err)
+/* The lower triangle of C = op(A) op(A)ᵀ, op = "N" (A Aᵀ) or "T" (Aᵀ A),
+ * from the top-left corner of A: half the flops of a GEMM, and the
+ * eigensolver reads only the lower triangle. */
+static void syrk_lower(const char *trans, int n, int k, const ba_dmat *a, ba_dmat *c)
 {
-    S->denominator = ba_calloc((size_t)opt->n_alphas * (size_t)S->n_train, sizeof(double),
-                               "leave-one-out denominators", err);
-    if (!S->denominator) return BA_ERR_NOMEM;
+    const double one = 1.0, zero = 0.0;
+    const int row1 = 1, col1 = 1;
+    pdsyrk_("L", trans, &n, &k, &one, a->data, &row1, &col1, a->desc, &zero, c->data, &row1,
+            &col1, c->desc);
+}
+
+/* Leave-one-out denominators for every alpha (see the top of the file),
+ * from the double-precision basis: each rank sums over its local part, then
+ * one reduction gives every rank all of them. */
+static ba_status loo_denominators(const ba_grid *grid, fold_spectrum *S,
+                                  const ba_ridge_options *opt, ba_error *err)
+{
+    size_t total = (size_t)opt->n_alphas * (size_t)S->n_train;
+    S->denominator = ba_calloc(total, sizeof(double), "leave-one-out denominators", err);
+    BA_CHECK(ba_mpi_agree(grid->comm, S->denominator ? BA_OK : BA_ERR_NOMEM, err));
+    const ba_dmat *q = &S->exact;
+    int lld = q->desc[8];
     for (int a = 0; a < opt->n_alphas; a++) {
-        double alpha = opt->alphas[a];
-        for (long i = 0; i < S->n_train; i++) {
-            const float *row = S->basis + i * S->m;
-            double acc = 0;
-            for (long k = 0; k < S->m; k++) acc += (double)row[k] * row[k] / (S->eig[k] + alpha);
-            S->denominator[(size_t)a * S->n_train + i] = S->dual ? acc : 1.0 - acc;
+        double *den = S->denominator + (size_t)a * S->n_train;
+        for (int j = 0; j < q->nloc; j++) {
+            double w = 1.0 / (S->eig[ba_dmat_global_col(q, grid, j)] + opt->alphas[a]);
+            const double *col = q->data + (size_t)j * lld;
+            for (int i = 0; i < q->mloc; i++) {
+                int gi = ba_dmat_global_row(q, grid, i);
+                if (gi < S->n_train) den[gi] += col[i] * col[i] * w;
+            }
         }
     }
+    BA_CHECK(ba_mpi_check(MPI_Allreduce(MPI_IN_PLACE, S->denominator, (int)total, MPI_DOUBLE,
+                                        MPI_SUM, grid->comm), "leave-one-out denominators",
+                          err));
+    if (!S->dual)
+        for (size_t i = 0; i < total; i++) S->denominator[i] = 1.0 - S->denominator[i];
     return BA_OK;
 }
 
@@ -310,6 +317,8 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
                                double *flops, ba_error *err)
 {
     ba_status rc = BA_OK;
+    /* A failure on one rank must reach all before the next collective. */
+#define AGREE(status) BA_TRY(ba_mpi_agree(grid->comm, (status), err), done)
     int n = (int)D->n, p = (int)D->p, ntr = (int)f->n_train, nte = (int)f->n_test;
     /* ScaLAPACK's eigensolver returns wrong results, with info = 0, when a
      * block is larger than the matrix or some process owns no block of it;
@@ -328,52 +337,62 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
     S->m = S->dual ? ntr : p;
     int m = (int)S->m;
 
-    BA_TRY(ba_dmat_create(grid, n, p, nb, &x, err), done);
+    AGREE(ba_dmat_create(grid, n, p, nb, &x, err));
     rc = load_x(grid, D, f, &x, err);
     BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
     BA_TRY(standardise(grid, column_comm, ntr, &x, err), done);
 
-    BA_TRY(ba_dmat_create(grid, m, m, nb, &gram, err), done);
-    BA_TRY(ba_dmat_create(grid, m, m, nb, &vecs, err), done);
+    /* Matrices are freed as soon as they are used up, the double X before
+     * the eigensolver in the dual case: the solver's workspace is the peak
+     * of the whole fit, and Y is resident all along. */
+    AGREE(ba_dmat_create(grid, m, m, nb, &gram, err));
     S->eig = ba_calloc((size_t)m, sizeof(double), "eigenvalues", err);
-    S->basis = ba_calloc((size_t)ntr * (size_t)m, sizeof(float), "spectral basis", err);
-    S->test_basis = ba_calloc((size_t)nte * (size_t)m, sizeof(float), "test basis", err);
-    if (!S->eig || !S->basis || !S->test_basis) { rc = BA_ERR_NOMEM; goto done; }
+    AGREE(S->eig ? BA_OK : BA_ERR_NOMEM);
 
     if (S->dual) {
-        gemm("N", "T", ntr, ntr, p, &x, 1, &x, 1, &gram);             /* K = X_tr X_trᵀ */
-        BA_TRY(ba_dmat_create(grid, nte, ntr, nb, &cross, err), done);
+        syrk_lower("N", ntr, p, &x, &gram);                            /* K = X_tr X_trᵀ */
+        AGREE(ba_dmat_create(grid, nte, ntr, nb, &cross, err));
         gemm("N", "T", nte, ntr, p, &x, ntr + 1, &x, 1, &cross);      /* X_te X_trᵀ */
+        ba_dmat_destroy(&x);
+        AGREE(ba_dmat_create(grid, m, m, nb, &vecs, err));
         rc = ba_dmat_syevd(grid, &gram, S->eig, &vecs, err);
         BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
-        BA_TRY(ba_dmat_create(grid, nte, ntr, nb, &basis_te, err), done);
+        ba_dmat_destroy(&gram);
+        AGREE(ba_dmat_create(grid, nte, ntr, nb, &basis_te, err));
         gemm("N", "N", nte, ntr, ntr, &cross, 1, &vecs, 1, &basis_te); /* B = X_te X_trᵀ Q */
-        BA_TRY(ba_dmat_replicate_f32(&vecs, grid, S->basis, err), done);
-        BA_TRY(ba_dmat_replicate_f32(&basis_te, grid, S->test_basis, err), done);
-        *flops += 2.0 * ntr * ntr * p + 2.0 * nte * ntr * p + 2.0 * nte * ntr * ntr +
+        ba_dmat_destroy(&cross);
+        S->exact = vecs, S->exact_test = basis_te; /* the spectrum owns them now */
+        memset(&vecs, 0, sizeof vecs), memset(&basis_te, 0, sizeof basis_te);
+        S->basis = ba_malloc((size_t)ntr * (size_t)m * sizeof(float), "spectral basis", err);
+        S->test_basis = ba_malloc((size_t)nte * (size_t)m * sizeof(float), "test basis", err);
+        AGREE(S->basis && S->test_basis ? BA_OK : BA_ERR_NOMEM);
+        BA_TRY(ba_dmat_replicate_f32(&S->exact, grid, S->basis, err), done);
+        BA_TRY(ba_dmat_replicate_f32(&S->exact_test, grid, S->test_basis, err), done);
+        *flops += 1.0 * ntr * ntr * p + 2.0 * nte * ntr * p + 2.0 * nte * ntr * ntr +
                   10.0 * ntr * ntr * ntr;
     } else {
-        gemm("T", "N", p, p, ntr, &x, 1, &x, 1, &gram);               /* X_trᵀ X_tr */
+        syrk_lower("T", p, ntr, &x, &gram);                            /* X_trᵀ X_tr */
+        AGREE(ba_dmat_create(grid, m, m, nb, &vecs, err));
         rc = ba_dmat_syevd(grid, &gram, S->eig, &vecs, err);
         BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
-        BA_TRY(ba_dmat_create(grid, n, p, nb, &basis_te, err), done);
-        gemm("N", "N", n, p, p, &x, 1, &vecs, 1, &basis_te);           /* [X_tr; X_te] V */
-        float *all = ba_calloc((size_t)n * (size_t)p, sizeof(float), "basis", err);
-        if (!all) { rc = BA_ERR_NOMEM; goto done; }
-        rc = ba_dmat_replicate_f32(&basis_te, grid, all, err);
-        if (rc == BA_OK) {
-            memcpy(S->basis, all, (size_t)ntr * (size_t)p * sizeof(float));
-            memcpy(S->test_basis, all + (size_t)ntr * (size_t)p,
-                   (size_t)nte * (size_t)p * sizeof(float));
-        }
-        free(all);
-        if (rc != BA_OK) goto done;
-        *flops += 2.0 * p * p * ntr + 2.0 * n * p * p + 10.0 * p * p * p;
+        ba_dmat_destroy(&gram);
+        AGREE(ba_dmat_create(grid, n, p, nb, &S->exact, err));
+        gemm("N", "N", n, p, p, &x, 1, &vecs, 1, &S->exact);           /* [X_tr; X_te] V */
+        ba_dmat_destroy(&x);
+        ba_dmat_destroy(&vecs);
+        /* One replica of [X_tr; X_te] V; the test basis is its tail. */
+        S->basis = ba_malloc((size_t)n * (size_t)p * sizeof(float), "spectral basis", err);
+        S->test_basis = ba_malloc((size_t)nte * (size_t)p * sizeof(float), "test basis", err);
+        AGREE(S->basis && S->test_basis ? BA_OK : BA_ERR_NOMEM);
+        BA_TRY(ba_dmat_replicate_f32(&S->exact, grid, S->basis, err), done);
+        memcpy(S->test_basis, S->basis + (size_t)ntr * (size_t)p,
+               (size_t)nte * (size_t)p * sizeof(float));
+        *flops += 1.0 * p * p * ntr + 2.0 * n * p * p + 10.0 * p * p * p;
     }
     for (long k = 0; k < S->m; k++)
         if (S->eig[k] < 0) S->eig[k] = 0; /* round-off on a PSD matrix */
     BA_TRY(check_spectrum(S, err), done);
-    BA_TRY(loo_denominators(S, opt, err), done);
+    BA_TRY(loo_denominators(grid, S, opt, err), done);
 done:
     ba_dmat_destroy(&x);
     ba_dmat_destroy(&gram);
@@ -383,6 +402,7 @@ done:
     if (rc != BA_OK) spectrum_free(S);
     return rc;
 }
+#undef AGREE
 
 /* ---------------------------------------------------- the voxel side */
 
@@ -393,19 +413,24 @@ typedef struct {
     float *z;     /* [m][width] Mᵀ Y */
     float *wz;    /* [m][width] diag(w) Z */
     float *yhat;  /* [n_test][width] */
-    double *loss, *best_loss;
+    double *loss; /* [n_alphas][width] leave-one-out losses */
+    double *mean; /* [width] training means */
     int *best;
+    /* This rank's voxels whose best alphas are within the tie tolerance,
+     * for the double-precision re-ranking after the fold. */
+    long *ties;
+    long n_ties, ties_capacity;
 } voxel_workspace;
 
 static void workspace_free(voxel_workspace *w)
 {
     free(w->ytr); free(w->t); free(w->z); free(w->wz); free(w->yhat);
-    free(w->loss); free(w->best_loss); free(w->best);
+    free(w->loss); free(w->mean); free(w->best); free(w->ties);
     memset(w, 0, sizeof *w);
 }
 
-static ba_status workspace_create(long n, long m, long width, voxel_workspace *w,
-                                  ba_error *err)
+static ba_status workspace_create(long n, long m, long width, int n_alphas,
+                                  voxel_workspace *w, ba_error *err)
 {
     memset(w, 0, sizeof *w);
     w->width = width;
@@ -415,10 +440,10 @@ static ba_status workspace_create(long n, long m, long width, voxel_workspace *w
     w->z = ba_calloc(mw, sizeof(float), "voxel block", err);
     w->wz = ba_calloc(mw, sizeof(float), "voxel block", err);
     w->yhat = ba_calloc(nw, sizeof(float), "voxel block", err);
-    w->loss = ba_calloc((size_t)width, sizeof(double), "voxel block", err);
-    w->best_loss = ba_calloc((size_t)width, sizeof(double), "voxel block", err);
+    w->loss = ba_calloc((size_t)n_alphas * (size_t)width, sizeof(double), "voxel block", err);
+    w->mean = ba_calloc((size_t)width, sizeof(double), "voxel block", err);
     w->best = ba_calloc((size_t)width, sizeof(int), "voxel block", err);
-    if (!w->ytr || !w->t || !w->z || !w->wz || !w->yhat || !w->loss || !w->best_loss ||
+    if (!w->ytr || !w->t || !w->z || !w->wz || !w->yhat || !w->loss || !w->mean ||
         !w->best) {
         workspace_free(w);
         return BA_ERR_NOMEM;
@@ -443,28 +468,42 @@ static void scale_rows(const fold_spectrum *S, const float *z, float *wz, long b
     }
 }
 
+/* Remember local voxel v for the double-precision re-ranking. */
+static ba_status push_tie(voxel_workspace *w, long v, ba_error *err)
+{
+    if (w->n_ties == w->ties_capacity) {
+        long capacity = w->ties_capacity ? 2 * w->ties_capacity : 64;
+        long *grown = realloc(w->ties, (size_t)capacity * sizeof *grown);
+        if (!grown) return ba_fail(err, BA_ERR_NOMEM, "out of memory listing near-tied voxels");
+        w->ties = grown, w->ties_capacity = capacity;
+    }
+    w->ties[w->n_ties++] = v;
+    return BA_OK;
+}
+
 /* One block of voxels [c0, c0 + bw) of this rank for one fold. */
-static void voxel_block(const fold_spectrum *S, const fold_rows *f,
-                        const ba_ridge_options *opt, const float *y, long vloc, long c0,
-                        long bw, voxel_workspace *w, float *r_out, float *alpha_out,
-                        double *flops)
+static ba_status voxel_block(const fold_spectrum *S, const fold_rows *f,
+                             const ba_ridge_options *opt, double tie_tolerance,
+                             const float *y, long vloc, long c0, long bw,
+                             voxel_workspace *w, float *r_out, float *alpha_out, double *flops,
+                             ba_error *err)
 {
     long ntr = S->n_train, nte = S->n_test, m = S->m;
-    /* Training rows of Y, centred with their own mean (in double). */
-    for (long j = 0; j < bw; j++) w->loss[j] = 0;
+    /* Training rows of Y, centred with their own mean (summed in double,
+     * row by row: ba_fold_train_mean gives the same bits for one voxel). */
+    for (long j = 0; j < bw; j++) w->mean[j] = 0;
     for (long r = 0; r < ntr; r++) {
         const float *src = y + original_row(f, r) * vloc + c0;
         memcpy(w->ytr + r * bw, src, (size_t)bw * sizeof(float));
-        for (long j = 0; j < bw; j++) w->loss[j] += src[j];
+        for (long j = 0; j < bw; j++) w->mean[j] += src[j];
     }
-    for (long j = 0; j < bw; j++) w->loss[j] /= (double)ntr;
+    for (long j = 0; j < bw; j++) w->mean[j] /= (double)ntr;
     for (long r = 0; r < ntr; r++)
-        for (long j = 0; j < bw; j++) w->ytr[r * bw + j] -= (float)w->loss[j];
+        for (long j = 0; j < bw; j++) w->ytr[r * bw + j] -= (float)w->mean[j];
 
     /* Z = Mᵀ Y_tr */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)bw, (int)ntr, 1.0f,
                 S->basis, (int)m, w->ytr, (int)bw, 0.0f, w->z, (int)bw);
-    for (long j = 0; j < bw; j++) { w->best_loss[j] = INFINITY; w->best[j] = 0; }
 
     for (int a = 0; a < opt->n_alphas; a++) {
         scale_rows(S, w->z, w->wz, bw, NULL, NULL, opt->alphas[a]);
@@ -478,19 +517,32 @@ static void voxel_block(const fold_spectrum *S, const fold_rows *f,
                         (int)bw);
         }
         const double *den = S->denominator + (size_t)a * ntr;
-        for (long j = 0; j < bw; j++) w->loss[j] = 0;
+        double *loss = w->loss + (size_t)a * bw;
+        for (long j = 0; j < bw; j++) loss[j] = 0;
         for (long r = 0; r < ntr; r++) {
             const float *row = w->t + r * bw;
             double inv = 1.0 / den[r];
             for (long j = 0; j < bw; j++) {
                 double e = row[j] * inv;
-                w->loss[j] += e * e;
+                loss[j] += e * e;
             }
         }
-        /* Strictly smaller: on a tie the earlier (smaller) alpha stays, as
-         * in scikit-learn. */
-        for (long j = 0; j < bw; j++)
-            if (w->loss[j] < w->best_loss[j]) { w->best_loss[j] = w->loss[j]; w->best[j] = a; }
+    }
+    /* The smallest loss; on an exact tie the earlier (smaller) alpha, as in
+     * scikit-learn. A voxel where another alpha comes within the tolerance
+     * is re-decided in double precision after the fold. */
+    for (long j = 0; j < bw; j++) {
+        int best = 0;
+        for (int a = 1; a < opt->n_alphas; a++)
+            if (w->loss[(size_t)a * bw + j] < w->loss[(size_t)best * bw + j]) best = a;
+        w->best[j] = best;
+        if (tie_tolerance < 0) continue;
+        double limit = w->loss[(size_t)best * bw + j] * (1.0 + tie_tolerance);
+        for (int a = 0; a < opt->n_alphas; a++)
+            if (a != best && w->loss[(size_t)a * bw + j] <= limit) {
+                BA_CHECK(push_tie(w, c0 + j, err));
+                break;
+            }
     }
 
     /* ŷ_te = B diag(w(α*)) Z, then Pearson r against the test rows. */
@@ -503,89 +555,7 @@ static void voxel_block(const fold_spectrum *S, const fold_rows *f,
         alpha_out[j] = (float)opt->alphas[w->best[j]];
     }
     *flops += 2.0 * (double)ntr * m * bw * (1 + opt->n_alphas) + 2.0 * (double)nte * m * bw;
-}
-
-/* ------------------------------------------------------------ checkpoints */
-
-/* Load the folds a previous run finished, if its key matches. A missing,
- * unreadable or foreign checkpoint means starting afresh (not an error). */
-static void load_checkpoint(const ba_ridge_layout *L, const ba_ridge_options *opt,
-                            ba_ridge_result *res, int *done)
-{
-    int K = res->n_folds;
-    for (int k = 0; k < K; k++) done[k] = 0;
-    if (!opt->checkpoint_path) return;
-    int rank = 0, present = 0;
-    MPI_Comm_rank(L->world, &rank);
-    if (rank == 0) present = access(opt->checkpoint_path, F_OK) == 0;
-    MPI_Bcast(&present, 1, MPI_INT, 0, L->world);
-    if (!present) return;
-    ba_error err;
-    ba_h5file f;
-    if (ba_h5_open(&f, opt->checkpoint_path, L->world, &err) != BA_OK) {
-        if (rank == 0 && !opt->quiet)
-            fprintf(stderr, "ridge CV: %s cannot be read (%s); starting afresh\n",
-                    opt->checkpoint_path, err.message);
-        return;
-    }
-    char *key = NULL;
-    ba_status rc = ba_h5_get_attr_str(&f, "/", "key", &key, &err);
-    int matches = rc == BA_OK && key && opt->checkpoint_key && strcmp(key, opt->checkpoint_key) == 0;
-    free(key);
-    long long flags[K];
-    if (matches && ba_h5_get_attr_i64(&f, "/", "done", flags, (size_t)K, &err) != BA_OK) matches = 0;
-    /* Every rank must agree before trusting it. */
-    MPI_Allreduce(MPI_IN_PLACE, &matches, 1, MPI_INT, MPI_MIN, L->world);
-    if (matches) {
-        long vloc = res->v_local;
-        rc = BA_OK;
-        for (int k = 0; k < K && rc == BA_OK; k++) {
-            /* Only my group's folds: the final exchange sums across groups. */
-            if (!flags[k] || vloc == 0 || k % L->n_groups != L->group_index) continue;
-            hsize_t start[2] = {(hsize_t)k, (hsize_t)L->v_begin}, count[2] = {1, (hsize_t)vloc};
-            rc = ba_h5_read(&f, "/r_folds", BA_H5_F32, start, count, res->r_folds + (size_t)k * vloc, &err);
-            if (rc == BA_OK)
-                rc = ba_h5_read(&f, "/alpha", BA_H5_F32, start, count, res->alpha + (size_t)k * vloc, &err);
-        }
-        int ok = rc == BA_OK;
-        MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, L->world);
-        if (ok)
-            for (int k = 0; k < K; k++) done[k] = flags[k] != 0;
-        else
-            memset(res->r_folds, 0, sizeof(float) * (size_t)K * (size_t)vloc);
-    }
-    ba_h5_abandon(&f);
-    if (rank == 0 && !opt->quiet && !matches)
-        fprintf(stderr, "ridge CV: %s is from other inputs or options; starting afresh\n",
-                opt->checkpoint_path);
-}
-
-/* Save every finished fold: each group writes the folds it owns for its
- * ranks' voxels. Collective over the world; atomic on disk. */
-static ba_status save_checkpoint(const ba_ridge_layout *L, const ba_ridge_options *opt,
-                                 const ba_ridge_result *res, const int *done, ba_error *err)
-{
-    int K = res->n_folds;
-    long vloc = res->v_local;
-    ba_h5file f;
-    BA_CHECK(ba_h5_create(&f, opt->checkpoint_path, L->world, err));
-    hsize_t dims[2] = {(hsize_t)K, (hsize_t)L->v_total};
-    ba_status rc = ba_h5_create_dataset(&f, "/r_folds", BA_H5_F32, 2, dims, err);
-    if (rc == BA_OK) rc = ba_h5_create_dataset(&f, "/alpha", BA_H5_F32, 2, dims, err);
-    for (int k = 0; k < K && rc == BA_OK; k++) {
-        bool mine = done[k] && k % L->n_groups == L->group_index && vloc > 0;
-        hsize_t start[2] = {(hsize_t)k, (hsize_t)L->v_begin};
-        hsize_t count[2] = {mine ? 1 : 0, mine ? (hsize_t)vloc : 0};
-        rc = ba_h5_write(&f, "/r_folds", BA_H5_F32, start, count, res->r_folds + (size_t)k * vloc, err);
-        if (rc == BA_OK)
-            rc = ba_h5_write(&f, "/alpha", BA_H5_F32, start, count, res->alpha + (size_t)k * vloc, err);
-    }
-    long long flags[K];
-    for (int k = 0; k < K; k++) flags[k] = done[k];
-    if (rc == BA_OK) rc = ba_h5_set_attr_i64(&f, "/", "done", flags, (size_t)K, err);
-    if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "key", opt->checkpoint_key ? opt->checkpoint_key : "", err);
-    if (rc != BA_OK) { ba_h5_abandon(&f); return rc; }
-    return ba_h5_close(&f, err);
+    return BA_OK;
 }
 
 /* ------------------------------------------------------------ the driver */
@@ -638,7 +608,7 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
     BA_CHECK(ba_mpi_agree(L->world, rc, err));
 
     int done[K > 0 ? K : 1];
-    load_checkpoint(L, opt, res, done);
+    ba_ridge_checkpoint_load(L, opt, "ridge CV", res, done);
     for (int k = 0; k < K; k++) res->n_folds_resumed += done[k];
     int rank = 0;
     MPI_Comm_rank(L->world, &rank);
@@ -663,11 +633,8 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
     if (rc == BA_OK)
         rc = ba_mpi_check(MPI_Comm_split(L->group, grid.mycol, grid.myrow, &column_comm),
                           "grid columns", err);
-    if (rc == BA_OK) {
-        long mmax = D->n < D->p ? D->n : D->p;
-        rc = workspace_create(D->n > mmax ? D->n : mmax, mmax, width, &ws, err);
-    }
     BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);
+    double tie_tolerance = opt->tie_tolerance == 0 ? BA_RIDGE_TIE_TOLERANCE : opt->tie_tolerance;
 
     /* Folds run in lock-step rounds across groups so that an error in one
      * group reaches every rank at the next agreement. */
@@ -686,42 +653,42 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
             res->timing.feature_seconds += ba_now() - t0;
             done_units += 2;
             ba_progress_update(&progress, done_units, total_units);
+            /* The voxel workspace lives only through the voxel side, so that
+             * it does not add to the feature side's peak. */
+            if (rc == BA_OK) {
+                long mmax = D->n < D->p ? D->n : D->p;
+                rc = workspace_create(D->n > mmax ? D->n : mmax, mmax, width, opt->n_alphas,
+                                      &ws, err);
+            }
+            rc = ba_mpi_agree(grid.comm, rc, err);
+            float *r_fold = res->r_folds + (size_t)k * vloc, *alpha_fold = res->alpha + (size_t)k * vloc;
             if (rc == BA_OK) {
                 double t1 = ba_now();
-                for (long c0 = 0; c0 < vloc; c0 += width) {
+                for (long c0 = 0; c0 < vloc && rc == BA_OK; c0 += width) {
                     long bw = vloc - c0 < width ? vloc - c0 : width;
-                    voxel_block(&S, &f, opt, D->y, vloc, c0, bw, &ws,
-                                res->r_folds + (size_t)k * vloc + c0,
-                                res->alpha + (size_t)k * vloc + c0, &res->timing.voxel_flops);
+                    rc = voxel_block(&S, &f, opt, tie_tolerance, D->y, vloc, c0, bw, &ws,
+                                     r_fold + c0, alpha_fold + c0, &res->timing.voxel_flops,
+                                     err);
                     done_units += 1;
                     ba_progress_update(&progress, done_units, total_units);
                 }
                 res->timing.voxel_seconds += ba_now() - t1;
+                rc = ba_mpi_agree(grid.comm, rc, err);
             }
+            if (rc == BA_OK) {
+                double t1 = ba_now();
+                long tied = 0;
+                rc = ba_ridge_rerank_ties(&grid, &S, &f, opt, D->y, vloc, ws.ties, ws.n_ties,
+                                          r_fold, alpha_fold, &tied, err);
+                res->timing.tied_voxels += tied;
+                res->timing.tie_seconds += ba_now() - t1;
+            }
+            workspace_free(&ws);
             spectrum_free(&S);
         }
         BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);
-        for (int j = first; j < last; j++) done[j] = 1;
-        int stop = opt->stop_requested && *opt->stop_requested;
-        MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, L->world);
-        if (opt->checkpoint_path) {
-            BA_TRY(save_checkpoint(L, opt, res, done, err), cleanup);
-            int saved = 0;
-            for (int j = 0; j < K; j++) saved += done[j];
-            if (rank == 0 && !opt->quiet && !progress.tty)
-                fprintf(stderr, "ridge CV: checkpoint: %d of %d folds saved\n", saved, K);
-        }
-        if (stop && last < K) {
-            int saved = 0;
-            for (int j = 0; j < K; j++) saved += done[j];
-            rc = opt->checkpoint_path
-                     ? ba_fail(err, BA_ERR_INTERRUPTED,
-                               "stopped by a signal after %d of %d folds; they are saved in %s: "
-                               "run the same command again to resume", saved, K, opt->checkpoint_path)
-                     : ba_fail(err, BA_ERR_INTERRUPTED, "stopped by a signal after %d of %d folds",
-                               saved, K);
-            goto cleanup;
-        }
+        BA_TRY(ba_ridge_end_of_round(L, opt, "ridge CV", !progress.tty, res, done, first, last,
+                                     err), cleanup);
     }
 
     /* Each rank holds its group's folds for its voxels; the same voxels sit

@@ -62,6 +62,10 @@ static void help(void)
         "  --folds K           outer folds, contiguous as KFold(K, shuffle=False) (default 5)\n"
         "  --story-folds       fold boundaries on whole stories\n"
         "  --alphas SPEC       logspace:LO:HI:N or a list (default logspace:-1:8:10)\n"
+        "  --tie-tolerance T   a voxel whose second-best alpha has a leave-one-out loss within\n"
+        "                      a relative T of the best is re-ranked in double precision, so\n"
+        "                      the choice does not depend on ranks or threads (default 1e-6;\n"
+        "                      0 turns it off; ScaLAPACK solver)\n"
         "parallel:\n"
         "  --fold-groups G     split the ranks into G groups that take folds in turn (default 1)\n"
         "  --voxel-block B     voxels per block on each rank (default 512)\n"
@@ -109,6 +113,8 @@ static void print_timing(const ba_fit_summary *s, MPI_Comm comm)
     printf("\ntiming (rank 0): total %.2f s, input %.2f s, feature side %.2f s (%.1f GFLOP), "
            "voxel side %.2f s\n", s->seconds_total, s->seconds_io, s->timing.feature_seconds,
            s->timing.feature_flops / 1e9, s->timing.voxel_seconds);
+    printf("near-tied alphas re-ranked in double: %ld (voxel, fold) pairs in %.2f s (group of "
+           "rank 0)\n", s->timing.tied_voxels, s->timing.tie_seconds);
     printf("voxel side, all ranks: %.1f GFLOP in %.2f s = %.1f GFLOP/s (OpenBLAS %s kernels, "
            "%d thread(s) per rank)\n", total_flops / 1e9, max_vox_s,
            max_vox_s > 0 ? total_flops / max_vox_s / 1e9 : 0.0, openblas_get_corename(),
@@ -169,7 +175,15 @@ int ba_cmd_fit(int argc, char **argv)
             if (ba_parse_alphas(a.value, cfg.alphas, BA_MAX_ALPHAS, &cfg.ridge.n_alphas, &err))
                 snprintf(usage_error, sizeof usage_error, "--alphas: %s", err.message);
         } else if (ba_args_value(&a, "--fold-groups")) { if (ba_args_long(&a, "--fold-groups", &number)) cfg.ridge.fold_groups = (int)number; }
-        else if (ba_args_value(&a, "--voxel-block")) { if (ba_args_long(&a, "--voxel-block", &number)) cfg.ridge.voxel_block = number; }
+        else if (ba_args_value(&a, "--tie-tolerance")) {
+            double t = 0;
+            if (ba_args_double(&a, "--tie-tolerance", &t)) {
+                if (!(t >= 0) || !isfinite(t))
+                    snprintf(a.error, sizeof a.error, "--tie-tolerance %s must be >= 0",
+                             a.value);
+                else cfg.ridge.tie_tolerance = t > 0 ? t : -1.0;
+            }
+        } else if (ba_args_value(&a, "--voxel-block")) { if (ba_args_long(&a, "--voxel-block", &number)) cfg.ridge.voxel_block = number; }
         else if (ba_args_value(&a, "--block-size")) { if (ba_args_long(&a, "--block-size", &number)) cfg.ridge.block_size = (int)number; }
         else if (ba_args_flag(&a, "--quiet")) cfg.ridge.quiet = true;
         else if (ba_args_flag(&a, "--timing")) timing = true;

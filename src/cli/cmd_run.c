@@ -37,7 +37,7 @@ static void help(void)
         "  [bold]      subjects, path ({subject} is replaced), tr\n"
         "  [atlas]     path\n"
         "  [alignment] aggregate (sum|mean), tr_offset (s), delays (1..5)\n"
-        "  [cv]        folds, alphas, story_folds, fold_groups, voxel_block\n"
+        "  [cv]        folds, alphas, story_folds, fold_groups, voxel_block, tie_tolerance\n"
         "  [conditions] NAME = associations.jsonl | features.h5, NAME.policy, NAME.every,\n"
         "              NAME.seed: conditions besides the baseline (associative memory); then\n"
         "              scores/<condition>/<subject>/layer-<L>.h5 and compare.{csv,md,h5}\n"

@@ -3,7 +3,8 @@
 
 usage: fit_cli.py BRAINALIGN MPIEXEC... -- CASE
 CASE is one of:
-  invariance    the same scores.h5 with 1, 2 and 4 ranks and any fold-group split
+  invariance    the same scores.h5 with 1, 2, 3 and 4 ranks, any fold-group split and
+                1 or 2 BLAS threads per rank (same alphas, |dr| < 1e-5)
   ground-truth  fitted r matches the planted achievable r; regions ordered as planted
   bad-input     every bad input: clear message, non-zero exit, no scores.h5 left
 
@@ -30,8 +31,8 @@ def synth(ba, out, *extra):
     run([ba, "synth", "--out", out, "--quiet", *extra])
 
 
-def fit(ba, mpiexec, np_, args, expect_ok=True):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+def fit(ba, mpiexec, np_, args, expect_ok=True, threads=1):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
     return run([*mpiexec, "-n", str(np_), ba, "fit", "--quiet", *args], expect_ok, env)
 
 
@@ -39,22 +40,26 @@ def case_invariance(ba, mpiexec, tmp):
     synth(ba, tmp, "--stories", "3", "--words", "900", "--voxels", "257", "--d-model", "24")
     common = ["--features", f"{tmp}/features.h5", "--bold", f"{tmp}/bold-sub-01.h5",
               "--layer", "2", "--atlas", f"{tmp}/atlas.h5", "--voxel-block", "50"]
-    layouts = [(1, 1), (2, 1), (2, 2), (4, 1), (4, 2), (3, 1)]
+    # (ranks, fold groups, BLAS threads per rank)
+    layouts = [(1, 1, 1), (1, 1, 2), (2, 1, 1), (2, 2, 1), (4, 1, 1), (4, 2, 1), (3, 1, 1)]
     results = {}
-    for np_, groups in layouts:
-        out = f"{tmp}/scores-{np_}-{groups}.h5"
-        fit(ba, mpiexec, np_, common + ["--fold-groups", str(groups), "--out", out])
+    for np_, groups, threads in layouts:
+        out = f"{tmp}/scores-{np_}-{groups}-{threads}.h5"
+        fit(ba, mpiexec, np_, common + ["--fold-groups", str(groups), "--out", out],
+            threads=threads)
         with h5py.File(out) as f:
-            results[(np_, groups)] = {k: f[k][:] for k in ("r", "r_folds", "alpha", "roi/mean_r")}
-    base = results[(1, 1)]
+            results[(np_, groups, threads)] = {k: f[k][:] for k in ("r", "r_folds", "alpha", "roi/mean_r")}
+    base = results[(1, 1, 1)]
     assert base["r_folds"].shape == (5, 257) and base["alpha"].shape == (5, 257)
     assert np.allclose(base["r"], base["r_folds"].mean(axis=0), atol=1e-6)
     for layout, res in results.items():
         dr = np.abs(res["r"] - base["r"]).max()
         drf = np.abs(res["r_folds"] - base["r_folds"]).max()
-        print(f"ranks={layout[0]} fold_groups={layout[1]}: max |dr| = {dr:.2e}, "
-              f"max |dr_fold| = {drf:.2e}, alphas equal: {np.mean(res['alpha'] == base['alpha']):.4f}")
+        same_alpha = np.mean(res['alpha'] == base['alpha'])
+        print(f"ranks={layout[0]} fold_groups={layout[1]} threads={layout[2]}: max |dr| = {dr:.2e}, "
+              f"max |dr_fold| = {drf:.2e}, alphas equal: {same_alpha:.4f}")
         assert dr < 1e-5 and drf < 1e-5, f"{layout}: results depend on the layout"
+        assert same_alpha == 1.0, f"{layout}: alphas depend on the layout"
 
 
 def case_ground_truth(ba, mpiexec, tmp):
@@ -143,6 +148,7 @@ def case_bad_input(ba, mpiexec, tmp):
         ("bad alphas", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--alphas", "logspace:1"], "logspace"),
         ("unknown option", ["--x", f"{good}:/X", "--bogus"], "unknown option '--bogus'"),
         ("fold groups", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--fold-groups", "3"], "--fold-groups 3"),
+        ("negative tie tolerance", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--tie-tolerance", "-1"], "--tie-tolerance -1 must be >= 0"),
     ]
     failures = []
     for name, args, expected in cases:
