@@ -1,7 +1,11 @@
 /* parallel.c — error agreement across ranks, range splitting, progress. */
 #include "brainalign/parallel.h"
 
+#include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <unistd.h>
 
 ba_status ba_mpi_check(int mpi_rc, const char *what, ba_error *err)
@@ -92,4 +96,15 @@ void ba_progress_end(ba_progress *p)
     if (p->tty) fprintf(p->out, "\n");
     fprintf(p->out, "%s: done in %.2fs\n", p->label, ba_now() - p->start);
     fflush(p->out);
+}
+
+void ba_release_large_blocks(void)
+{
+#ifdef __GLIBC__
+    const char *keep = getenv("BRAINALIGN_KEEP_MPI_MALLOC");
+    if (keep && *keep && strcmp(keep, "0") != 0) return;
+    mallopt(M_MMAP_MAX, 65536);           /* glibc's default, which Open MPI sets to 0 */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);   /* fixed: no dynamic raising after frees */
+    mallopt(M_TRIM_THRESHOLD, 1 << 20);
+#endif
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "brainalign/parallel.h"
 
 static const ba_command COMMANDS[] = {
     {"synth", "generate a synthetic study with a known answer", ba_cmd_synth},
@@ -92,6 +93,7 @@ int main(int argc, char **argv)
         return 2;
     }
     MPI_Init(&argc, &argv);
+    ba_release_large_blocks();
     int code = cmd->run(argc - 1, argv + 1);
     MPI_Finalize();
     return code;
