@@ -26,6 +26,7 @@ void ba_features_config_defaults(ba_features_config *cfg)
     cfg->format = BA_STIM_AUTO;
     cfg->all_layers = true;
     cfg->bos = BA_BOS_AUTO;
+    cfg->matmul = BA_MATMUL_F32;
     ba_augment_options_defaults(&cfg->augment);
 }
 
@@ -707,6 +708,7 @@ static ba_status prepare(const ba_features_config *cfg, prepared *p, ba_features
 {
     ba_status rc = BA_OK;
     BA_TRY(ba_model_load(cfg->model_dir, &p->model, err), done);
+    BA_TRY(ba_model_set_matmul(p->model, cfg->matmul, err), done);
     BA_TRY(ba_tokenizer_load(cfg->model_dir, &p->tok, err), done);
     BA_TRY(resolve_settings(cfg, p->model, &p->rs, err), done);
     BA_TRY(read_stories(cfg, &p->stories, &p->n_stories, &sum->stimuli, err), done);
@@ -834,6 +836,8 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     long long extra[2] = {(long long)p.rs.stride, p.rs.bos};
     rc = ba_h5_set_attr_i64(&writer.file, "/", "stride", &extra[0], 1, err);
     if (rc == BA_OK) rc = ba_h5_set_attr_i64(&writer.file, "/", "bos_token", &extra[1], 1, err);
+    if (rc == BA_OK)
+        rc = ba_h5_set_attr_str(&writer.file, "/", "matmul", ba_matmul_name(cfg->matmul), err);
     if (rc == BA_OK && cfg->associations) rc = record_associations(&writer.file, cfg, sum, err);
     if (rc == BA_OK) rc = run_my_windows(&wr, units, n_units, comm, sum, err);
     /* Every rank must take part in the sum, whatever happened here. */

@@ -66,6 +66,49 @@ void ba_model_destroy(ba_model *model)
     free(model);
 }
 
+ba_status ba_matmul_parse(const char *text, ba_matmul *mode, ba_error *err)
+{
+    if (strcmp(text, "f32") == 0) *mode = BA_MATMUL_F32;
+    else if (strcmp(text, "bf16") == 0) *mode = BA_MATMUL_BF16;
+    else return ba_fail(err, BA_ERR_USAGE, "matrix products are f32 or bf16, not '%s'", text);
+    return BA_OK;
+}
+
+const char *ba_matmul_name(ba_matmul mode) { return mode == BA_MATMUL_BF16 ? "bf16" : "f32"; }
+
+ba_status ba_model_set_matmul(ba_model *model, ba_matmul mode, ba_error *err)
+{
+    if (mode != BA_MATMUL_F32 && mode != BA_MATMUL_BF16)
+        return ba_fail(err, BA_ERR_USAGE, "%s: unknown matrix-product precision %d", model->dir,
+                       (int)mode);
+    if (mode == BA_MATMUL_BF16) {
+        /* Refused where it would change nothing, so that nothing computed
+         * in float32 is labelled bf16. */
+        if (model->cfg.arch != BA_ARCH_LLAMA)
+            return ba_fail(err, BA_ERR_USAGE, "%s: bf16 matrix products are implemented for "
+                           "LLaMA checkpoints; %s computes in float32 (f32)", model->dir,
+                           ba_arch_name(model->cfg.arch));
+        bool any = false;
+        for (size_t i = 0; i < ba_checkpoint_count(model->ckpt) && !any; i++) {
+            const ba_tensor *t = ba_checkpoint_at(model->ckpt, i);
+            any = t->dtype == BA_DTYPE_BF16 && t->rank == 2;
+        }
+        if (!any)
+            return ba_fail(err, BA_ERR_USAGE, "%s: bf16 matrix products apply to matrices stored "
+                           "as BF16, and this checkpoint has none (use f32)", model->dir);
+        if (!ba_bf16_dot_available())
+            return ba_fail(err, BA_ERR_USAGE, "%s: bf16 matrix products need a CPU with "
+                           "AVX512-BF16 (avx512f, avx512bw, avx512vl, avx512_bf16)%s; use "
+                           "float32 products (f32)", model->dir,
+                           getenv("BRAINALIGN_NO_BF16_DOT") ? " and BRAINALIGN_NO_BF16_DOT unset"
+                                                            : ", which this one lacks");
+    }
+    model->matmul = mode;
+    return BA_OK;
+}
+
+ba_matmul ba_model_get_matmul(const ba_model *model) { return model->matmul; }
+
 const ba_model_config *ba_model_get_config(const ba_model *model) { return &model->cfg; }
 const char *ba_model_dir(const ba_model *model) { return model->dir; }
 int ba_model_n_hidden_states(const ba_model *model) { return model->cfg.n_layers + 1; }
@@ -173,11 +216,37 @@ static size_t panel_rows(size_t in, size_t scratch_floats)
     return rows ? rows : 1;
 }
 
-void ba_weight_linear(const ba_tensor *w, size_t row0, size_t rows, const float *x, size_t n,
-                      size_t ldx, int accumulate, float *y, size_t ldy, float *scratch,
-                      size_t scratch_floats)
+/* bfloat16 products with a BF16 weight used as stored; one at an odd
+ * address (a foreign file's alignment) is copied a panel of rows at a time
+ * into the scratch first. */
+static void weight_linear_bf16(const ba_tensor *w, size_t row0, size_t rows, const float *x,
+                               size_t n, size_t ldx, int accumulate, float *y, size_t ldy,
+                               float *scratch, size_t scratch_floats)
 {
     size_t in = (size_t)w->shape[1];
+    const unsigned char *base = (const unsigned char *)w->data + row0 * in * 2;
+    if ((uintptr_t)base % _Alignof(uint16_t) == 0) {
+        ba_linear_bf16(x, n, in, ldx, (const uint16_t *)base, rows, accumulate, y, ldy);
+        return;
+    }
+    size_t step = panel_rows(in, scratch_floats * 2); /* uint16 in a float's room: two */
+    for (size_t r = 0; r < rows; r += step) {
+        size_t m = rows - r < step ? rows - r : step;
+        memcpy(scratch, base + r * in * 2, m * in * 2);
+        ba_linear_bf16(x, n, in, ldx, (const uint16_t *)scratch, m, accumulate, y + r, ldy);
+    }
+}
+
+void ba_weight_linear(const ba_tensor *w, size_t row0, size_t rows, const float *x, size_t n,
+                      size_t ldx, int accumulate, float *y, size_t ldy, float *scratch,
+                      size_t scratch_floats, ba_matmul matmul)
+{
+    size_t in = (size_t)w->shape[1];
+    if (matmul == BA_MATMUL_BF16 && w->dtype == BA_DTYPE_BF16) {
+        weight_linear_bf16(w, row0, rows, x, n, ldx, accumulate, y, ldy, scratch,
+                           scratch_floats);
+        return;
+    }
     if (ba_weight_is_direct(w)) {
         ba_linear_into(x, n, in, ldx, (const float *)w->data + row0 * in, rows, accumulate, y,
                        ldy);
@@ -200,7 +269,8 @@ void ba_model_store_hidden(const float *state, int index, size_t n, size_t d, co
 
 void ba_model_next_logprobs(const ba_tensor *head, const float *h, size_t n, size_t d,
                             size_t vocab, const int32_t *tokens, ba_logprob_workspace *ws,
-                            float *scratch, size_t scratch_floats, float *out)
+                            float *scratch, size_t scratch_floats, ba_matmul matmul,
+                            float *out)
 {
     for (size_t t = 0; t < n; t++) {
         ws->lse_max[t] = -INFINITY;
@@ -209,7 +279,8 @@ void ba_model_next_logprobs(const ba_tensor *head, const float *h, size_t n, siz
     }
     for (size_t v0 = 0; v0 < vocab; v0 += ws->chunk) {
         size_t rows = vocab - v0 < ws->chunk ? vocab - v0 : ws->chunk;
-        ba_weight_linear(head, v0, rows, h, n, d, 0, ws->logits, rows, scratch, scratch_floats);
+        ba_weight_linear(head, v0, rows, h, n, d, 0, ws->logits, rows, scratch, scratch_floats,
+                         matmul);
         for (size_t t = 0; t + 1 < n; t++) {
             const float *row = ws->logits + t * rows;
             ba_logsumexp_accumulate(row, rows, &ws->lse_max[t], &ws->lse_sum[t]);

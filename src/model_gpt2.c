@@ -292,6 +292,10 @@ static void embed(const gpt2_model *g, const int32_t *tokens, size_t n, size_t d
     }
 }
 
+/* Every GPT-2 product is float32 (ba_model_set_matmul refuses bf16 for
+ * GPT-2): the Conv1D weights are stored W[in][out], not in the [out][in]
+ * layout of the bfloat16 kernel (ba_linear_bf16), and GPT-2 checkpoints
+ * are F32. */
 static void linear(const ba_tensor *w, const float *x, size_t n, size_t in, size_t out,
                    const float *b, float *y, float *scratch)
 {

@@ -46,6 +46,7 @@ struct ba_model {
     ba_checkpoint *ckpt;
     const ba_model_ops *ops;
     void *impl;
+    ba_matmul matmul; /* ba_model_set_matmul */
 };
 
 extern const ba_model_ops ba_gpt2_ops;
@@ -71,10 +72,13 @@ const float *ba_weight_f32(const ba_tensor *t, size_t first, size_t count, float
  * `accumulate`. F32 weights are used in place; half-precision ones are
  * widened a panel of rows at a time into `scratch` (scratch_floats >= in)
  * and multiplied at once, so the widened copy stays in cache instead of a
- * whole matrix going through memory. */
+ * whole matrix going through memory. With BA_MATMUL_BF16, a BF16 weight
+ * is used as stored instead (ba_linear_bf16: x rounded to bfloat16; the
+ * scratch only serves a weight at an odd address, copied a panel at a
+ * time); other dtypes keep the float32 path. */
 void ba_weight_linear(const ba_tensor *w, size_t row0, size_t rows, const float *x, size_t n,
                       size_t ldx, int accumulate, float *y, size_t ldy, float *scratch,
-                      size_t scratch_floats);
+                      size_t scratch_floats, ba_matmul matmul);
 
 /* Copy state [n][d] into slab k of hidden for every k with layers[k] == index. */
 void ba_model_store_hidden(const float *state, int index, size_t n, size_t d, const int *layers,
@@ -90,9 +94,11 @@ typedef struct {
 } ba_logprob_workspace;
 
 /* out[t] = log p(tokens[t+1] | ..t) for t < n - 1 from the final states
- * h[n][d] and the output weight head[vocab][d]; out[n-1] = NaN. */
+ * h[n][d] and the output weight head[vocab][d] (products as
+ * ba_weight_linear with `matmul`); out[n-1] = NaN. */
 void ba_model_next_logprobs(const ba_tensor *head, const float *h, size_t n, size_t d,
                             size_t vocab, const int32_t *tokens, ba_logprob_workspace *ws,
-                            float *scratch, size_t scratch_floats, float *out);
+                            float *scratch, size_t scratch_floats, ba_matmul matmul,
+                            float *out);
 
 #endif

@@ -23,7 +23,9 @@
  * at a time right before their product (ba_weight_linear), so besides the
  * shared map the model holds one window's activations and one small panel.
  * The activation buffers grow to the longest window seen, not to
- * max_position_embeddings. */
+ * max_position_embeddings. With BA_MATMUL_BF16 (ba_model_set_matmul) the
+ * BF16 matrices, lm_head included, multiply bfloat16-rounded activations
+ * as stored instead (ba_linear_bf16), as a PyTorch bf16 model does. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +63,7 @@ typedef struct {
     size_t vectors_used, vectors_cap;
     float *wscratch;         /* one widened panel (NULL when all is direct) */
     size_t wscratch_floats;
+    ba_matmul matmul;        /* the model's, for this forward               */
     /* Workspace for one window, grown to the longest window seen. */
     size_t capacity;
     float *x, *a, *qkv, *att, *gate, *up, *scores, *cos_tab, *sin_tab;
@@ -324,7 +327,7 @@ static void linear(llama_model *g, const ba_tensor *w, const float *x, size_t n,
                    int accumulate, float *y, size_t ldy)
 {
     ba_weight_linear(w, 0, (size_t)w->shape[0], x, n, ldx, accumulate, y, ldy, g->wscratch,
-                     g->wscratch_floats);
+                     g->wscratch_floats, g->matmul);
 }
 
 static void attention(const ba_model_config *c, llama_model *g, const llama_block *b, size_t n)
@@ -362,6 +365,7 @@ static ba_status llama_forward(ba_model *m, const int32_t *tokens, size_t n, con
     size_t d = (size_t)c->d_model;
     int L = c->n_layers;
     BA_CHECK(ensure_workspace(m, g, n, err));
+    g->matmul = m->matmul;
     /* Blocks to run: all of them for the log-probabilities, else up to the
      * deepest hidden state asked for. */
     int deepest = 0;
@@ -382,7 +386,7 @@ static ba_status llama_forward(ba_model *m, const int32_t *tokens, size_t n, con
         ba_model_store_hidden(g->a, L, n, d, layers, n_kept, hidden);
         if (next_logprob)
             ba_model_next_logprobs(g->lm_head, g->a, n, d, (size_t)c->vocab_size, tokens, &g->lp,
-                                   g->wscratch, g->wscratch_floats, next_logprob);
+                                   g->wscratch, g->wscratch_floats, g->matmul, next_logprob);
     }
     return BA_OK;
 }

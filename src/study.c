@@ -188,6 +188,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         if (strcmp(value, "auto") && strcmp(value, "yes") && strcmp(value, "no")) BAD("[model] bos is auto, yes or no");
         snprintf(c->bos, sizeof c->bos, "%s", value);
     }
+    else if (KEY("model", "matmul")) { if (ba_matmul_parse(value, &c->matmul, &err)) BAD("[model] matmul is f32 or bf16"); }
     else if (KEY("stimuli", "dir")) resolve(st->base_dir, value, c->stimuli_dir, sizeof c->stimuli_dir);
     else if (KEY("stimuli", "format")) snprintf(c->stimuli_format, sizeof c->stimuli_format, "%s", value);
     else if (KEY("stimuli", "stories")) snprintf(c->stories, sizeof c->stories, "%s", value);
@@ -216,6 +217,11 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     }
     else if (KEY("cv", "story_folds")) { if (!parse_bool(value, &c->fit.story_folds)) BAD("[cv] story_folds is true or false"); }
     else if (KEY("cv", "fold_groups")) { if (!parse_long(value, &l) || l < 1) BAD("[cv] fold_groups must be >= 1"); c->fit.ridge.fold_groups = (int)l; }
+    else if (KEY("cv", "tie_tolerance")) {
+        double t = 0;
+        if (!parse_double(value, &t) || !(t >= 0) || !isfinite(t)) BAD("[cv] tie_tolerance must be a number >= 0 (0 turns it off)");
+        c->fit.ridge.tie_tolerance = t > 0 ? t : -1.0;
+    }
     else if (KEY("cv", "voxel_block")) { if (!parse_long(value, &l) || l < 1) BAD("[cv] voxel_block must be >= 1"); c->fit.ridge.voxel_block = l; }
     else BAD("unknown key '%s' in section [%s]", name, section);
     return 1;
@@ -514,6 +520,10 @@ static void features_recipe(const ba_study_config *cfg, const ba_study_condition
     if (n > 0 && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n, " --context %ld --stride %ld --bos %s --condition %s",
                       cfg->context, cfg->stride, cfg->bos, k ? k->name : cfg->condition);
+    /* only when not the default, so that f32 features made before the
+     * option existed are still reused */
+    if (cfg->matmul != BA_MATMUL_F32 && n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, " --matmul %s", ba_matmul_name(cfg->matmul));
     if (k && n > 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n, " --associations %s (fnv1a %016llx) --policy %s "
                  "--every %d --seed %llu --pause %g", k->associations,
@@ -580,6 +590,7 @@ static ba_status model_features(const ba_study_config *cfg, const ba_study_condi
     fc.n_layers = cfg->n_layers;
     fc.context = cfg->context;
     fc.stride = cfg->stride;
+    fc.matmul = cfg->matmul;
     fc.condition = name;
     if (k) {
         fc.associations = k->associations;

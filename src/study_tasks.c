@@ -191,6 +191,7 @@ static ba_status model_features_task(const ba_study_config *cfg, int c, ba_study
     OPT(t, "--context", "%ld", cfg->context);
     if (cfg->stride > 0) OPT(t, "--stride", "%ld", cfg->stride);
     OPT(t, "--bos", "%s", cfg->bos);
+    if (cfg->matmul != BA_MATMUL_F32) OPT(t, "--matmul", "%s", ba_matmul_name(cfg->matmul));
     OPT(t, "--condition", "%s", condition_name(cfg, c));
     if (k) {
         OPT(t, "--associations", "%s", k->associations);
@@ -243,6 +244,10 @@ static ba_status fit_task(const ba_study_config *cfg, int c, int subject, int la
     /* 0 leaves fit's own default */
     if (f->ridge.voxel_block > 0) OPT(t, "--voxel-block", "%ld", f->ridge.voxel_block);
     if (f->ridge.block_size > 0) OPT(t, "--block-size", "%d", f->ridge.block_size);
+    if (f->ridge.tie_tolerance != 0) {
+        exact_double(f->ridge.tie_tolerance > 0 ? f->ridge.tie_tolerance : 0, number, sizeof number);
+        OPT(t, "--tie-tolerance", "%s", number);
+    }
     OPT(t, "--out", "%s", t->output);
     return BA_OK;
 }

@@ -5,7 +5,8 @@ usage:
   /usr/bin/python3 tools/bench_llama.py [--workdir /work/tmp-llama7b] [--keep]
       [--layers 32] [--tokens 512,1024] [--repeats 2] [--story pieman]
       [--coretypes env,SKYLAKEX] [--torch-layers 32] [--no-torch]
-      [--torch-f32-tokens 512] [--torch-f32-layers 32] [--build /work/main/build-llama]
+      [--torch-f32-tokens 512] [--torch-f32-layers 32] [--no-c-bf16]
+      [--build /work/main/build-llama]
 
   quick run (2 layers of 7B width):  ... --layers 2 --tokens 128 --repeats 1
 
@@ -26,7 +27,10 @@ What it does, in one run on one machine:
      ("env" = the environment as it is, e.g. OPENBLAS_CORETYPE=Haswell),
      sampling /proc/PID/status every 50 ms for the peaks of VmRSS,
      RssAnon (the process's own memory) and RssFile (mapped checkpoint
-     pages, shared page cache);
+     pages, shared page cache); then once more with bf16 products
+     (BRAINALIGN_MATMUL=bf16: activations rounded to bfloat16 at each
+     product, float32 sums, AVX512-BF16; the row "C bf16 products"),
+     unless --no-c-bf16 or the CPU lacks AVX512-BF16;
   4. runs the same forward in python3-torch, 2 threads, with the same
      memory sampling, weights used in place from a read-only numpy memmap
      of the same files (zero-copy, shared page cache):
@@ -41,8 +45,9 @@ What it does, in one run on one machine:
      With --torch-layers / --torch-f32-layers K < layers only K layers are
      timed and the total is scaled (labelled);
   5. compares the C outputs (final hidden state, next-token log-probs)
-     with torch's, prints a table of figures, and deletes the checkpoint
-     unless --keep.
+     with torch's (C float32 and C bf16 products against torch bf16 and
+     torch f32, C bf16 against C float32), prints a table of figures, and
+     deletes the checkpoint unless --keep.
 
 The machine may be shared: the load average before and after each run is
 printed so noisy figures can be spotted. This is a tool, not a test.
@@ -113,14 +118,18 @@ class MemorySampler:
         return {k: v / 1024 / 1024 for k, v in self.peak.items()}  # GiB
 
 
-def run_sampled(cmd, env):
-    """Run cmd, return (stdout, memory peaks in GiB, wall seconds)."""
+def run_sampled(cmd, env, skip_code=None):
+    """Run cmd, return (stdout, memory peaks in GiB, wall seconds); None
+    when it exits with skip_code."""
     start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
     sampler = MemorySampler(proc.pid)
     out, err = proc.communicate()
     peaks = sampler.stop()
+    if skip_code is not None and proc.returncode == skip_code:
+        print(f"   skipped: {err.strip()}")
+        return None
     if proc.returncode != 0:
         sys.exit(f"FAILED ({proc.returncode}): {' '.join(cmd)}\n{out}\n{err}")
     return out, peaks, time.time() - start
@@ -187,16 +196,22 @@ def story_tokens(args, count):
 
 # ---- C ------------------------------------------------------------------------------
 
-def run_c(args, ckpt, tokens_path, coretype, outprefix):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="2")
+def run_c(args, ckpt, tokens_path, coretype, outprefix, matmul="f32"):
+    """The C forward; matmul "bf16": bf16 products (None when the CPU
+    cannot: llama_dump exits 77)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", BRAINALIGN_MATMUL=matmul)
     label = f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} (env)"
     if coretype != "env":
         env["OPENBLAS_CORETYPE"] = coretype
         label = f"OPENBLAS_CORETYPE={coretype}"
     cmd = [args.dump, "--time", ckpt, tokens_path, args.tokens, str(args.repeats), outprefix]
     shown = f"OPENBLAS_NUM_THREADS=2 {'' if coretype == 'env' else 'OPENBLAS_CORETYPE=' + coretype + ' '}"
+    shown += f"BRAINALIGN_MATMUL={matmul} "
     print(f"\n$ {shown}{' '.join(cmd)}   [load {load_average()}]")
-    out, peaks, wall = run_sampled(cmd, env)
+    got = run_sampled(cmd, env, skip_code=77)
+    if got is None:
+        return None
+    out, peaks, wall = got
     runs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     for r in runs:
         print("  ", json.dumps(r))
@@ -347,7 +362,7 @@ def run_torch(args, ckpt, tokens_path, outprefix, mode, sizes, repeats, layers):
     return runs, peaks
 
 
-def compare_outputs(c_prefix, t_prefix, n, d, mode):
+def compare_outputs(c_prefix, t_prefix, n, d, mode, c_label="C (float32)", t_label=None):
     import numpy as np
     c_last = np.fromfile(f"{c_prefix}.{n}.last.f32", dtype="<f4").reshape(n, d)
     t_last = np.fromfile(f"{t_prefix}.{n}.last.f32", dtype="<f4").reshape(n, d)
@@ -355,8 +370,8 @@ def compare_outputs(c_prefix, t_prefix, n, d, mode):
     t_lp = np.fromfile(f"{t_prefix}.{n}.logprob.f32", dtype="<f4")[:-1]
     rel = np.abs(c_last - t_last).max() / np.abs(c_last).max()
     corr = np.corrcoef(c_last.ravel(), t_last.ravel())[0, 1]
-    print(f"C (float32) vs torch ({mode}), {n} tokens: last hidden state max |diff| / max |value| "
-          f"= {rel:.3g}, correlation {corr:.5f}; log-probabilities max |diff| "
+    print(f"{c_label} vs {t_label or f'torch ({mode})'}, {n} tokens: last hidden state max |diff| "
+          f"/ max |value| = {rel:.3g}, correlation {corr:.5f}; log-probabilities max |diff| "
           f"{np.abs(c_lp - t_lp).max():.3g} nats (mean {c_lp.mean():.3f} vs {t_lp.mean():.3f})")
 
 
@@ -376,6 +391,8 @@ def main():
                     help="window sizes of the torch float32 run ('' to skip)")
     ap.add_argument("--torch-f32-layers", type=int, default=0,
                     help="time only this many torch float32 layers and scale (0: all)")
+    ap.add_argument("--no-c-bf16", action="store_true",
+                    help="skip the C run with bf16 products (BRAINALIGN_MATMUL=bf16)")
     ap.add_argument("--keep", action="store_true", help="keep the checkpoint")
     args = ap.parse_args()
     args.brainalign = os.path.join(args.build, "brainalign")
@@ -409,6 +426,22 @@ def main():
             rows.append((f"C float32, {label}", n, rates, n / cpu, peaks))
     if c_prefix is None:  # no C run this time: compare with an earlier one if there is one
         c_prefix = os.path.join(args.workdir, "c-env")
+    # bf16 products (the AVX512-BF16 kernel; OpenBLAS only for attention)
+    bf16_prefix, bf16_done = os.path.join(args.workdir, "c-bf16"), False
+    if not args.no_c_bf16:
+        got = run_c(args, ckpt, tokens_path, "env", bf16_prefix, matmul="bf16")
+        bf16_done = got is not None
+        if got is not None:
+            _, runs, peaks = got
+            for n in sizes:
+                rates = sorted(r["tokens_per_s"] for r in runs
+                               if r.get("event") == "forward" and r["tokens"] == n)
+                cpu = min(r["cpu_seconds"] for r in runs
+                          if r.get("event") == "forward" and r["tokens"] == n)
+                rows.append(("C bf16 products (AVX512-BF16)", n, rates, n / cpu, peaks))
+                if os.path.exists(f"{c_prefix}.{n}.last.f32"):
+                    compare_outputs(bf16_prefix, c_prefix, n, SHAPE["d_model"], "",
+                                    c_label="C (bf16 products)", t_label="C (float32)")
     torch_runs = []  # (mode, sizes, repeats, layers timed)
     if not args.no_torch:
         torch_runs.append(("bf16", args.tokens, args.repeats, args.torch_layers or args.layers))
@@ -430,6 +463,9 @@ def main():
             rows.append((label, n, rates, n / cpu, peaks))
             if not scaled and os.path.exists(f"{c_prefix}.{n}.last.f32"):
                 compare_outputs(c_prefix, t_prefix, n, SHAPE["d_model"], mode)
+            if not scaled and bf16_done:
+                compare_outputs(bf16_prefix, t_prefix, n, SHAPE["d_model"], mode,
+                                c_label="C (bf16 products)")
 
     print(f"\nLLaMA-2-7B shapes ({args.layers} layers), BF16 weights, story '{args.story}', "
           f"2 cores; load average now {load_average()}")

@@ -71,6 +71,7 @@
 
 #include "brainalign/associations.h"
 #include "brainalign/error.h"
+#include "brainalign/model.h"
 #include "brainalign/stimuli.h"
 
 #define BA_FEATURES_DEFAULT_CONTEXT 1024
@@ -97,6 +98,7 @@ typedef struct {
     long context;             /* 0: BA_FEATURES_DEFAULT_CONTEXT               */
     long stride;              /* 0: context / 2 (at least 1)                  */
     ba_bos_mode bos;
+    ba_matmul matmul;         /* precision of the products (model.h); default f32 */
     const char *associations; /* JSONL association set; NULL: the plain text  */
     ba_augment_options augment; /* how the associations are inserted          */
     const char *condition;    /* NULL: the set's name, else "baseline"        */

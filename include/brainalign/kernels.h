@@ -8,6 +8,7 @@
 #ifndef BRAINALIGN_KERNELS_H
 #define BRAINALIGN_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -89,6 +90,31 @@ void ba_linear_into(const float *x, size_t n, size_t in, size_t ldx, const float
                     int accumulate, float *y, size_t ldy);
 void ba_linear_into_ref(const float *x, size_t n, size_t in, size_t ldx, const float *w,
                         size_t out, int accumulate, float *y, size_t ldy);
+
+/* ---- bfloat16 products (kernels_bf16.c) -------------------------------------------------- */
+
+/* y[i][0..out) (row stride ldy) = sum_k bf16(x[i][k]) w[j][k] (+ y's
+ * previous value when `accumulate`), for a bfloat16 weight w[out][in]
+ * (bit patterns, nn.Linear layout, only 2-byte alignment needed; rows
+ * contiguous) and float32 activations x (row stride ldx) rounded to
+ * bfloat16 (ba_f32_to_bf16: nearest even) before the product: what a
+ * PyTorch bf16 model computes. y must not alias x or w.
+ * The reference sums the exact products in double. The fast version sums
+ * them in float32 with AVX512-BF16 dot products (vdpbf16ps, whose
+ * subnormal bfloat16 inputs count as zero), multithreaded with
+ * openblas_get_num_threads() threads; its results do not depend on the
+ * thread count. It runs the reference on CPUs without the instructions
+ * (or when memory for its packed operands cannot be had): check
+ * ba_bf16_dot_available() first. */
+void ba_linear_bf16(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
+                    size_t out, int accumulate, float *y, size_t ldy);
+void ba_linear_bf16_ref(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
+                        size_t out, int accumulate, float *y, size_t ldy);
+/* True when this CPU runs ba_linear_bf16's fast kernel (AVX-512 F, BW, VL
+ * and BF16, as the running system reports them) and the environment
+ * variable BRAINALIGN_NO_BF16_DOT is not set (set it to any value to act
+ * as if the CPU lacked them). */
+bool ba_bf16_dot_available(void);
 
 /* y = w * (x / sqrt(mean(x^2) + eps)) over each row of d: Hugging Face's
  * LlamaRMSNorm in float32. y may equal x. */

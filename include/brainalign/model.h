@@ -7,14 +7,16 @@
  * read-only shared map of the safetensors files; float16/bfloat16 weights
  * are widened to float32 right before use, one matrix at a time (GPT-2) or
  * one cache-sized panel of rows at a time (LLaMA). All
- * arithmetic is float32 (log-softmax sums in double).
+ * arithmetic is float32 (log-softmax sums in double), unless bfloat16
+ * products are asked for (ba_model_set_matmul).
  *
  * Life cycle: ba_model_load -> ba_model_forward (any number of windows)
  * -> ba_model_destroy. A model owns its activation buffers (one window of
  * at most ba_model_max_tokens tokens), so one model must not run two
  * forwards at once; use one model per thread (the map is shared anyway).
  * Matrix products run through OpenBLAS, whose thread count is set by
- * OPENBLAS_NUM_THREADS. */
+ * OPENBLAS_NUM_THREADS (which also sets the threads of the bfloat16
+ * products below). */
 #ifndef BRAINALIGN_MODEL_H
 #define BRAINALIGN_MODEL_H
 
@@ -57,6 +59,36 @@ int ba_model_max_tokens(const ba_model *model);
 ba_status ba_model_forward(ba_model *model, const int32_t *tokens, size_t n_tokens,
                            const int *layers, int n_layers_kept, float *hidden,
                            float *next_logprob, ba_error *err);
+
+/* ---- precision of the matrix products ----------------------------------------- */
+
+typedef enum {
+    /* Default: float32 products, half-precision weights widened to float32
+     * (exact) right before use. */
+    BA_MATMUL_F32 = 0,
+    /* bfloat16 products for the LLaMA matrices stored as BF16: the input of
+     * each such product (activations) is rounded to bfloat16 and the
+     * products are summed in float32 (AVX512-BF16 vdpbf16ps), as PyTorch
+     * computes a bf16 model, about twice as fast. Everything else stays
+     * float32: norms, rotary embeddings, attention, softmax, the residual
+     * stream, and F32/F16 matrices of a checkpoint that mixes dtypes.
+     * LLaMA only (GPT-2's Conv1D weights are stored [in][out]); needs a
+     * CPU with AVX512-BF16. */
+    BA_MATMUL_BF16,
+} ba_matmul;
+
+/* "f32" / "bf16". */
+ba_status ba_matmul_parse(const char *text, ba_matmul *mode, ba_error *err);
+const char *ba_matmul_name(ba_matmul mode);
+
+/* The precision of the model's later forwards (BA_MATMUL_F32 after
+ * ba_model_load). BA_MATMUL_BF16 is refused (BA_ERR_USAGE, the model left
+ * as it was) where it would not apply, so that nothing computed in
+ * float32 is labelled bf16: for GPT-2, for a checkpoint without BF16
+ * matrices, and on a CPU without AVX512-BF16 (ba_bf16_dot_available()
+ * false, which BRAINALIGN_NO_BF16_DOT forces). */
+ba_status ba_model_set_matmul(ba_model *model, ba_matmul mode, ba_error *err);
+ba_matmul ba_model_get_matmul(const ba_model *model);
 
 /* ---- random checkpoints (tests, benchmarks, synthetic studies) ------------- */
 

@@ -39,6 +39,7 @@
 #include "brainalign/error.h"
 #include "brainalign/fit.h"
 #include "brainalign/h5io.h"
+#include "brainalign/model.h"
 #include "brainalign/synth.h"
 
 #define BA_STUDY_MAX_SUBJECTS 256
@@ -67,6 +68,7 @@ typedef struct {
     char model_dir[BA_PATH_MAX];      /* [model] path */
     long context, stride;
     char bos[8];
+    ba_matmul matmul;                 /* [model] matmul = f32 (default) | bf16 */
     char stimuli_dir[BA_PATH_MAX];
     char stimuli_format[32];
     char stories[4096];            /* comma-separated, empty: all */

@@ -44,6 +44,13 @@ static void help(void)
         "  --stride S          window step, 1..C (default C/2)\n"
         "  --bos auto|yes|no   prepend the BOS token to every window (auto: yes for LLaMA,\n"
         "                      no for GPT-2, as their Hugging Face tokenizers do)\n"
+        "  --matmul f32|bf16   precision of the matrix products (default f32: float32, BF16\n"
+        "                      and F16 weights widened exactly). bf16: the LLaMA matrices\n"
+        "                      stored as BF16 multiply activations rounded to bfloat16, sums\n"
+        "                      in float32, as PyTorch runs a bf16 model: about twice as fast,\n"
+        "                      features within bf16 rounding of the f32 ones; norms and\n"
+        "                      attention stay float32. Needs a CPU with AVX512-BF16 and a\n"
+        "                      LLaMA checkpoint with BF16 matrices (an error otherwise)\n"
         "associative memory (see include/brainalign/associations.h):\n"
         "  --associations FILE a JSONL association set: the model reads each story with the\n"
         "                      associations inserted; features are still given for the\n"
@@ -61,8 +68,9 @@ static void help(void)
         "  --out FILE          features.h5 (written under a temporary name, then renamed)\n"
         "  --quiet             no progress on standard error\n"
         "  --timing            per-rank forward times\n\n"
-        "Matrix products use OpenBLAS: with several ranks per node, set\n"
-        "OPENBLAS_NUM_THREADS so that ranks x threads = cores.\n");
+        "Matrix products use OpenBLAS (and OpenMP for --matmul bf16, with as many threads):\n"
+        "with several ranks per node, set OPENBLAS_NUM_THREADS so that ranks x threads =\n"
+        "cores.\n");
 }
 
 /* Split "a,b,c" in place into at most `max` names. */
@@ -103,6 +111,9 @@ static void print_summary(const ba_features_summary *s, const ba_features_config
            "tokens (stride %ld, BOS %s), %ld window tokens; %d layers of width %ld\n",
            s->n_stories, s->n_words, s->n_tokens, s->n_windows, s->context, s->stride,
            s->bos_token >= 0 ? "yes" : "no", s->n_window_tokens, s->n_layers, s->d_model);
+    if (cfg->matmul == BA_MATMUL_BF16)
+        printf("products: bf16 (LLaMA BF16 matrices: activations rounded to bfloat16, float32 "
+               "sums)\n");
     if (cfg->associations)
         printf("associations: %zu inserted from %s (policy %s), %ld words added; features at "
                "the stories' own words\n", s->n_insertions, cfg->associations,
@@ -147,6 +158,9 @@ int ba_cmd_features(int argc, char **argv)
         } else if (ba_args_value(&a, "--bos")) {
             if (ba_bos_mode_parse(a.value, &cfg.bos, &err))
                 snprintf(usage_error, sizeof usage_error, "%s", err.message);
+        } else if (ba_args_value(&a, "--matmul")) {
+            if (ba_matmul_parse(a.value, &cfg.matmul, &err))
+                snprintf(usage_error, sizeof usage_error, "--matmul: %s", err.message);
         } else if (ba_args_value(&a, "--associations")) cfg.associations = a.value;
         else if (ba_args_value(&a, "--policy")) {
             if (ba_augment_policy_parse(a.value, &cfg.augment, &err))

@@ -243,6 +243,9 @@ def check_bad_inputs(args, mpi, ckpt, stim, work):
     refuse("stride beyond the context", ["--context", "64", "--stride", "65"],
            "--stride 65 must be between 1 and the context, 64")
     refuse("bad --bos", ["--bos", "maybe"], "--bos is auto, yes or no")
+    refuse("bad --matmul", ["--matmul", "fp8"], "--matmul: matrix products are f32 or bf16")
+    refuse("--matmul bf16 for GPT-2", ["--matmul", "bf16"],
+           "bf16 matrix products are implemented for LLaMA")
 
     corrupt = os.path.join(work, "ckpt-corrupt")
     shutil.copytree(ckpt, corrupt)
@@ -319,7 +322,7 @@ def main():
 
     attrs = b["attrs"]
     want = {"model_type": "gpt2", "context_length": CONTEXT, "condition": "baseline",
-            "stride": STRIDE, "bos_token": -1}
+            "stride": STRIDE, "bos_token": -1, "matmul": "f32"}
     for k, v in want.items():
         assert attrs[k] == v, f"attribute {k} = {attrs[k]!r}, expected {v!r}"
     assert attrs["checkpoint"].startswith(os.path.realpath(ckpt) + "#fnv1a64:"), attrs["checkpoint"]

@@ -17,13 +17,19 @@
  *     first N tokens for each N, one JSON line per run on standard output;
  *     with OUT_PREFIX, the last run of each N writes
  *     OUT_PREFIX.N.last.f32 [N][d_model] (the final hidden state) and
- *     OUT_PREFIX.N.logprob.f32 [N]. */
+ *     OUT_PREFIX.N.logprob.f32 [N].
+ *
+ * The environment variable BRAINALIGN_MATMUL=f32|bf16 (default f32) sets
+ * the precision of the matrix products of every model loaded
+ * (ba_model_set_matmul); when bf16 is asked for on a CPU without
+ * AVX512-BF16 the tool says so and exits with 77 (a skipped test). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "brainalign/kernels.h"
 #include "brainalign/model.h"
 
 #define MAX_TOKENS (1 << 16)
@@ -32,6 +38,29 @@ static int die(const char *what, const ba_error *err)
 {
     fprintf(stderr, "llama_dump: %s%s%s\n", what, err ? ": " : "", err ? err->message : "");
     return 1;
+}
+
+#define EXIT_SKIP 77
+
+/* ba_model_load, then the products of BRAINALIGN_MATMUL. 0, 1 (failure)
+ * or EXIT_SKIP. */
+static int open_model(const char *dir, ba_model **m, const char *what)
+{
+    ba_error err;
+    ba_error_clear(&err);
+    *m = NULL;
+    if (ba_model_load(dir, m, &err) != BA_OK) return die(what, &err);
+    const char *text = getenv("BRAINALIGN_MATMUL");
+    ba_matmul mode = BA_MATMUL_F32;
+    if (text && ba_matmul_parse(text, &mode, &err) != BA_OK) return die("BRAINALIGN_MATMUL", &err);
+    if (ba_model_set_matmul(*m, mode, &err) != BA_OK) {
+        bool cpu = mode == BA_MATMUL_BF16 && !ba_bf16_dot_available();
+        fprintf(stderr, "llama_dump: %s%s\n", cpu ? "skipped: " : "", err.message);
+        ba_model_destroy(*m);
+        *m = NULL;
+        return cpu ? EXIT_SKIP : 1;
+    }
+    return 0;
 }
 
 static int write_floats(const char *prefix, const char *suffix, const float *x, size_t n)
@@ -95,7 +124,8 @@ static int check_growth(const char *dir, const int32_t *tokens, size_t n, const 
     ba_error err;
     ba_error_clear(&err);
     ba_model *m = NULL;
-    if (ba_model_load(dir, &m, &err) != BA_OK) return die("load (second model)", &err);
+    int opened = open_model(dir, &m, "load (second model)");
+    if (opened) return opened;
     int *all = malloc((size_t)(L + 1) * sizeof *all);
     for (int i = 0; i <= L; i++) all[i] = i;
     size_t short_n = n > 23 ? 23 : n;
@@ -134,7 +164,8 @@ static int dump_and_check(const char *dir, const char *tokens_path, const char *
     ba_error err;
     ba_error_clear(&err);
     ba_model *m = NULL;
-    if (ba_model_load(dir, &m, &err) != BA_OK) return die("load", &err);
+    int opened = open_model(dir, &m, "load");
+    if (opened) return opened;
     static int32_t tokens[MAX_TOKENS];
     size_t n = read_tokens(tokens_path, tokens);
     if (n == 0) return die(tokens_path, NULL);
@@ -225,9 +256,10 @@ static int time_forwards(int argc, char **argv)
     ba_error_clear(&err);
     ba_model *m = NULL;
     double t0 = now_s();
-    if (ba_model_load(dir, &m, &err) != BA_OK) return die("load", &err);
-    printf("{\"event\": \"load\", \"seconds\": %.3f, \"VmHWM_kB\": %ld}\n", now_s() - t0,
-           status_kb("VmHWM"));
+    int opened = open_model(dir, &m, "load");
+    if (opened) return opened;
+    printf("{\"event\": \"load\", \"seconds\": %.3f, \"VmHWM_kB\": %ld, \"matmul\": \"%s\"}\n",
+           now_s() - t0, status_kb("VmHWM"), ba_matmul_name(ba_model_get_matmul(m)));
     fflush(stdout);
     int L = ba_model_n_hidden_states(m) - 1;
     size_t d = (size_t)ba_model_d_model(m);

@@ -34,6 +34,13 @@ import torch
 
 N_LAYERS, D_MODEL, N_HEADS, N_POSITIONS = 3, 64, 4, 64
 
+# --matmul bf16 (see check_bf16): the median over tokens of each layer's
+# per-token largest |C - reference| must stay below --tol (1e-4, as for
+# float32 products), and every difference below BF16_FLIP_TOL, which bounds
+# what a few activations rounded to the neighbouring bfloat16 (their float32
+# values lie within float32 rounding of a tie) change.
+BF16_FLIP_TOL = 0.05
+
 
 def run(cmd, expect_ok=True, mpi=False, stdin=None):
     env = dict(os.environ)
@@ -144,10 +151,22 @@ def rotary_cos_sin(n, dh, theta):
     return emb.cos(), emb.sin()
 
 
-def llama_forward(w, cfg, ids, dtype=torch.float32):
+def llama_forward(w, cfg, ids, dtype=torch.float32, bf16_inputs=False, inputs=None):
     """Hidden states (embeddings, after each layer, the last after the final
     norm) and log p(ids[t+1] | ids[..t]), computed in `dtype` (the rotary
-    angles are float32 in either case, as in Hugging Face)."""
+    angles are float32 in either case, as in Hugging Face). With
+    bf16_inputs, the input of every linear layer (q/k/v, o, gate/up, down,
+    the output layer) is first rounded to bfloat16 (from its float32
+    value, nearest even), as PyTorch's bf16 model and brainalign's bf16
+    products do; the products themselves stay in `dtype`. With `inputs`
+    (hidden states [L + 1][n][d] of another implementation), each layer
+    starts from inputs[i] instead of the previous layer's output, and the
+    log-probabilities come from inputs[L] (layer by layer, "teacher
+    forced")."""
+    if bf16_inputs:
+        R = lambda x: x.to(torch.float32).to(torch.bfloat16).to(dtype)
+    else:
+        R = lambda x: x
     L, H, d = cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["hidden_size"]
     Hkv = cfg.get("num_key_value_heads", H)
     eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
@@ -160,7 +179,9 @@ def llama_forward(w, cfg, ids, dtype=torch.float32):
     causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
     for i in range(L):
         p = f"model.layers.{i}."
-        a = rms_norm(x, T(p + "input_layernorm.weight"), eps)
+        if inputs is not None:
+            x = torch.from_numpy(inputs[i]).to(dtype)
+        a = R(rms_norm(x, T(p + "input_layernorm.weight"), eps))
         q = (a @ T(p + "self_attn.q_proj.weight").T).view(n, H, dh).transpose(0, 1)
         k = (a @ T(p + "self_attn.k_proj.weight").T).view(n, Hkv, dh).transpose(0, 1)
         v = (a @ T(p + "self_attn.v_proj.weight").T).view(n, Hkv, dh).transpose(0, 1)
@@ -172,15 +193,16 @@ def llama_forward(w, cfg, ids, dtype=torch.float32):
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
         scores = torch.where(causal, scores, torch.tensor(torch.finfo(scores.dtype).min))
         att = torch.softmax(scores, dim=-1) @ v
-        att = att.transpose(0, 1).reshape(n, d)
+        att = R(att.transpose(0, 1).reshape(n, d))
         x = x + att @ T(p + "self_attn.o_proj.weight").T
-        m = rms_norm(x, T(p + "post_attention_layernorm.weight"), eps)
+        m = R(rms_norm(x, T(p + "post_attention_layernorm.weight"), eps))
         gate = torch.nn.functional.silu(m @ T(p + "mlp.gate_proj.weight").T)
-        x = x + (gate * (m @ T(p + "mlp.up_proj.weight").T)) @ T(p + "mlp.down_proj.weight").T
+        x = x + R(gate * (m @ T(p + "mlp.up_proj.weight").T)) @ T(p + "mlp.down_proj.weight").T
         states.append(x)
     states[-1] = rms_norm(x, T("model.norm.weight"), eps)
     head = T("model.embed_tokens.weight") if cfg["tie_word_embeddings"] else T("lm_head.weight")
-    logits = states[-1] @ head.T
+    final = states[-1] if inputs is None else torch.from_numpy(inputs[L]).to(dtype)
+    logits = R(final) @ head.T
     logp = torch.log_softmax(logits.double(), dim=-1)
     next_lp = logp[torch.arange(n - 1), ids[1:]]
     return torch.stack(states).numpy(), next_lp.numpy()
@@ -302,6 +324,66 @@ def check_errors(args, ckpt, tokens_path, c_hidden, c_logprob):
     shutil.rmtree(bad, ignore_errors=True)
 
 
+def odd_aligned_copy(ckpt, dest):
+    """The checkpoint with one more space in each file's JSON header, so
+    that every tensor starts at an odd address in the map."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(ckpt, dest)
+    for name in os.listdir(dest):
+        if not name.endswith(".safetensors"):
+            continue
+        path = os.path.join(dest, name)
+        with open(path, "rb") as f:
+            raw = f.read()
+        n = int.from_bytes(raw[:8], "little")
+        header = raw[8:8 + n] + b" "
+        with open(path, "wb") as f:
+            f.write(len(header).to_bytes(8, "little") + header + raw[8 + n:])
+        assert (8 + len(header)) % 2 == 1
+
+
+def check_bf16(args, weights, cfg, ids, c_hidden, c_logprob):
+    """bf16 products, layer by layer. The whole forward cannot be compared
+    with a tolerance tighter than the bfloat16 rounding itself: wherever
+    the C code's float32 activation and the reference's lie on either side
+    of a bfloat16 tie (one in ~1e5 here), the two round to neighbouring
+    bfloat16 values, and attention carries that difference (~1e-2) to the
+    later tokens and layers. So each layer is recomputed from the C code's
+    own input to it (its previous hidden state), in float64 with the
+    linear inputs rounded to bfloat16, and the log-probabilities from its
+    final state (rounded identically on both sides: float32 sums only).
+    Per layer, the median over tokens of the largest |C - reference| of a
+    token must be below --tol (float32 rounding; a token touched by such
+    a neighbouring rounding is one of a few), and every difference below
+    BF16_FLIP_TOL. The same statistics for the reference without the
+    rounding (what a kernel that skipped it, or float32 products, would
+    give) must be 10x above the tolerances, or the test could not see it."""
+    L, n = cfg["num_hidden_layers"], len(ids)
+    t_ids = torch.from_numpy(ids.astype(np.int64))
+    with torch.no_grad():
+        ref_h, ref_lp = llama_forward(weights, cfg, t_ids, torch.float64, True, inputs=c_hidden)
+        raw_h, raw_lp = llama_forward(weights, cfg, t_ids, torch.float64, False, inputs=c_hidden)
+    ok, visible = True, True
+    for i in range(1, L + 1):
+        tok = np.abs(c_hidden[i] - ref_h[i]).max(axis=1)
+        effect = np.abs(raw_h[i] - ref_h[i]).max(axis=1)
+        print(f"layer {i} from the C code's state {i - 1}: per-token max |C - reference| median "
+              f"{np.median(tok):.3g}, largest {tok.max():.3g} ({int(np.sum(tok > args.tol))} of "
+              f"{n} tokens above {args.tol:g}); without the bf16 rounding: median "
+              f"{np.median(effect):.3g}, largest {effect.max():.3g}")
+        ok = ok and np.median(tok) < args.tol and tok.max() < BF16_FLIP_TOL
+        visible = visible and np.median(effect) > 10 * args.tol and effect.max() > 10 * args.tol
+    lp = float(np.abs(c_logprob[:-1] - ref_lp).max())
+    lp_effect = float(np.abs(raw_lp - ref_lp).max())
+    print(f"log-probabilities from the C code's final state: max |C - reference| = {lp:.3g}; "
+          f"without the bf16 rounding {lp_effect:.3g}")
+    ok = ok and lp < args.tol
+    if not (visible and lp_effect > 10 * args.tol):
+        sys.exit("FAILED: the bf16 rounding moves the reference by less than 10x the tolerance: "
+                 "this test would not see it")
+    return ok
+
+
 def story_tokens(args, n):
     """BOS + the first tokens of a real Narratives story, tokenised by
     `brainalign tokenize` with the checkpoint's own tokenizer."""
@@ -333,9 +415,20 @@ def main():
     ap.add_argument("--tie", action="store_true", help="tie_word_embeddings true")
     ap.add_argument("--init-std", type=float, default=0.02,
                     help="weights' std; larger values make the comparison sharper")
-    ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--matmul", default="f32", choices=["f32", "bf16"],
+                    help="precision of the C products (BRAINALIGN_MATMUL of llama_dump); bf16 "
+                         "needs --dtype bf16 and is compared with a reference whose linear "
+                         "layers round their inputs to bfloat16")
+    ap.add_argument("--tol", type=float, default=None,
+                    help="absolute tolerance (default 1e-4; with --matmul bf16 see check_bf16)")
     ap.add_argument("--errors", action="store_true", help="also check the loader's refusals")
     args = ap.parse_args()
+    if args.matmul == "bf16" and args.dtype != "bf16":
+        ap.error("--matmul bf16 applies to BF16 checkpoints (--dtype bf16)")
+    if args.tol is None:
+        args.tol = 1e-4
+    # every llama_dump run below (the error cases too) uses these products
+    os.environ["BRAINALIGN_MATMUL"] = args.matmul
 
     torch.set_num_threads(1)
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -384,20 +477,30 @@ def main():
     tokens_path = os.path.join(args.workdir, "tokens.i32")
     ids.tofile(tokens_path)
     out = os.path.join(args.workdir, "c")
-    print(run([args.dump, ckpt, tokens_path, out]).stdout.strip())
+    proc = run([args.dump, ckpt, tokens_path, out], expect_ok=False)
+    if proc.returncode == 77:
+        print(f"SKIPPED: {proc.stderr.strip()}")
+        sys.exit(77)
+    if proc.returncode != 0:
+        sys.exit(f"FAILED: llama_dump (BRAINALIGN_MATMUL={args.matmul})\n{proc.stdout}\n{proc.stderr}")
+    print(proc.stdout.strip())
     n, L, d = len(ids), cfg["num_hidden_layers"], cfg["hidden_size"]
     c_hidden = np.fromfile(out + ".hidden.f32", dtype="<f4").reshape(L + 1, n, d)
     c_logprob = np.fromfile(out + ".logprob.f32", dtype="<f4")
 
+    bf16 = args.matmul == "bf16"
     with torch.no_grad():
         t_hidden, t_logprob = llama_forward(weights, cfg, torch.from_numpy(ids.astype(np.int64)),
-                                            torch.float64)
+                                            torch.float64, bf16)
         f_hidden, f_logprob = llama_forward(weights, cfg, torch.from_numpy(ids.astype(np.int64)),
-                                            torch.float32)
+                                            torch.float32, bf16)
 
     # The reference is the float64 forward: the C code's own rounding is
     # what is measured. The float32 torch forward (another float32
     # implementation, different summation orders) is shown beside it.
+    if bf16:
+        print("whole forward vs the reference with bf16-rounded linear inputs (shown only; the "
+              "check is layer by layer, below):")
     worst = worst32 = 0.0
     for i in range(L + 1):
         diff = float(np.abs(c_hidden[i] - t_hidden[i]).max())
@@ -411,13 +514,30 @@ def main():
     print(f"next-token log-probabilities: max |C - torch f64| = {lp_diff:.3g}, |torch f32 - "
           f"torch f64| = {lp_diff32:.3g} (mean {t_logprob.mean():.4f} nats, uniform would be "
           f"{-math.log(cfg['vocab_size']):.4f})")
-    print(f"RESULT dtype={args.dtype} shards={args.shards} vocab={cfg['vocab_size']} "
+    print(f"RESULT dtype={args.dtype} matmul={args.matmul} shards={args.shards} vocab={cfg['vocab_size']} "
           f"kv_heads={args.kv_heads} tie={args.tie} init_std={args.init_std} "
           f"max_abs_hidden={worst:.3g} max_abs_logprob={lp_diff:.3g} "
           f"(torch f32: {worst32:.3g}, {lp_diff32:.3g})")
-    ok = worst < args.tol and lp_diff < args.tol and math.isnan(c_logprob[-1])
+    if bf16:
+        ok = check_bf16(args, weights, cfg, ids, c_hidden, c_logprob)
+    else:
+        ok = worst < args.tol and lp_diff < args.tol
+    ok = ok and math.isnan(c_logprob[-1])
     if not ok:
         sys.exit(f"FAILED: differences above {args.tol} (or last log-probability not NaN)")
+    if bf16:
+        # BF16 data at odd addresses (a foreign file's alignment) is copied
+        # a panel at a time before the same products: identical results.
+        odd = os.path.join(args.workdir, "ckpt-odd")
+        odd_aligned_copy(ckpt, odd)
+        run([args.dump, odd, tokens_path, out + "-odd"])
+        h = np.fromfile(out + "-odd.hidden.f32", dtype="<f4").reshape(c_hidden.shape)
+        lp = np.fromfile(out + "-odd.logprob.f32", dtype="<f4")
+        if not (np.array_equal(h, c_hidden) and np.array_equal(lp[:-1], c_logprob[:-1])):
+            sys.exit("FAILED: a checkpoint whose tensors start at odd addresses gives other "
+                     "results")
+        print("tensors at odd addresses: identical results")
+        shutil.rmtree(odd, ignore_errors=True)
     if args.errors:
         check_errors(args, ckpt, tokens_path, c_hidden, c_logprob)
     print("OK")

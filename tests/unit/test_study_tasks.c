@@ -222,12 +222,47 @@ static void test_model_study_features_task(void **state)
     assert_string_equal(option(t, "--bos"), "no");
     assert_string_equal(option(t, "--condition"), "baseline");
     assert_string_equal(option(t, "--out"), "/o/features/baseline.h5");
+    assert_false(has_flag(t, "--matmul")); /* the default (f32) is not spelled out */
     ba_study_task_list_free(&list);
     tasks_of(&cfg, BA_STAGE_FIT, &list);
     assert_int_equal(list.n, 3);
     assert_string_equal(option(&list.tasks[2], "--features"), "/o/features/baseline.h5");
     assert_string_equal(option(&list.tasks[2], "--layer"), "12");
     ba_study_task_list_free(&list);
+    ba_study_config_free(&cfg);
+}
+
+/* [model] matmul = bf16 reaches the features task as --matmul bf16; other
+ * values are refused when the file is read. */
+static void test_model_study_matmul(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    const char *rest = "[stimuli]\ndir = /stim\n[fit]\nlayers = 14\n"
+                       "[bold]\nsubjects = sub-01\npath = /bold/{subject}.h5\n";
+    char text[1024];
+    snprintf(text, sizeof text, "[study]\noutput = /o\n[model]\npath = /models/llama\n"
+             "matmul = bf16\n%s", rest);
+    write_text(ini, text);
+    ba_study_config cfg;
+    load(ini, &cfg);
+    assert_int_equal(cfg.matmul, BA_MATMUL_BF16);
+    ba_study_task_list list;
+    tasks_of(&cfg, BA_STAGE_FEATURES, &list);
+    assert_int_equal(list.n, 1);
+    assert_string_equal(option(&list.tasks[0], "--matmul"), "bf16");
+    ba_study_task_list_free(&list);
+    ba_study_config_free(&cfg);
+
+    snprintf(text, sizeof text, "[study]\noutput = /o\n[model]\npath = /models/llama\n"
+             "matmul = fp8\n%s", rest);
+    write_text(ini, text);
+    ba_error err;
+    ba_error_clear(&err);
+    assert_int_equal(ba_study_config_load(ini, &cfg, &err), BA_ERR_USAGE);
+    assert_non_null(strstr(err.message, "[model] matmul is f32 or bf16"));
     ba_study_config_free(&cfg);
 }
 
@@ -663,6 +698,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_synth_study_stages),
         cmocka_unit_test(test_features_file_study_options),
         cmocka_unit_test(test_model_study_features_task),
+        cmocka_unit_test(test_model_study_matmul),
         cmocka_unit_test(test_stage_names),
         cmocka_unit_test(test_shell_line_round_trip),
         cmocka_unit_test(test_prepare_makes_directories),
