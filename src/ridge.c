@@ -29,6 +29,7 @@
 
 #include "brainalign/folds.h"
 #include "brainalign/h5io.h"
+#include "brainalign/kernels.h"
 #include "brainalign/parallel.h"
 #include "brainalign/scalapack.h"
 #include "ridge_internal.h"
@@ -502,19 +503,18 @@ static ba_status voxel_block(const fold_spectrum *S, const fold_rows *f,
         for (long j = 0; j < bw; j++) w->ytr[r * bw + j] -= (float)w->mean[j];
 
     /* Z = Mᵀ Y_tr */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)bw, (int)ntr, 1.0f,
-                S->basis, (int)m, w->ytr, (int)bw, 0.0f, w->z, (int)bw);
+    ba_sgemm(true, (size_t)m, (size_t)bw, (size_t)ntr, 1.0f, S->basis, (size_t)m, w->ytr,
+             (size_t)bw, 0.0f, w->z, (size_t)bw);
 
     for (int a = 0; a < opt->n_alphas; a++) {
         scale_rows(S, w->z, w->wz, bw, NULL, NULL, opt->alphas[a]);
         if (S->dual) {  /* T = c(α) = M diag(w) Z */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ntr, (int)bw,
-                        (int)m, 1.0f, S->basis, (int)m, w->wz, (int)bw, 0.0f, w->t, (int)bw);
+            ba_sgemm(false, (size_t)ntr, (size_t)bw, (size_t)m, 1.0f, S->basis, (size_t)m,
+                     w->wz, (size_t)bw, 0.0f, w->t, (size_t)bw);
         } else {        /* T = Y - M diag(w) Z, the training residuals */
             memcpy(w->t, w->ytr, (size_t)ntr * (size_t)bw * sizeof(float));
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ntr, (int)bw,
-                        (int)m, -1.0f, S->basis, (int)m, w->wz, (int)bw, 1.0f, w->t,
-                        (int)bw);
+            ba_sgemm(false, (size_t)ntr, (size_t)bw, (size_t)m, -1.0f, S->basis, (size_t)m,
+                     w->wz, (size_t)bw, 1.0f, w->t, (size_t)bw);
         }
         const double *den = S->denominator + (size_t)a * ntr;
         double *loss = w->loss + (size_t)a * bw;
@@ -547,8 +547,8 @@ static ba_status voxel_block(const fold_spectrum *S, const fold_rows *f,
 
     /* ŷ_te = B diag(w(α*)) Z, then Pearson r against the test rows. */
     scale_rows(S, w->z, w->wz, bw, opt->alphas, w->best, 0);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nte, (int)bw, (int)m, 1.0f,
-                S->test_basis, (int)m, w->wz, (int)bw, 0.0f, w->yhat, (int)bw);
+    ba_sgemm(false, (size_t)nte, (size_t)bw, (size_t)m, 1.0f, S->test_basis, (size_t)m, w->wz,
+             (size_t)bw, 0.0f, w->yhat, (size_t)bw);
     const float *ytest = y + f->test_begin * vloc + c0;
     for (long j = 0; j < bw; j++) {
         r_out[j] = (float)ba_pearson_f32(w->yhat + j, bw, ytest + j, vloc, nte);

@@ -116,6 +116,29 @@ void ba_linear_bf16_ref(const float *x, size_t n, size_t in, size_t ldx, const u
  * as if the CPU lacked them). */
 bool ba_bf16_dot_available(void);
 
+/* ---- float32 matrix product (kernels_sgemm.c) ------------------------------------------- */
+
+/* Row-major C[m][n] (row stride ldc) = alpha op(A) B + beta C, where
+ * op(A) = A ([m][k], row stride lda) or, when trans_a, Aᵀ (A stored
+ * [k][m], row stride lda); B is [k][n] (row stride ldb). beta = 0 never
+ * reads C (it may hold anything, NaN included); alpha = 0 or k = 0 reads
+ * neither A nor B. C must not overlap A or B.
+ * The reference sums the products in double, then rounds alpha s + beta c
+ * once. The fast version is an AVX-512 kernel (float32 FMAs), multithreaded
+ * with openblas_get_num_threads() threads; each element is summed in the
+ * same order whatever the thread count and the shape's other dimensions,
+ * so its results depend only on the operands and k. Where that kernel
+ * does not run (no AVX-512 F/BW/VL/DQ, BRAINALIGN_NO_AVX512_SGEMM set, or
+ * no memory for its packed blocks), ba_sgemm calls cblas_sgemm. */
+void ba_sgemm(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+              size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
+void ba_sgemm_ref(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                  size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
+/* True when ba_sgemm runs its own AVX-512 kernel: the CPU has AVX-512 F,
+ * BW, VL and DQ, and the environment variable BRAINALIGN_NO_AVX512_SGEMM
+ * is not set (set it to any value to use cblas_sgemm instead). */
+bool ba_sgemm_kernel_available(void);
+
 /* y = w * (x / sqrt(mean(x^2) + eps)) over each row of d: Hugging Face's
  * LlamaRMSNorm in float32. y may equal x. */
 void ba_rmsnorm(const float *x, size_t n, size_t d, const float *w, float eps, float *y);
