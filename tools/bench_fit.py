@@ -237,6 +237,14 @@ def sgemm_peaks(a, voxel_shape, kernel):
         variants.append((kernel, kernel_env(kernel)))
     rows["kernels"] = [v[0] for v in variants]
     rows["brainalign_kernel"] = variants[-1][0]
+    # brainalign's voxel products run its own AVX-512 kernel whatever
+    # OpenBLAS kernels are selected, so the fairest peak to hold them to is
+    # the machine's best SGEMM: OpenBLAS's AVX-512 kernels too, measured
+    # here only as a reference (scikit-learn keeps the kernels above).
+    with open("/proc/cpuinfo") as f:
+        avx512 = " avx512f " in f.read()
+    if avx512 and all(v[0].lower() != "skylakex" for v in variants):
+        variants.append(("SKYLAKEX", kernel_env("SKYLAKEX")))
     shapes = [("4096^3", (4096, 4096, 4096), 3)]
     if voxel_shape:
         shapes.append(("voxel GEMM %dx%dx%d" % voxel_shape, voxel_shape, 10))
@@ -255,6 +263,8 @@ def sgemm_peaks(a, voxel_shape, kernel):
                 rows[(name, threads, label)] = gf
                 if name == "4096^3" and label == rows["brainalign_kernel"]:
                     rows[("peak", threads)] = gf
+                if name == "4096^3" and threads == 2 and gf > rows.get("best_peak2", (0, ""))[0]:
+                    rows["best_peak2"] = (gf, label)
                 cmds.append(shell_line(cmd, env))
                 log(f"SGEMM {name}, {label} kernels, {threads} thread(s): {gf:.1f} GFLOP/s "
                     f"({load()})")
@@ -268,7 +278,7 @@ def sgemm_peaks(a, voxel_shape, kernel):
                "info = threadpoolctl.threadpool_info()[0]\n"
                "print(2 * 4096**3 / best / 1e9, info['internal_api'], info['version'],"
                " info['architecture'], info['filepath'])\n")
-    env = dict(variants[-1][1], OPENBLAS_NUM_THREADS="2")
+    env = dict(variants[len(rows["kernels"]) - 1][1], OPENBLAS_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", np_code], env=dict(os.environ, **env),
                          capture_output=True, text=True)
     parts = out.stdout.split()
@@ -301,6 +311,9 @@ def parse_timing(text):
     m = re.search(r"OpenBLAS (\S+) kernels", text)
     if m:
         t["kernel"] = m.group(1)
+    m = re.search(r"voxel products: ([^;]+);", text)
+    if m:
+        t["voxel_kernel"] = m.group(1)
     m = re.search(r"mean r = ([-\d.]+)", text)
     if m:
         t["mean_r"] = float(m.group(1))
@@ -547,10 +560,14 @@ def targets(a, peaks, runs, sk):
                          f"({sk['total']:.1f} s{' extrapolated' if sk['extrapolated'] else ''} "
                          f"/ {run['wall']:.1f} s) -> {'MET' if speed >= 2.5 else 'NOT MET'}")
         if p2 and "voxel_gflops" in t:
-            frac = t["voxel_gflops"] / p2
-            lines.append(f"[{tag}] voxel phase >= 70% of SGEMM peak ({peaks['brainalign_kernel']} "
-                         f"kernels, 2 threads): {t['voxel_gflops']:.1f} / "
-                         f"{p2:.1f} GFLOP/s = {100 * frac:.0f}% -> {'MET' if frac >= 0.7 else 'NOT MET'}")
+            peak, label = p2, f"{peaks['brainalign_kernel']} kernels"
+            if "AVX-512" in t.get("voxel_kernel", "") and "best_peak2" in peaks:
+                peak, best = peaks["best_peak2"]
+                label = f"the machine's best: OpenBLAS {best} kernels"
+            frac = t["voxel_gflops"] / peak
+            lines.append(f"[{tag}] voxel phase ({t.get('voxel_kernel', 'cblas_sgemm')}) >= 70% of "
+                         f"SGEMM peak ({label}, 2 threads): {t['voxel_gflops']:.1f} / "
+                         f"{peak:.1f} GFLOP/s = {100 * frac:.0f}% -> {'MET' if frac >= 0.7 else 'NOT MET'}")
         worst = 0.0
         for info in run["ranks_info"]:
             x_own, y_own = own_block_bytes(a.n, a.p, a.v, run["ranks"], info["rank"])

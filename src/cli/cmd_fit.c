@@ -10,6 +10,7 @@
 #include "args.h"
 #include "commands.h"
 #include "brainalign/fit.h"
+#include "brainalign/kernels.h"
 #include "brainalign/parallel.h"
 #include "brainalign/ridge_petsc.h"
 
@@ -115,10 +116,11 @@ static void print_timing(const ba_fit_summary *s, MPI_Comm comm)
            s->timing.feature_flops / 1e9, s->timing.voxel_seconds);
     printf("near-tied alphas re-ranked in double: %ld (voxel, fold) pairs in %.2f s (group of "
            "rank 0)\n", s->timing.tied_voxels, s->timing.tie_seconds);
-    printf("voxel side, all ranks: %.1f GFLOP in %.2f s = %.1f GFLOP/s (OpenBLAS %s kernels, "
-           "%d thread(s) per rank)\n", total_flops / 1e9, max_vox_s,
-           max_vox_s > 0 ? total_flops / max_vox_s / 1e9 : 0.0, openblas_get_corename(),
-           openblas_get_num_threads());
+    printf("voxel side, all ranks: %.1f GFLOP in %.2f s = %.1f GFLOP/s (voxel products: %s; "
+           "OpenBLAS %s kernels elsewhere, %d thread(s) per rank)\n", total_flops / 1e9,
+           max_vox_s, max_vox_s > 0 ? total_flops / max_vox_s / 1e9 : 0.0,
+           ba_sgemm_kernel_available() ? "ba_sgemm AVX-512" : "cblas_sgemm",
+           openblas_get_corename(), openblas_get_num_threads());
 }
 
 int ba_cmd_fit(int argc, char **argv)
