@@ -53,6 +53,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define BA_HAVE_BF16_KERNEL 1
 #include <immintrin.h>
+
+#include "kernels_prefetch.h"
 #define BA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #else
 #define BA_HAVE_BF16_KERNEL 0
@@ -282,24 +284,6 @@ typedef struct {
     uint32_t *ap;
 } bf16_product;
 
-/* Software prefetch of a block of w (rows of row_bytes, lines_per_row
- * cache lines each from base), a few lines at a time. */
-typedef struct {
-    const char *base;
-    size_t row_bytes, rows, lines_per_row, row, line;
-} w_prefetch;
-
-BA_BF16_TARGET static inline void w_prefetch_some(w_prefetch *pf, size_t count)
-{
-    for (; count > 0 && pf->row < pf->rows; count--) {
-        _mm_prefetch(pf->base + pf->row * pf->row_bytes + pf->line * 64, _MM_HINT_T1);
-        if (++pf->line == pf->lines_per_row) {
-            pf->line = 0;
-            pf->row++;
-        }
-    }
-}
-
 /* Output columns [jb nc, jb nc + nc) for every row, with the w block
  * buffer bp (NC x KC / 2 words). */
 BA_BF16_TARGET static void column_block(const bf16_product *pr, size_t jb, uint32_t *bp)
@@ -312,10 +296,10 @@ BA_BF16_TARGET static void column_block(const bf16_product *pr, size_t jb, uint3
         pack_w_block(pr->w, pr->in, pr->out, j0, nq, k0, kc, bp);
         /* While this block is multiplied, the next one comes into L2. */
         size_t next_kc = k0 + KC >= pr->in ? 0 : pr->in - k0 - KC < KC ? pr->in - k0 - KC : KC;
-        w_prefetch pf = {(const char *)(pr->w + j0 * pr->in + k0 + KC), pr->in * 2,
+        ba_block_prefetch pf = {(const char *)(pr->w + j0 * pr->in + k0 + KC), pr->in * 2,
                          next_kc ? nc : 0, (next_kc * 2 + 63) / 64 + 1, 0, 0};
         size_t calls = nq * pr->slivers;
-        size_t per_call = (pf.rows * pf.lines_per_row + calls - 1) / calls;
+        size_t per_call = (pf.rows * pf.lines + calls - 1) / calls;
         for (size_t s0 = 0; s0 < pr->slivers; s0 += MC / MR) {
             size_t s1 = s0 + MC / MR < pr->slivers ? s0 + MC / MR : pr->slivers;
             for (size_t q = 0; q < nq; q++) {
@@ -326,7 +310,7 @@ BA_BF16_TARGET static void column_block(const bf16_product *pr, size_t jb, uint3
                     micro_kernel(pr->ap + (s * pr->kp + k0 / 2) * MR, bp + q * kcp * NR, kcp,
                                  pr->y + row * pr->ldy + col, pr->ldy, mrv, nrv, add,
                                  pr->ap + (next * pr->kp + k0 / 2) * MR);
-                    w_prefetch_some(&pf, per_call);
+                    ba_prefetch_some(&pf, per_call);
                 }
             }
         }

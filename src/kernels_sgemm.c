@@ -65,6 +65,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define BA_HAVE_SGEMM_KERNEL 1
 #include <immintrin.h>
+
+#include "kernels_prefetch.h"
 #define SG_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #else
 #define BA_HAVE_SGEMM_KERNEL 0
@@ -316,24 +318,6 @@ SG_TARGET static void micro_kernel(size_t kc, const float *ap, const float *bp, 
     }
 }
 
-/* Software prefetch of a block of a matrix (rows of `lines` cache lines
- * from base, row_bytes apart) into L2, a few lines at a time. */
-typedef struct {
-    const char *base;
-    size_t row_bytes, rows, lines, row, line;
-} block_prefetch;
-
-SG_TARGET static inline void prefetch_some(block_prefetch *pf, size_t count)
-{
-    for (; count > 0 && pf->row < pf->rows; count--) {
-        _mm_prefetch(pf->base + pf->row * pf->row_bytes + pf->line * 64, _MM_HINT_T1);
-        if (++pf->line == pf->lines) {
-            pf->line = 0;
-            pf->row++;
-        }
-    }
-}
-
 typedef struct {
     bool trans_a;
     size_t m, n, k;
@@ -348,10 +332,10 @@ typedef struct {
 } sgemm_problem;
 
 /* The lines of op(A) rows [i0, i0 + mc), k [k0, k0 + kc). */
-static block_prefetch a_block_lines(const sgemm_problem *pr, size_t i0, size_t mc, size_t k0,
+static ba_block_prefetch a_block_lines(const sgemm_problem *pr, size_t i0, size_t mc, size_t k0,
                                     size_t kc)
 {
-    block_prefetch pf = {0};
+    ba_block_prefetch pf = {0};
     if (mc == 0 || kc == 0) return pf;
     if (pr->trans_a) {
         pf.base = (const char *)(pr->a + k0 * pr->lda + i0);
@@ -381,7 +365,7 @@ SG_TARGET static void sgemm_region(const sgemm_problem *pr, size_t i0, size_t i1
                 size_t mc = i1 - ic < MC ? i1 - ic : MC, ns = (mc + MR - 1) / MR;
                 pack_a(pr->trans_a, pr->a, pr->lda, ic, mc, k0, kc, ap);
                 /* the next A block comes into L2 while this one is multiplied */
-                block_prefetch pf;
+                ba_block_prefetch pf;
                 if (ic + MC < i1) {
                     size_t next_mc = i1 - ic - MC < MC ? i1 - ic - MC : MC;
                     pf = a_block_lines(pr, ic + MC, next_mc, k0, kc);
@@ -401,7 +385,7 @@ SG_TARGET static void sgemm_region(const sgemm_problem *pr, size_t i0, size_t i1
                         micro_kernel(kc, as, bp + q * kc * NR, pr->c + row * pr->ldc + col,
                                      pr->ldc, mrv, nrv, pr->alpha, pr->beta, mode,
                                      q + 1 == nq ? next : as);
-                        prefetch_some(&pf, per_call);
+                        ba_prefetch_some(&pf, per_call);
                     }
                 }
             }
