@@ -100,27 +100,6 @@ double ba_pearson_f32(const float *a, long stride_a, const float *b, long stride
     return sab / sqrt(saa * sbb);
 }
 
-/* ------------------------------------------------------------- the folds */
-
-typedef ba_fold_rows fold_rows;
-#define original_row ba_fold_original_row
-
-static fold_rows make_fold(long n, long test_begin, long test_end)
-{
-    fold_rows f = {test_begin, test_end, n, n - (test_end - test_begin),
-                   test_end - test_begin};
-    return f;
-}
-
-/* End (exclusive) of the run of permuted rows starting at r that map to
- * consecutive original rows. */
-static long contiguous_run_end(const fold_rows *f, long r)
-{
-    if (r < f->test_begin) return f->test_begin;
-    if (r < f->n_train) return f->n_train;
-    return f->n;
-}
-
 /* --------------------------------------------------------- input checks */
 
 static ba_status check_y(const ba_ridge_layout *L, const ba_ridge_data *D, ba_error *err)
@@ -146,9 +125,7 @@ static ba_status check_y(const ba_ridge_layout *L, const ba_ridge_data *D, ba_er
 
 /* -------------------------------------------------- the feature side */
 
-typedef ba_fold_spectrum fold_spectrum;
-
-static void spectrum_free(fold_spectrum *S)
+static void spectrum_free(ba_fold_spectrum *S)
 {
     free(S->basis);
     free(S->test_basis);
@@ -160,7 +137,7 @@ static void spectrum_free(fold_spectrum *S)
 }
 
 /* Fill the local part of X (n x p, permuted rows) from the reader. */
-static ba_status load_x(const ba_grid *grid, const ba_ridge_data *D, const fold_rows *f,
+static ba_status load_x(const ba_grid *grid, const ba_ridge_data *D, const ba_fold_rows *f,
                         ba_dmat *x, ba_error *err)
 {
     ba_status rc = BA_OK;
@@ -173,9 +150,9 @@ static ba_status load_x(const ba_grid *grid, const ba_ridge_data *D, const fold_
         /* The permuted rows [g0, g0 + block) are at most three runs of
          * consecutive original rows. */
         for (long g = g0; g < g0 + block;) {
-            long run_end = contiguous_run_end(f, g);
+            long run_end = ba_fold_run_end(f, g);
             if (run_end > g0 + block) run_end = g0 + block;
-            long count = run_end - g, o = original_row(f, g);
+            long count = run_end - g, o = ba_fold_original_row(f, g);
             BA_TRY(D->read_x(D->x_ctx, o, count, rows, err), done);
             for (long r = 0; r < count; r++) {
                 int i = i0 + (int)(g - g0 + r);
@@ -261,7 +238,7 @@ static void syrk_lower(const char *trans, int n, int k, const ba_dmat *a, ba_dma
 /* Leave-one-out denominators for every alpha (see the top of the file),
  * from the double-precision basis: each rank sums over its local part, then
  * one reduction gives every rank all of them. */
-static ba_status loo_denominators(const ba_grid *grid, fold_spectrum *S,
+static ba_status loo_denominators(const ba_grid *grid, ba_fold_spectrum *S,
                                   const ba_ridge_options *opt, ba_error *err)
 {
     size_t total = (size_t)opt->n_alphas * (size_t)S->n_train;
@@ -291,7 +268,7 @@ static ba_status loo_denominators(const ba_grid *grid, fold_spectrum *S,
 /* A cheap guard against a silently failed eigensolver: the basis must
  * satisfy Mᵀ M = diag(s), so for a fixed vector u, ||M u||² = Σ s_k u_k².
  * O(n m), against the O(n m v) that follows. */
-static ba_status check_spectrum(const fold_spectrum *S, ba_error *err)
+static ba_status check_spectrum(const ba_fold_spectrum *S, ba_error *err)
 {
     double lhs = 0, rhs = 0;
     for (long k = 0; k < S->m; k++) {
@@ -313,8 +290,8 @@ static ba_status check_spectrum(const fold_spectrum *S, ba_error *err)
 }
 
 static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
-                               const ba_ridge_data *D, const fold_rows *f,
-                               const ba_ridge_options *opt, fold_spectrum *S,
+                               const ba_ridge_data *D, const ba_fold_rows *f,
+                               const ba_ridge_options *opt, ba_fold_spectrum *S,
                                double *flops, ba_error *err)
 {
     ba_status rc = BA_OK;
@@ -453,7 +430,7 @@ static ba_status workspace_create(long n, long m, long width, int n_alphas,
 }
 
 /* wz[k][j] = weight(k, j) * z[k][j] where the weight is 1/(s_k + α_j). */
-static void scale_rows(const fold_spectrum *S, const float *z, float *wz, long bw,
+static void scale_rows(const ba_fold_spectrum *S, const float *z, float *wz, long bw,
                        const double *alphas, const int *alpha_index, double alpha)
 {
     for (long k = 0; k < S->m; k++) {
@@ -483,7 +460,7 @@ static ba_status push_tie(voxel_workspace *w, long v, ba_error *err)
 }
 
 /* One block of voxels [c0, c0 + bw) of this rank for one fold. */
-static ba_status voxel_block(const fold_spectrum *S, const fold_rows *f,
+static ba_status voxel_block(const ba_fold_spectrum *S, const ba_fold_rows *f,
                              const ba_ridge_options *opt, double tie_tolerance,
                              const float *y, long vloc, long c0, long bw,
                              voxel_workspace *w, float *r_out, float *alpha_out, double *flops,
@@ -494,7 +471,7 @@ static ba_status voxel_block(const fold_spectrum *S, const fold_rows *f,
      * row by row: ba_fold_train_mean gives the same bits for one voxel). */
     for (long j = 0; j < bw; j++) w->mean[j] = 0;
     for (long r = 0; r < ntr; r++) {
-        const float *src = y + original_row(f, r) * vloc + c0;
+        const float *src = y + ba_fold_original_row(f, r) * vloc + c0;
         memcpy(w->ytr + r * bw, src, (size_t)bw * sizeof(float));
         for (long j = 0; j < bw; j++) w->mean[j] += src[j];
     }
@@ -619,7 +596,7 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
     ba_grid grid = {0};
     MPI_Comm column_comm = MPI_COMM_NULL;
     voxel_workspace ws = {0};
-    fold_spectrum S = {0};
+    ba_fold_spectrum S = {0};
     long width = opt->voxel_block > 0 ? opt->voxel_block : 512;
     if (width > vloc) width = vloc > 0 ? vloc : 1;
     int my_folds = 0;
@@ -646,7 +623,7 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
         for (int j = first; j < last; j++) round_done = round_done && done[j];
         if (round_done) continue; /* resumed from the checkpoint */
         if (k < K && !done[k]) {
-            fold_rows f = make_fold(D->n, bounds[k], bounds[k + 1]);
+            ba_fold_rows f = ba_fold_make(D->n, bounds[k], bounds[k + 1]);
             double t0 = ba_now();
             rc = feature_phase(&grid, column_comm, D, &f, opt, &S,
                                &res->timing.feature_flops, err);

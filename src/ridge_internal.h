@@ -15,12 +15,29 @@ typedef struct {
     long n, n_train, n_test;
 } ba_fold_rows;
 
+/* The fold whose test rows are [test_begin, test_end) of n. */
+static inline ba_fold_rows ba_fold_make(long n, long test_begin, long test_end)
+{
+    ba_fold_rows f = {test_begin, test_end, n, n - (test_end - test_begin),
+                      test_end - test_begin};
+    return f;
+}
+
 /* Original row of permuted row r. */
 static inline long ba_fold_original_row(const ba_fold_rows *f, long r)
 {
     if (r < f->test_begin) return r;
     if (r < f->n_train) return r + f->n_test;
     return r - f->n_train + f->test_begin;
+}
+
+/* End (exclusive) of the run of permuted rows starting at r that map to
+ * consecutive original rows. */
+static inline long ba_fold_run_end(const ba_fold_rows *f, long r)
+{
+    if (r < f->test_begin) return f->test_begin;
+    if (r < f->n_train) return f->n_train;
+    return f->n;
 }
 
 /* Training mean of local voxel v (y is [n][vloc]), summed in double in the

@@ -307,15 +307,6 @@ static ba_status column_dots(const normal_op *op, const double *a, const double 
 
 /* ------------------------------------------------------------ geometry, X */
 
-typedef struct {
-    long test_begin, test_end, n, n_train, n_test;
-} fold_rows;
-
-static long train_row(const fold_rows *f, long r) /* training index -> sample */
-{
-    return r < f->test_begin ? r : r + f->n_test;
-}
-
 static ba_status read_checked(const ba_ridge_data *D, long row0, long count, float *rows,
                               ba_error *err)
 {
@@ -334,13 +325,13 @@ static ba_status read_checked(const ba_ridge_data *D, long row0, long count, flo
 
 /* Primal: my training rows into b_loc [big_loc][p], my test rows into
  * test_x [test_loc][p]. */
-static ba_status load_rows(const ba_ridge_data *D, const fold_rows *f, normal_op *op,
+static ba_status load_rows(const ba_ridge_data *D, const ba_fold_rows *f, normal_op *op,
                            float *chunk, ba_error *err)
 {
     long p = D->p;
     for (long r = 0; r < op->big_loc;) {
-        long g = op->big0 + r, o = train_row(f, g);
-        long run = (g < f->test_begin ? f->test_begin : f->n_train) - g;
+        long g = op->big0 + r, o = ba_fold_original_row(f, g);
+        long run = ba_fold_run_end(f, g) - g;
         if (run > op->big_loc - r) run = op->big_loc - r;
         if (run > READ_CHUNK) run = READ_CHUNK;
         BA_CHECK(read_checked(D, o, run, chunk, err));
@@ -358,7 +349,7 @@ static ba_status load_rows(const ba_ridge_data *D, const fold_rows *f, normal_op
 
 /* Dual: every row, keeping my features: b_loc [p_loc][n_train] = X_trᵀ,
  * test_x [p_loc][n_test] = X_teᵀ. */
-static ba_status load_features(const ba_ridge_data *D, const fold_rows *f, normal_op *op,
+static ba_status load_features(const ba_ridge_data *D, const ba_fold_rows *f, normal_op *op,
                                float *chunk, ba_error *err)
 {
     for (long i0 = 0; i0 < D->n; i0 += READ_CHUNK) {
@@ -444,7 +435,7 @@ static ba_status column_squares(normal_op *op, ba_error *err)
 
 /* Shapes, ownership and buffers of one fold's operator; X read and
  * standardised. Collective over the group (fails on every rank alike). */
-static ba_status operator_setup(run_ctx *R, const fold_rows *f, normal_op *op, ba_error *err)
+static ba_status operator_setup(run_ctx *R, const ba_fold_rows *f, normal_op *op, ba_error *err)
 {
     const ba_ridge_layout *L = R->L;
     const ba_ridge_data *D = R->D;
@@ -906,14 +897,14 @@ static ba_status gather_voxels(const run_ctx *R, long v0, int width, float *pack
 typedef struct {
     const float *y;     /* [n][width] */
     const double *mean; /* [width] training means */
-    const fold_rows *f;
+    const ba_fold_rows *f;
     int width;
 } voxel_ctx;
 
 static double voxel_value(const void *ctx, long i, int j)
 {
     const voxel_ctx *c = ctx;
-    return (double)c->y[train_row(c->f, i) * c->width + j] - c->mean[j];
+    return (double)c->y[ba_fold_original_row(c->f, i) * c->width + j] - c->mean[j];
 }
 
 static double pearson_block(const double *a, long sa, const float *b, long sb, long n)
@@ -976,7 +967,7 @@ static ba_status predict_test(fold_solver *S, voxel_work *w, ba_error *err)
                         "prediction", err);
 }
 
-static ba_status voxel_block(run_ctx *R, fold_solver *S, const fold_rows *f, int fold,
+static ba_status voxel_block(run_ctx *R, fold_solver *S, const ba_fold_rows *f, int fold,
                              const double *den, long v0, voxel_work *w, ba_ridge_result *res,
                              ba_error *err)
 {
@@ -987,11 +978,7 @@ static ba_status voxel_block(run_ctx *R, fold_solver *S, const fold_rows *f, int
     int width = (int)(L->v_total - v0 < nb ? L->v_total - v0 : nb);
     long n = R->D->n, ntr = op->n_train, vloc = L->v_end - L->v_begin;
     BA_CHECK(gather_voxels(R, v0, width, w->pack, w->y, w->counts, w->displs, err));
-    for (int j = 0; j < width; j++) {
-        double s = 0;
-        for (long i = 0; i < ntr; i++) s += w->y[train_row(f, i) * width + j];
-        w->mean[j] = s / (double)ntr;
-    }
+    for (int j = 0; j < width; j++) w->mean[j] = ba_fold_train_mean(f, w->y, width, j);
     voxel_ctx vc = {w->y, w->mean, f, width};
     BA_CHECK(set_block(S, width, voxel_value, &vc, err));
     block_info B = {fold, true, v0, width};
@@ -1079,8 +1066,7 @@ static ba_status run_fold(run_ctx *R, int k, const long *bounds, ba_ridge_result
 {
     ba_status rc = BA_OK;
     const ba_ridge_data *D = R->D;
-    fold_rows f = {bounds[k], bounds[k + 1], D->n, D->n - (bounds[k + 1] - bounds[k]),
-                   bounds[k + 1] - bounds[k]};
+    ba_fold_rows f = ba_fold_make(D->n, bounds[k], bounds[k + 1]);
     fold_solver S;
     memset(&S, 0, sizeof S);
     voxel_work w = {0};
