@@ -54,7 +54,7 @@
 #define BA_HAVE_BF16_KERNEL 1
 #include <immintrin.h>
 
-#include "kernels_prefetch.h"
+#include "kernels_blocked.h"
 #define BA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #else
 #define BA_HAVE_BF16_KERNEL 0
@@ -119,33 +119,6 @@ bool ba_bf16_dot_available(void)
 #define MC BA_BF16_MC /* rows of x per row block (multiple of MR)                */
 #define NC BA_BF16_NC /* largest column block (multiple of NR)                   */
 
-/* 16 x 16 transposition of 32-bit words: r[i] word j -> r[j] word i. */
-BA_BF16_TARGET static inline void transpose16(__m512i r[16])
-{
-    __m512i t[16], s[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    /* s[4i + c], 128-bit lane L: word 4L + c of rows 4i .. 4i+3 */
-    for (int i = 0; i < 4; i++) {
-        s[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        s[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        s[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        s[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int c = 0; c < 4; c++) {
-        __m512i u1 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0x88);
-        __m512i u2 = _mm512_shuffle_i32x4(s[c], s[4 + c], 0xdd);
-        __m512i v1 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0x88);
-        __m512i v2 = _mm512_shuffle_i32x4(s[8 + c], s[12 + c], 0xdd);
-        r[c] = _mm512_shuffle_i32x4(u1, v1, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(u2, v2, 0x88);
-        r[8 + c] = _mm512_shuffle_i32x4(u1, v1, 0xdd);
-        r[12 + c] = _mm512_shuffle_i32x4(u2, v2, 0xdd);
-    }
-}
-
 /* 16 float32 rounded to bfloat16 as ba_f32_to_bf16 does (nearest even,
  * NaN kept quiet), in the low halves of 32-bit lanes. */
 BA_BF16_TARGET static inline __m512i round_to_bf16(__m512 v)
@@ -182,7 +155,7 @@ BA_BF16_TARGET static void pack_x_sliver(const float *x, size_t n, size_t in, si
             size_t row = s * MR + (size_t)i;
             r[i] = i < MR && row < n ? x_pairs(x + row * ldx, p0, in) : _mm512_setzero_si512();
         }
-        transpose16(r);
+        ba_transpose16x16(r);
         size_t count = kp - p0 < 16 ? kp - p0 : 16;
         for (size_t p = 0; p < count; p++)
             _mm512_mask_storeu_epi32(ap + (p0 + p) * MR, (__mmask16)((1u << MR) - 1), r[p]);
@@ -208,8 +181,8 @@ BA_BF16_TARGET static void pack_w_block(const uint16_t *w, size_t in, size_t out
                 hi[i] = rb < out ? _mm512_maskz_loadu_epi16(mask, w + rb * in + k)
                                  : _mm512_setzero_si512();
             }
-            transpose16(lo);
-            transpose16(hi);
+            ba_transpose16x16(lo);
+            ba_transpose16x16(hi);
             size_t count = kcp - p0 < 16 ? kcp - p0 : 16;
             for (size_t p = 0; p < count; p++) {
                 _mm512_store_si512((void *)(dst + (p0 + p) * NR), lo[p]);

@@ -66,7 +66,7 @@
 #define BA_HAVE_SGEMM_KERNEL 1
 #include <immintrin.h>
 
-#include "kernels_prefetch.h"
+#include "kernels_blocked.h"
 #define SG_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #else
 #define BA_HAVE_SGEMM_KERNEL 0
@@ -163,40 +163,6 @@ static void sgemm_blas(bool trans_a, size_t m, size_t n, size_t k, float alpha, 
 _Static_assert(MR >= 1 && MR <= 16 && NV >= 1 && NV <= 4, "tile out of range");
 _Static_assert(MC >= MR && NC >= NR && KC >= 1, "blocks smaller than a tile");
 
-/* 16 x 16 transposition: r[i] lane j -> r[j] lane i. */
-SG_TARGET static inline void transpose16x16(__m512 r[16])
-{
-    __m512 t[16];
-    /* t[2i], t[2i+1], per 128-bit lane L: rows 2i, 2i+1 interleaved over
-     * lanes 4L, 4L+1 (lo) and 4L+2, 4L+3 (hi) */
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* r[4i + c], lane L: column 4L + c of rows 4i .. 4i + 3 */
-    for (int i = 0; i < 4; i++) {
-        __m512d e0 = _mm512_castps_pd(t[4 * i]), e1 = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d e2 = _mm512_castps_pd(t[4 * i + 2]), e3 = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(e0, e2));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(e0, e2));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(e1, e3));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(e1, e3));
-    }
-    /* a 4 x 4 transposition of 128-bit lanes across r[c], r[4+c], r[8+c], r[12+c] */
-    __m512 u[16];
-    for (int c = 0; c < 4; c++) {
-        __m512 x0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
-        __m512 x1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
-        __m512 y0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
-        __m512 y1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
-        u[c] = _mm512_shuffle_f32x4(x0, y0, 0x88);
-        u[4 + c] = _mm512_shuffle_f32x4(x1, y1, 0x88);
-        u[8 + c] = _mm512_shuffle_f32x4(x0, y0, 0xdd);
-        u[12 + c] = _mm512_shuffle_f32x4(x1, y1, 0xdd);
-    }
-    for (int i = 0; i < 16; i++) r[i] = u[i];
-}
-
 static inline __mmask16 lanes(size_t count)
 {
     return count >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1);
@@ -225,14 +191,15 @@ SG_TARGET static void pack_a(bool trans_a, const float *a, size_t lda, size_t i0
         float *dst = ap + s * kc * MR;
         for (size_t p0 = 0; p0 < kc; p0 += 16) {
             __mmask16 mask = lanes(kc - p0);
-            __m512 r[16];
+            __m512i r[16]; /* float bits, moved as 32-bit words */
             for (size_t i = 0; i < 16; i++)
-                r[i] = i < rows ? _mm512_maskz_loadu_ps(mask, a + (i0 + s * MR + i) * lda + k0 + p0)
-                                : _mm512_setzero_ps();
-            transpose16x16(r);
+                r[i] = i < rows ? _mm512_maskz_loadu_epi32(
+                                      mask, a + (i0 + s * MR + i) * lda + k0 + p0)
+                                : _mm512_setzero_si512();
+            ba_transpose16x16(r);
             size_t count = kc - p0 < 16 ? kc - p0 : 16;
             for (size_t p = 0; p < count; p++)
-                _mm512_mask_storeu_ps(dst + (p0 + p) * MR, tile, r[p]);
+                _mm512_mask_storeu_epi32(dst + (p0 + p) * MR, tile, r[p]);
         }
     }
 }
