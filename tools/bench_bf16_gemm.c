@@ -18,26 +18,11 @@
 #include <time.h>
 
 #include "brainalign/kernels.h"
+#include "bench_kernels.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng = 0x2545f4914f6cdd1dULL;
-static float uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 11) * 0x1.0p-53 * 2 - 1);
-}
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -63,42 +48,25 @@ bf16_peak_loop(long iters)
     return s;
 }
 
-/* The same with float32 FMAs (32 flops each). */
-__attribute__((target("avx512f"), noinline)) static float f32_peak_loop(long iters)
-{
-    __m512 c[PEAK_ACC];
-    for (int i = 0; i < PEAK_ACC; i++) c[i] = _mm512_setzero_ps();
-    __m512 a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(1e-3f);
-    for (long it = 0; it < iters; it++) {
-#pragma GCC unroll 24
-        for (int i = 0; i < PEAK_ACC; i++) c[i] = _mm512_fmadd_ps(a, b, c[i]);
-        __asm__ volatile("" : "+v"(a));
-    }
-    float s = 0, lanes[16];
-    for (int i = 0; i < PEAK_ACC; i++) {
-        _mm512_storeu_ps(lanes, c[i]);
-        s += lanes[0];
-    }
-    return s;
-}
-
 static void peaks(int threads)
 {
     const long iters = 20000000;
     for (int kind = 0; kind < 2; kind++) {
         if (kind == 0 && !ba_bf16_dot_available()) continue;
-        double wall = clock_s(CLOCK_MONOTONIC), cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        double wall = bench_clock_s(CLOCK_MONOTONIC);
+        double cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
         volatile float sink = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
         {
-            float s = kind == 0 ? bf16_peak_loop(iters) : f32_peak_loop(iters);
+            float s = kind == 0 ? bf16_peak_loop(iters) : bench_fma_zmm_loop(iters);
             sink += s;
         }
-        wall = clock_s(CLOCK_MONOTONIC) - wall;
-        cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu;
-        double flops = (double)iters * PEAK_ACC * (kind == 0 ? 64 : 32) * threads;
+        wall = bench_clock_s(CLOCK_MONOTONIC) - wall;
+        cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu;
+        double flops =
+            (double)iters * (kind == 0 ? PEAK_ACC * 64 : BENCH_FMA_CHAINS * 32) * threads;
         printf("peak %-24s %d thread(s): %7.1f GFLOP/s per wall s, %7.1f per CPU s per thread\n",
                kind == 0 ? "vdpbf16ps (zmm)" : "float32 FMA (zmm)", threads, flops / wall / 1e9,
                flops / cpu / 1e9 / threads);
@@ -140,8 +108,8 @@ static void bench_shape(size_t n, size_t in, size_t out, int repeats)
         fprintf(stderr, "bench_bf16_gemm: out of memory\n");
         exit(1);
     }
-    for (size_t i = 0; i < n * in; i++) x[i] = uniform();
-    for (size_t i = 0; i < in * out; i++) w[i] = ba_f32_to_bf16(0.02f * uniform());
+    for (size_t i = 0; i < n * in; i++) x[i] = bench_uniform();
+    for (size_t i = 0; i < in * out; i++) w[i] = ba_f32_to_bf16(0.02f * bench_uniform());
     double flops = 2.0 * (double)n * (double)in * (double)out;
     for (int path = 0; path < 2; path++) {
         if (path == 0 && !ba_bf16_dot_available()) {
@@ -150,11 +118,12 @@ static void bench_shape(size_t n, size_t in, size_t out, int repeats)
         }
         double cpu_best = 1e300;
         for (int r = -1; r < repeats; r++) { /* r = -1: warm-up */
-            double wall = clock_s(CLOCK_MONOTONIC), cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+            double wall = bench_clock_s(CLOCK_MONOTONIC);
+            double cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
             if (path == 0) ba_linear_bf16(x, n, in, in, w, out, 0, y1, out);
             else widen_sgemm(x, n, in, w, out, y2, scratch, scratch_floats);
-            wall = clock_s(CLOCK_MONOTONIC) - wall;
-            cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu;
+            wall = bench_clock_s(CLOCK_MONOTONIC) - wall;
+            cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu;
             if (r >= 0) {
                 secs[r] = wall;
                 if (cpu < cpu_best) cpu_best = cpu;

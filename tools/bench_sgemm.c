@@ -22,48 +22,16 @@
 #include <time.h>
 
 #include "brainalign/kernels.h"
+#include "bench_kernels.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static float uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 11) * 0x1.0p-53 * 2 - 1);
-}
-
 static double zmm_peak = 0; /* GFLOP/s of one core, float32 FMA on zmm */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define CHAINS 20
-/* CHAINS independent FMA chains kept in registers (32 flops per zmm FMA). */
-__attribute__((target("avx512f"), noinline)) static float fma_zmm_loop(long iters)
-{
-    __m512 acc[CHAINS];
-    for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
-    __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-4f);
-    for (long it = 0; it < iters; it++) {
-#pragma GCC unroll 20
-        for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_fmadd_ps(x, acc[i], y);
-        __asm__ volatile("" : "+v"(x));
-    }
-    __m512 s = acc[0];
-    for (int i = 1; i < CHAINS; i++) s = _mm512_add_ps(s, acc[i]);
-    return _mm512_reduce_add_ps(s);
-}
-
 /* The same on ymm (16 flops per FMA), with 12 chains: without AVX-512
  * there are only 16 ymm registers. */
 #define YMM_CHAINS 12
@@ -91,11 +59,12 @@ static void peaks(void)
     __builtin_cpu_init();
     for (int wide = 1; wide >= 0; wide--) {
         if (wide ? !__builtin_cpu_supports("avx512f") : !__builtin_cpu_supports("fma")) continue;
-        double wall = clock_s(CLOCK_MONOTONIC);
-        volatile float sink = wide ? fma_zmm_loop(iters) : fma_ymm_loop(iters);
+        double wall = bench_clock_s(CLOCK_MONOTONIC);
+        volatile float sink = wide ? bench_fma_zmm_loop(iters) : fma_ymm_loop(iters);
         (void)sink;
-        wall = clock_s(CLOCK_MONOTONIC) - wall;
-        double gflops = (double)iters * (wide ? CHAINS * 32 : YMM_CHAINS * 16) / wall / 1e9;
+        wall = bench_clock_s(CLOCK_MONOTONIC) - wall;
+        double flops = (double)iters * (wide ? BENCH_FMA_CHAINS * 32 : YMM_CHAINS * 16);
+        double gflops = flops / wall / 1e9;
         if (wide) zmm_peak = gflops;
         printf("peak float32 FMA (%s), one core: %7.1f GFLOP/s\n", wide ? "zmm" : "ymm", gflops);
     }
@@ -119,8 +88,8 @@ static void bench_shape(bool trans_a, size_t m, size_t n, size_t k, int threads,
         fprintf(stderr, "bench_sgemm: out of memory\n");
         exit(1);
     }
-    for (size_t i = 0; i < m * k; i++) a[i] = uniform();
-    for (size_t i = 0; i < k * n; i++) b[i] = uniform();
+    for (size_t i = 0; i < m * k; i++) a[i] = bench_uniform();
+    for (size_t i = 0; i < k * n; i++) b[i] = bench_uniform();
     size_t lda = trans_a ? m : k;
     double flops = 2.0 * (double)m * (double)n * (double)k;
     openblas_set_num_threads(threads);
@@ -133,15 +102,16 @@ static void bench_shape(bool trans_a, size_t m, size_t n, size_t k, int threads,
         }
         double cpu_best = 1e300;
         for (int r = -1; r < repeats; r++) { /* r = -1: warm-up */
-            double wall = clock_s(CLOCK_MONOTONIC), cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+            double wall = bench_clock_s(CLOCK_MONOTONIC);
+            double cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
             if (path == 0)
                 ba_sgemm(trans_a, m, n, k, 1.0f, a, lda, b, n, 0.0f, c1, n);
             else
                 cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans,
                             (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)n, 0.0f, c2,
                             (int)n);
-            wall = clock_s(CLOCK_MONOTONIC) - wall;
-            cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu;
+            wall = bench_clock_s(CLOCK_MONOTONIC) - wall;
+            cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu;
             if (r >= 0) {
                 secs[r] = wall;
                 if (cpu < cpu_best) cpu_best = cpu;
