@@ -215,15 +215,6 @@ done:
     return rc;
 }
 
-static void gemm(const char *ta, const char *tb, int m, int n, int k, const ba_dmat *a,
-                 int ia, const ba_dmat *b, int ib, ba_dmat *c)
-{
-    const double one = 1.0, zero = 0.0;
-    const int col1 = 1, row_c = 1;
-    pdgemm_(ta, tb, &m, &n, &k, &one, a->data, &ia, &col1, a->desc, b->data, &ib, &col1,
-            b->desc, &zero, c->data, &row_c, &col1, c->desc);
-}
-
 /* The lower triangle of C = op(A) op(A)ᵀ, op = "N" (A Aᵀ) or "T" (Aᵀ A),
  * from the top-left corner of A: half the flops of a GEMM, and the
  * eigensolver reads only the lower triangle. */
@@ -330,14 +321,15 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
     if (S->dual) {
         syrk_lower("N", ntr, p, &x, &gram);                            /* K = X_tr X_trᵀ */
         AGREE(ba_dmat_create(grid, nte, ntr, nb, &cross, err));
-        gemm("N", "T", nte, ntr, p, &x, ntr + 1, &x, 1, &cross);      /* X_te X_trᵀ */
+        ba_dmat_gemm("N", "T", nte, ntr, p, &x, ntr + 1, &x, 1, &cross);      /* X_te X_trᵀ */
         ba_dmat_destroy(&x);
         AGREE(ba_dmat_create(grid, m, m, nb, &vecs, err));
         rc = ba_dmat_syevd(grid, &gram, S->eig, &vecs, err);
         BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
         ba_dmat_destroy(&gram);
         AGREE(ba_dmat_create(grid, nte, ntr, nb, &basis_te, err));
-        gemm("N", "N", nte, ntr, ntr, &cross, 1, &vecs, 1, &basis_te); /* B = X_te X_trᵀ Q */
+        /* B = X_te X_trᵀ Q */
+        ba_dmat_gemm("N", "N", nte, ntr, ntr, &cross, 1, &vecs, 1, &basis_te);
         ba_dmat_destroy(&cross);
         S->exact = vecs, S->exact_test = basis_te; /* the spectrum owns them now */
         memset(&vecs, 0, sizeof vecs), memset(&basis_te, 0, sizeof basis_te);
@@ -355,7 +347,7 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
         BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
         ba_dmat_destroy(&gram);
         AGREE(ba_dmat_create(grid, n, p, nb, &S->exact, err));
-        gemm("N", "N", n, p, p, &x, 1, &vecs, 1, &S->exact);           /* [X_tr; X_te] V */
+        ba_dmat_gemm("N", "N", n, p, p, &x, 1, &vecs, 1, &S->exact);           /* [X_tr; X_te] V */
         ba_dmat_destroy(&x);
         ba_dmat_destroy(&vecs);
         /* One replica of [X_tr; X_te] V; the test basis is its tail. */
@@ -638,7 +630,8 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
                                       &ws, err);
             }
             rc = ba_mpi_agree(grid.comm, rc, err);
-            float *r_fold = res->r_folds + (size_t)k * vloc, *alpha_fold = res->alpha + (size_t)k * vloc;
+            float *r_fold = res->r_folds + (size_t)k * vloc;
+            float *alpha_fold = res->alpha + (size_t)k * vloc;
             if (rc == BA_OK) {
                 double t1 = ba_now();
                 for (long c0 = 0; c0 < vloc && rc == BA_OK; c0 += width) {

@@ -30,15 +30,6 @@
 
 enum { TIE_BATCH = 256 }; /* voxels per batch */
 
-static void pgemm(const char *ta, int m, int n, int k, const ba_dmat *a, int ia,
-                  const ba_dmat *b, ba_dmat *c)
-{
-    const double one = 1.0, zero = 0.0;
-    const int col1 = 1;
-    pdgemm_(ta, "N", &m, &n, &k, &one, a->data, &ia, &col1, a->desc, b->data, &col1, &col1,
-            b->desc, &zero, c->data, &col1, &col1, c->desc);
-}
-
 /* out = Z with row k scaled by 1 / (s_k + alpha_j), alpha_j = alphas[pick[j]]
  * or the single alpha when pick is NULL. */
 static void scale_z(const ba_grid *grid, const ba_fold_spectrum *S, const ba_dmat *z,
@@ -115,11 +106,11 @@ static ba_status rerank_batch(const ba_grid *grid, const ba_fold_spectrum *S,
                 B.ytr[(size_t)gj * ntr + ba_dmat_global_row(&B.y, grid, i)];
     }
 
-    pgemm("T", m, bn, ntr, &S->exact, 1, &B.y, &B.z); /* Z = Mᵀ Y_tr */
+    ba_dmat_gemm("T", "N", m, bn, ntr, &S->exact, 1, &B.y, 1, &B.z); /* Z = Mᵀ Y_tr */
     int tld = B.t.desc[8];
     for (int a = 0; a < na; a++) {
         scale_z(grid, S, &B.z, NULL, NULL, opt->alphas[a], &B.wz);
-        pgemm("N", ntr, bn, m, &S->exact, 1, &B.wz, &B.t);
+        ba_dmat_gemm("N", "N", ntr, bn, m, &S->exact, 1, &B.wz, 1, &B.t);
         const double *den = S->denominator + (size_t)a * ntr;
         for (int j = 0; j < B.t.nloc; j++) {
             int gj = ba_dmat_global_col(&B.t, grid, j);
@@ -145,7 +136,7 @@ static ba_status rerank_batch(const ba_grid *grid, const ba_fold_spectrum *S,
     int row1 = 0;
     const ba_dmat *test_basis = ba_fold_test_basis(S, &row1);
     scale_z(grid, S, &B.z, opt->alphas, B.best, 0, &B.wz);
-    pgemm("N", nte, bn, m, test_basis, row1, &B.wz, &B.pred); /* ŷ_te */
+    ba_dmat_gemm("N", "N", nte, bn, m, test_basis, row1, &B.wz, 1, &B.pred); /* ŷ_te */
     BA_TRY(ba_dmat_replicate_f32(&B.pred, grid, B.yhat, err), done);
     for (long t = 0; t < count; t++) {
         long g = first + t;

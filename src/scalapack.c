@@ -76,6 +76,15 @@ int ba_dmat_global_col(const ba_dmat *mat, const ba_grid *grid, int j)
     return local_to_global(j, mat->nb, grid->mycol, grid->npcol);
 }
 
+void ba_dmat_gemm(const char *ta, const char *tb, int m, int n, int k, const ba_dmat *a,
+                  int ia, const ba_dmat *b, int ib, ba_dmat *c)
+{
+    const double one = 1.0, zero = 0.0;
+    const int col1 = 1, row1 = 1;
+    pdgemm_(ta, tb, &m, &n, &k, &one, a->data, &ia, &col1, a->desc, b->data, &ib, &col1,
+            b->desc, &zero, c->data, &row1, &col1, c->desc);
+}
+
 ba_status ba_dmat_replicate_f32(const ba_dmat *mat, const ba_grid *grid, float *full,
                                 ba_error *err)
 {

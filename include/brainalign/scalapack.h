@@ -65,6 +65,13 @@ void ba_dmat_destroy(ba_dmat *mat);
 int ba_dmat_global_row(const ba_dmat *mat, const ba_grid *grid, int i);
 int ba_dmat_global_col(const ba_dmat *mat, const ba_grid *grid, int j);
 
+/* C = op(A)(ia.., 1..) op(B)(ib.., 1..), C m x n from its top-left corner,
+ * op "N" or "T", inner dimension k; the 1-based first rows ia and ib select
+ * row blocks of A and B (pdgemm with alpha 1, beta 0). Collective over the
+ * grid. */
+void ba_dmat_gemm(const char *ta, const char *tb, int m, int n, int k, const ba_dmat *a,
+                  int ia, const ba_dmat *b, int ib, ba_dmat *c);
+
 /* Copy the whole distributed matrix, as float, row-major, to every rank of
  * the grid (full has m*n entries). Exact: each entry has one owner. */
 ba_status ba_dmat_replicate_f32(const ba_dmat *mat, const ba_grid *grid, float *full,
