@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "brainalign/kernels.h"
+#include "brainalign/kernels/kernels.h"
 #include "bench_kernels.h"
 
 #ifdef _OPENMP

@@ -8,8 +8,8 @@
 
 #include "args.h"
 #include "commands.h"
-#include "brainalign/associations.h"
-#include "brainalign/parallel.h"
+#include "brainalign/pipeline/associations.h"
+#include "brainalign/parallel/parallel.h"
 
 static void help(void)
 {
@@ -19,7 +19,7 @@ static void help(void)
         "joined by spaces, each inserted text in [[ ]] (or --tsv: one line per word with its\n"
         "position, its index in the original story or '-', the line of its association and\n"
         "the word). Checks the set against the stories first (unknown story, index out of\n"
-        "range) and reports how sentences were found. See include/brainalign/associations.h.\n\n"
+        "range) and reports how sentences were found. See include/brainalign/pipeline/associations.h.\n\n"
         "  --stimuli DIR        stories (<story>/align.csv, <story>.TextGrid, <story>.tsv)\n"
         "  --associations FILE  JSONL association set\n"
         "  --policy P           human (default), every-k, word, random, random-every-k,\n"

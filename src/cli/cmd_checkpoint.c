@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "brainalign/model.h"
-#include "brainalign/parallel.h"
+#include "brainalign/lm/model.h"
+#include "brainalign/parallel/parallel.h"
 #include "commands.h"
 
 static void checkpoint_usage(FILE *out)

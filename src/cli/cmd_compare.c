@@ -12,8 +12,8 @@
 
 #include "args.h"
 #include "commands.h"
-#include "brainalign/compare.h"
-#include "brainalign/parallel.h"
+#include "brainalign/pipeline/compare.h"
+#include "brainalign/parallel/parallel.h"
 
 static void help(const ba_compare_options *d)
 {
@@ -28,7 +28,7 @@ static void help(const ba_compare_options *d)
         "Monte-Carlo draws) and a percentile bootstrap over subjects for the interval. With\n"
         "one subject (e.g. an averaged one): a percentile bootstrap over the region's voxels,\n"
         "p from the sign of the bootstrap means (voxels taken as independent: optimistic for\n"
-        "spatially smooth data). See include/brainalign/compare.h for every definition.\n\n"
+        "spatially smooth data). See include/brainalign/pipeline/compare.h for every definition.\n\n"
         "inputs:\n"
         "  --study [MODEL=]DIR  a directory written by `brainalign run`:\n"
         "                       DIR/scores/<condition>/<subject>/layer-<L>.h5, or\n"

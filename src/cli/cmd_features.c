@@ -8,9 +8,9 @@
 
 #include "args.h"
 #include "commands.h"
-#include "brainalign/design.h"
-#include "brainalign/features.h"
-#include "brainalign/parallel.h"
+#include "brainalign/pipeline/design.h"
+#include "brainalign/pipeline/features.h"
+#include "brainalign/parallel/parallel.h"
 
 #define MAX_STORIES 4096
 
@@ -51,7 +51,7 @@ static void help(void)
         "                      features within bf16 rounding of the f32 ones; norms and\n"
         "                      attention stay float32. Needs a CPU with AVX512-BF16 and a\n"
         "                      LLaMA checkpoint with BF16 matrices (an error otherwise)\n"
-        "associative memory (see include/brainalign/associations.h):\n"
+        "associative memory (see include/brainalign/pipeline/associations.h):\n"
         "  --associations FILE a JSONL association set: the model reads each story with the\n"
         "                      associations inserted; features are still given for the\n"
         "                      story's own words only (their tokens in the augmented text),\n"

@@ -9,10 +9,10 @@
 
 #include "args.h"
 #include "commands.h"
-#include "brainalign/fit.h"
-#include "brainalign/kernels.h"
-#include "brainalign/parallel.h"
-#include "brainalign/ridge_petsc.h"
+#include "brainalign/pipeline/fit.h"
+#include "brainalign/kernels/kernels.h"
+#include "brainalign/parallel/parallel.h"
+#include "brainalign/ridge/ridge_petsc.h"
 
 /* SIGTERM (SLURM's time limit, or a user) asks for a clean stop at the next
  * fold boundary; finished folds are already saved in the checkpoint. */

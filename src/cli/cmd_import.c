@@ -7,8 +7,8 @@
 
 #include "args.h"
 #include "commands.h"
-#include "brainalign/atlas_readers.h"
-#include "brainalign/importers.h"
+#include "brainalign/io/atlas_readers.h"
+#include "brainalign/io/importers.h"
 
 static void help(void)
 {

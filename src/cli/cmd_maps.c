@@ -4,7 +4,7 @@
 
 #include "args.h"
 #include "commands.h"
-#include "brainalign/brainmaps.h"
+#include "brainalign/io/brainmaps.h"
 
 static void help(void)
 {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "brainalign/study.h"
+#include "brainalign/study/study.h"
 
 /* SIGTERM: stop at the next fold boundary; rerunning resumes (see fit). */
 static volatile sig_atomic_t stop_requested = 0;
@@ -43,7 +43,7 @@ static void help(void)
         "              scores/<condition>/<subject>/layer-<L>.h5 and compare.{csv,md,h5}\n"
         "  [compare]   permutations, bootstrap, confidence, fdr, seed\n"
         "  ([synth] associations = 0,2 plants an association effect in those regions and\n"
-        "   adds the conditions 'associations' and 'random'; see include/brainalign/study.h)\n");
+        "   adds the conditions 'associations' and 'random'; see include/brainalign/study/study.h)\n");
 }
 
 int ba_cmd_run(int argc, char **argv)

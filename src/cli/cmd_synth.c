@@ -4,8 +4,8 @@
 
 #include "args.h"
 #include "commands.h"
-#include "brainalign/design.h"
-#include "brainalign/synth.h"
+#include "brainalign/pipeline/design.h"
+#include "brainalign/pipeline/synth.h"
 
 static void help(const ba_synth_options *d)
 {

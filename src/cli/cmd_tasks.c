@@ -7,7 +7,7 @@
 
 #include "args.h"
 #include "commands.h"
-#include "brainalign/study_tasks.h"
+#include "brainalign/study/study_tasks.h"
 
 static void help(void)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "brainalign/tokenizer.h"
+#include "brainalign/lm/tokenizer.h"
 #include "commands.h"
 
 static void tokenize_usage(FILE *out)

@@ -7,7 +7,7 @@
 #define BRAINALIGN_CLI_COMMANDS_H
 
 #include <stdbool.h>
-#include "brainalign/error.h"
+#include "brainalign/core/error.h"
 
 typedef struct {
     const char *name;

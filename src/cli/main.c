@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "commands.h"
-#include "brainalign/parallel.h"
+#include "brainalign/parallel/parallel.h"
 
 static const ba_command COMMANDS[] = {
     {"synth", "generate a synthetic study with a known answer", ba_cmd_synth},

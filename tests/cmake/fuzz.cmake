@@ -23,7 +23,14 @@ foreach(parser ${BA_FUZZ_TARGETS})
   # src/ for the tokenizers' internal headers (reference encoders).
   target_include_directories(${exe} PRIVATE ${BA_FUZZ_DIR} ${PROJECT_SOURCE_DIR}/src)
   target_compile_options(${exe} PRIVATE ${BA_WARNINGS})
-  target_link_libraries(${exe} PRIVATE brainalign_lib)
+  # Each target links the layer of the parser it fuzzes, nothing more.
+  set(layer ba_lm)
+  if(parser MATCHES "^(stimuli|annot|label_table)$")
+    set(layer ba_io)
+  elseif(parser STREQUAL "study_config")
+    set(layer ba_study)
+  endif()
+  target_link_libraries(${exe} PRIVATE ${layer})
   add_dependencies(fuzz_all ${exe})
 
   set(seeds ${BA_FUZZ_DIR}/corpus/${parser})

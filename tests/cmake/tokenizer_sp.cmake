@@ -1,4 +1,4 @@
-# SentencePiece BPE tokenizer (src/tokenizer_sp.c).
+# SentencePiece BPE tokenizer (src/lm/tokenizer_sp.c).
 # unit.test_tokenizer_llama compares edge cases with tests/oracle/sp_bpe_oracle.py;
 # this test checks that the oracle itself reproduces the SentencePiece
 # library's ids (reference/tokens/<story>.llama.json) for the six stories.

@@ -5,7 +5,7 @@
  * a region. */
 #include <string.h>
 
-#include "brainalign/atlas_readers.h"
+#include "brainalign/io/atlas_readers.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -5,7 +5,7 @@
  * every name is non-empty. */
 #include <string.h>
 
-#include "brainalign/atlas_readers.h"
+#include "brainalign/io/atlas_readers.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

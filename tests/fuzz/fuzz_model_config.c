@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "brainalign/model_config.h"
+#include "brainalign/lm/model_config.h"
 #include "fuzz_util.h"
 
 static void check_config(const ba_model_config *c)

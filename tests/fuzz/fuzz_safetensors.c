@@ -4,7 +4,7 @@
  * byte count agrees with its shape and dtype, lookups find every tensor. */
 #include <string.h>
 
-#include "brainalign/safetensors.h"
+#include "brainalign/lm/safetensors.h"
 #include "fuzz_util.h"
 
 static void check_tensor(const ba_tensor *t, size_t size)

@@ -5,7 +5,7 @@
  * unique and sorted, and every data byte can be read. */
 #include <string.h>
 
-#include "brainalign/safetensors.h"
+#include "brainalign/lm/safetensors.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

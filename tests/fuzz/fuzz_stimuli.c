@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "brainalign/stimuli.h"
+#include "brainalign/io/stimuli.h"
 #include "fuzz_util.h"
 
 static int utf8_ok(const unsigned char *s)

@@ -3,7 +3,7 @@
  * configuration is complete and its counts are in range. */
 #include <string.h>
 
-#include "brainalign/study.h"
+#include "brainalign/study/study.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "brainalign/tokenizer.h"
+#include "brainalign/lm/tokenizer.h"
 #include "fuzz_util.h"
-#include "tokenizer_bpe.h"
-#include "tokenizer_sp.h"
+#include "lm/tokenizer_bpe.h"
+#include "lm/tokenizer_sp.h"
 
 /* Texts longer than this are encoded by the fast encoder only (the
  * reference one is quadratic). */

@@ -20,12 +20,12 @@
 #include <unistd.h>
 
 #include "test_util.h"
-#include "brainalign/features.h"
-#include "brainalign/features_io.h"
-#include "brainalign/h5io.h"
-#include "brainalign/model.h"
-#include "brainalign/stimuli.h"
-#include "brainalign/tokenizer.h"
+#include "brainalign/pipeline/features.h"
+#include "brainalign/io/features_io.h"
+#include "brainalign/io/h5io.h"
+#include "brainalign/lm/model.h"
+#include "brainalign/io/stimuli.h"
+#include "brainalign/lm/tokenizer.h"
 
 #define STORY "pieman"
 #define N_STORY_WORDS 130

@@ -1,5 +1,5 @@
 /* test_ridge.c — the distributed ridge CV against the plain reference, on
- * every rank count the test is run with (2 here, 4 in test_ridge_np4),
+ * every rank count the test is run with (1, 2 and 4: tests/CMakeLists.txt, BA_MPI_RANKS_test_ridge),
  * with one and two fold groups, in dual (p >= n_train) and primal
  * (p < n_train) form. */
 #include <mpi.h>
@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "test_util.h"
-#include "brainalign/ridge.h"
-#include "brainalign/rng.h"
+#include "brainalign/ridge/ridge.h"
+#include "brainalign/core/rng.h"
 
 typedef struct {
     long n, p, v;

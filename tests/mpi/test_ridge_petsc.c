@@ -1,6 +1,6 @@
 /* test_ridge_petsc.c — the PETSc (KSP) ridge path against the ScaLAPACK
  * path (ba_ridge_cv) and the plain reference, on every rank count the test
- * runs with (2 here, 1 in _np1, 4 in _np4): dual- and primal-sized folds,
+ * runs with (1, 2 and 4: tests/CMakeLists.txt, BA_MPI_RANKS_test_ridge_petsc): dual- and primal-sized folds,
  * one and several fold groups, CG and LSQR, the pass-through of PETSc
  * options (rtol, max_it, pc_type, bad names) and the approximate
  * (Hutchinson) hat diagonal. */
@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "test_util.h"
-#include "brainalign/ridge.h"
-#include "brainalign/ridge_petsc.h"
-#include "brainalign/rng.h"
+#include "brainalign/ridge/ridge.h"
+#include "brainalign/ridge/ridge_petsc.h"
+#include "brainalign/core/rng.h"
 
 typedef struct {
     long n, p, v;

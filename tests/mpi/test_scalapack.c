@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "test_util.h"
-#include "brainalign/rng.h"
-#include "brainalign/scalapack.h"
+#include "brainalign/core/rng.h"
+#include "brainalign/parallel/scalapack.h"
 
 void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
             double *w, double *work, const int *lwork, int *info);

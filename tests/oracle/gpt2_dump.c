@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "brainalign/model.h"
+#include "brainalign/lm/model.h"
 
 static int die(const char *what, const ba_error *err)
 {

@@ -29,8 +29,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "brainalign/kernels.h"
-#include "brainalign/model.h"
+#include "brainalign/kernels/kernels.h"
+#include "brainalign/lm/model.h"
 
 #define MAX_TOKENS (1 << 16)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Test oracle for src/tokenizer_sp.c: an independent, deliberately plain
+"""Test oracle for src/lm/tokenizer_sp.c: an independent, deliberately plain
 SentencePiece BPE encoder (LLaMA's tokenizer.model), written from the
 SentencePiece description, not from the C code. Never used at run time.
 

@@ -7,7 +7,7 @@ story<TAB>index<TAB>word<TAB>onset<TAB>offset. This script reads every
 <story>/align.csv independently (Python's csv module), fills the empty
 onsets and offsets column by column with numpy.interp over the word index
 (which holds the first/last known value at the ends, the rule documented in
-include/brainalign/stimuli.h), and checks every word and time. Exit status
+include/brainalign/io/stimuli.h), and checks every word and time. Exit status
 0 when all agree, 1 otherwise (with the first differences printed).
 """
 import csv

@@ -26,14 +26,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "brainalign/associations.h"
-#include "brainalign/features.h"
-#include "brainalign/features_io.h"
-#include "brainalign/h5io.h"
-#include "brainalign/model.h"
-#include "brainalign/stimuli.h"
-#include "brainalign/study.h"
-#include "brainalign/tokenizer.h"
+#include "brainalign/pipeline/associations.h"
+#include "brainalign/pipeline/features.h"
+#include "brainalign/io/features_io.h"
+#include "brainalign/io/h5io.h"
+#include "brainalign/lm/model.h"
+#include "brainalign/io/stimuli.h"
+#include "brainalign/study/study.h"
+#include "brainalign/lm/tokenizer.h"
 
 static ba_story *g_stories;
 static size_t g_n_stories;

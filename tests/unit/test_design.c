@@ -5,8 +5,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "brainalign/design.h"
-#include "brainalign/folds.h"
+#include "brainalign/pipeline/design.h"
+#include "brainalign/ridge/folds.h"
 
 static void test_readme_worked_example(void **state)
 {

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "brainalign/error.h"
+#include "brainalign/core/error.h"
 
 static ba_status failing_reader(const char *path, ba_error *err)
 {

@@ -21,10 +21,10 @@
 #include <gifti_io.h>
 #include <nifti1_io.h>
 
-#include "brainalign/atlas_readers.h"
-#include "brainalign/brainmaps.h"
-#include "brainalign/h5io.h"
-#include "brainalign/importers.h"
+#include "brainalign/io/atlas_readers.h"
+#include "brainalign/io/brainmaps.h"
+#include "brainalign/io/h5io.h"
+#include "brainalign/io/importers.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 

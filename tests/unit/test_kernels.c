@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "brainalign/kernels.h"
+#include "brainalign/kernels/kernels.h"
 
 static uint64_t rng_state = 88172645463325252ULL;
 

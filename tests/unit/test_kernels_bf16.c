@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "brainalign/kernels.h"
+#include "brainalign/kernels/kernels.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 

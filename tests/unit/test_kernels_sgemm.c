@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "brainalign/kernels.h"
+#include "brainalign/kernels/kernels.h"
 
 static uint64_t rng_state = 0x243f6a8885a308d3ULL;
 

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "brainalign/kernels.h"
-#include "brainalign/safetensors.h"
+#include "brainalign/kernels/kernels.h"
+#include "brainalign/lm/safetensors.h"
 
 /* A file made of an explicit header length, header text and data bytes. */
 static void write_raw(const char *path, uint64_t header_len, const char *header,

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "brainalign/rng.h"
-#include "brainalign/stats.h"
+#include "brainalign/core/rng.h"
+#include "brainalign/core/stats.h"
 
 #define assert_near(a, b, eps)                                                    \
     do {                                                                          \

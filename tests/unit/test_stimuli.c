@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "brainalign/stimuli.h"
+#include "brainalign/io/stimuli.h"
 
 #define assert_near(a, b, eps)                                                    \
     do {                                                                          \

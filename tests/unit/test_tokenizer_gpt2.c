@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "../../src/tokenizer_bpe.h"
-#include "brainalign/tokenizer.h"
+#include "../../src/lm/tokenizer_bpe.h"
+#include "brainalign/lm/tokenizer.h"
 
 static const char *const STORIES[] = {"bigbang", "black", "lucy", "pieman", "santa",
                                       "shapessocial"};

@@ -1,4 +1,4 @@
-/* test_tokenizer_llama.c — the SentencePiece BPE family (src/tokenizer_sp.c).
+/* test_tokenizer_llama.c — the SentencePiece BPE family (src/lm/tokenizer_sp.c).
  *
  * Independent references:
  *   - reference/tokens/<story>.llama.json: ids from the SentencePiece
@@ -22,8 +22,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../src/tokenizer_sp.h"
-#include "brainalign/tokenizer.h"
+#include "../../src/lm/tokenizer_sp.h"
+#include "brainalign/lm/tokenizer.h"
 
 static const char *const STORIES[] = {"bigbang", "black", "lucy", "pieman", "santa",
                                       "shapessocial"};

@@ -1,0 +1,87 @@
+/* fit.h — the `fit` stage: features.h5 + bold.h5 (or a plain X and Y)
+ * -> cross-validated ridge -> scores.h5.
+ *
+ * scores.h5:
+ *   /r        float32 [n_voxels]            mean r over folds
+ *   /r_folds  float32 [n_folds, n_voxels]
+ *   /alpha    float32 [n_folds, n_voxels]   the alpha chosen per fold
+ *   /roi/{name,n_voxels,mean_r,median_r,sem_r} when an atlas is given
+ *   root attributes: config (the full configuration), inputs, version,
+ *   command.
+ *
+ * Restart: while it runs, fit keeps <out>.checkpoint.h5 with the folds it
+ * has finished (rewritten atomically after every round of folds); a run
+ * killed by SIGTERM (SLURM's time limit) stops at the next fold boundary,
+ * and any killed run, rerun with the same inputs and options, resumes from
+ * there. The final scores.h5 is identical to an uninterrupted run's. */
+#ifndef BRAINALIGN_FIT_H
+#define BRAINALIGN_FIT_H
+
+#include <mpi.h>
+#include <signal.h>
+#include <stdbool.h>
+
+#include "brainalign/io/atlas.h"
+#include "brainalign/pipeline/design.h"
+#include "brainalign/core/error.h"
+#include "brainalign/ridge/ridge.h"
+
+#define BA_MAX_ALPHAS 64
+#define BA_MAX_DELAYS 32
+#define BA_MAX_LAYERS 128
+
+/* Who solves the ridge systems: ba_ridge_cv (ScaLAPACK, the default) or
+ * ba_ridge_cv_petsc (PETSc KSP; PETSc must be initialised by the caller). */
+typedef enum { BA_FIT_SOLVER_SCALAPACK = 0, BA_FIT_SOLVER_PETSC } ba_fit_solver;
+
+typedef struct {
+    /* Plain design-matrix mode: "FILE.h5:/X" and "FILE.h5:/Y". */
+    const char *x_spec, *y_spec;
+    /* Features mode. */
+    const char *features_path, *bold_path;
+    int layers[BA_MAX_LAYERS];
+    int n_layers;
+    ba_design_options design; /* tr_s <= 0: take bold.h5's tr_s attribute */
+    int delays[BA_MAX_DELAYS];
+    bool story_folds;         /* test whole stories instead of KFold blocks */
+    /* Both modes. */
+    const char *atlas_path;   /* optional */
+    const char *out_path;
+    ba_ridge_options ridge;
+    ba_fit_solver solver;     /* dense ScaLAPACK (default) or iterative PETSc KSP */
+    const char *solver_options; /* the PETSc options given, for the record (or NULL) */
+    double alphas[BA_MAX_ALPHAS];
+    const char *command_line;
+    const char *study_config; /* the whole `run` configuration, when run */
+    bool no_checkpoint;       /* do not save or resume <out>.checkpoint.h5 */
+    volatile sig_atomic_t *stop_requested; /* set by a signal handler */
+} ba_fit_config;
+
+/* Defaults of the reference pipeline: 5 folds, alphas logspace(-1, 8, 10),
+ * delays 1..5, sum of words per TR, one fold group. */
+void ba_fit_config_defaults(ba_fit_config *cfg);
+
+typedef struct {
+    long n_samples, n_features, n_voxels;
+    int n_folds;
+    double mean_r;          /* over all voxels (every rank) */
+    ba_roi_table roi;       /* rank 0, when an atlas was given */
+    ba_atlas atlas;
+    ba_ridge_timing timing; /* this rank */
+    double seconds_total, seconds_io;
+    int n_folds_resumed;    /* folds taken from a previous run's checkpoint */
+} ba_fit_summary;
+
+/* Collective over comm. Writes cfg->out_path (atomically) or nothing. */
+ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *summary,
+                     ba_error *err);
+void ba_fit_summary_free(ba_fit_summary *summary);
+
+/* Collective. Build the design matrix exactly as ba_fit_run does in
+ * features mode and write it to out_path: /X float32 [n, p],
+ * /story_bounds int64 [n_stories + 1], /stories (names), for inspection or
+ * use in other tools. */
+ba_status ba_fit_export_design(const ba_fit_config *cfg, MPI_Comm comm, const char *out_path,
+                               ba_error *err);
+
+#endif

@@ -1,0 +1,190 @@
+/* tokenizer.c — find the tokenizer format in a model directory, open the
+ * right family (GPT-2 byte-level BPE here, SentencePiece in
+ * tokenizer_sp.c) and forward the public calls through its ops table.
+ *
+ * Formats, in order of preference:
+ *   tokenizer.json     Hugging Face: a BPE with a ByteLevel pre-tokeniser
+ *                      is GPT-2's; a BPE with "▁" pieces or byte_fallback,
+ *                      or a Unigram model, is SentencePiece's;
+ *   vocab.json + merges.txt, encoder.json + vocab.bpe   GPT-2;
+ *   tokenizer.model    SentencePiece. */
+#include "brainalign/lm/tokenizer.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tokenizer_bpe.h"
+#include "tokenizer_internal.h"
+#include "tokenizer_sp.h"
+
+static ba_status join_path(const char *dir, const char *name, char *out, size_t cap,
+                           ba_error *err)
+{
+    if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap)
+        return ba_fail(err, BA_ERR_USAGE, "%s/%s: path too long", dir, name);
+    return BA_OK;
+}
+
+static bool is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* A BPE tokenizer.json is SentencePiece-like when it falls back to bytes
+ * or its pieces use U+2581 "▁" for the space. */
+static bool hf_bpe_is_sentencepiece(const json_t *model)
+{
+    if (json_is_true(json_object_get(model, "byte_fallback"))) return true;
+    const char *key;
+    json_t *value;
+    json_object_foreach(json_object_get(model, "vocab"), key, value) {
+        if (strstr(key, "\xE2\x96\x81")) return true;
+    }
+    return false;
+}
+
+static bool hf_is_byte_level(const json_t *root)
+{
+    const json_t *pre = json_object_get(root, "pre_tokenizer");
+    const char *type = json_string_value(json_object_get(pre, "type"));
+    return type && strcmp(type, "ByteLevel") == 0;
+}
+
+static ba_status open_hf_json(const char *dir, const char *path, ba_tokenizer *tok,
+                              ba_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root)
+        return ba_fail(err, BA_ERR_FORMAT, "%s:%d:%d: malformed JSON: %s", path, jerr.line,
+                       jerr.column, jerr.text);
+    ba_status rc;
+    const json_t *model = json_object_get(root, "model");
+    const char *type = json_string_value(json_object_get(model, "type"));
+    if (!json_is_object(root) || !type)
+        rc = ba_fail(err, BA_ERR_FORMAT, "%s: model.type: expected a string (\"BPE\", ...)",
+                     path);
+    else if (strcmp(type, "Unigram") == 0)
+        rc = ba_sp_tokenizer_open(dir, tok, err);
+    else if (strcmp(type, "BPE") != 0)
+        rc = ba_fail(err, BA_ERR_FORMAT, "%s: model.type \"%s\" is not supported (BPE only)",
+                     path, type);
+    else if (hf_is_byte_level(root))
+        rc = ba_bpe_open_hf_json(path, root, tok, err);
+    else if (hf_bpe_is_sentencepiece(model))
+        rc = ba_sp_tokenizer_open(dir, tok, err);
+    else
+        rc = ba_fail(err, BA_ERR_FORMAT,
+                     "%s: a BPE model that is neither byte-level (GPT-2: ByteLevel "
+                     "pre_tokenizer) nor SentencePiece-like (\"\xE2\x96\x81\" pieces or "
+                     "byte_fallback)",
+                     path);
+    json_decref(root);
+    return rc;
+}
+
+/* GPT-2 from a token -> id file and a merges file; the merges file must be
+ * there when the vocabulary is. */
+static ba_status open_gpt2_pair(const char *dir, const char *vocab_name, const char *merges_name,
+                                ba_tokenizer *tok, bool *found, ba_error *err)
+{
+    char vocab[4096], merges[4096];
+    BA_CHECK(join_path(dir, vocab_name, vocab, sizeof vocab, err));
+    BA_CHECK(join_path(dir, merges_name, merges, sizeof merges, err));
+    *found = is_file(vocab);
+    if (!*found) return BA_OK;
+    if (!is_file(merges))
+        return ba_fail(err, BA_ERR_IO, "%s: missing (%s needs its merges file)", merges, vocab);
+    return ba_bpe_open_files(vocab, merges, tok, err);
+}
+
+static ba_status open_by_format(const char *dir, ba_tokenizer *tok, ba_error *err)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return ba_fail(err, BA_ERR_IO, "%s: tokenizer directory does not exist", dir);
+    char path[4096];
+    BA_CHECK(join_path(dir, "tokenizer.json", path, sizeof path, err));
+    if (is_file(path)) return open_hf_json(dir, path, tok, err);
+    bool found;
+    BA_CHECK(open_gpt2_pair(dir, "vocab.json", "merges.txt", tok, &found, err));
+    if (found) return BA_OK;
+    BA_CHECK(open_gpt2_pair(dir, "encoder.json", "vocab.bpe", tok, &found, err));
+    if (found) return BA_OK;
+    BA_CHECK(join_path(dir, "tokenizer.model", path, sizeof path, err));
+    if (is_file(path)) return ba_sp_tokenizer_open(dir, tok, err);
+    return ba_fail(err, BA_ERR_IO,
+                   "%s: no tokenizer found: expected tokenizer.json, vocab.json + merges.txt, "
+                   "encoder.json + vocab.bpe or tokenizer.model",
+                   dir);
+}
+
+ba_status ba_tokenizer_load(const char *dir, ba_tokenizer **out, ba_error *err)
+{
+    if (!dir || !out) return ba_fail(err, BA_ERR_USAGE, "tokenizer: no directory given");
+    *out = NULL;
+    ba_tokenizer *tok = ba_calloc(1, sizeof *tok, "tokenizer", err);
+    if (!tok) return BA_ERR_NOMEM;
+    ba_status rc = open_by_format(dir, tok, err);
+    if (rc == BA_OK && (!tok->ops || !tok->impl))
+        rc = ba_fail(err, BA_ERR_INTERNAL, "%s: tokenizer family left no implementation", dir);
+    if (rc != BA_OK) {
+        free(tok);
+        return rc;
+    }
+    *out = tok;
+    return BA_OK;
+}
+
+void ba_tokenizer_destroy(ba_tokenizer *tok)
+{
+    if (!tok) return;
+    if (tok->ops && tok->ops->destroy) tok->ops->destroy(tok->impl);
+    free(tok);
+}
+
+const char *ba_tokenizer_kind(const ba_tokenizer *tok)
+{
+    return tok ? tok->ops->kind : "none";
+}
+
+int32_t ba_tokenizer_vocab_size(const ba_tokenizer *tok)
+{
+    return tok ? tok->ops->vocab_size(tok->impl) : 0;
+}
+
+ba_status ba_tokenizer_encode(const ba_tokenizer *tok, const char *text, size_t len,
+                              int32_t **ids, size_t *n_ids, ba_error *err)
+{
+    if (!tok || !ids || !n_ids || (!text && len > 0))
+        return ba_fail(err, BA_ERR_USAGE, "tokenizer encode: missing tokenizer, text or output");
+    return tok->ops->encode(tok->impl, text ? text : "", len, ids, n_ids, err);
+}
+
+ba_status ba_tokenizer_encode_words(const ba_tokenizer *tok, char *const *words, size_t n_words,
+                                    int32_t **ids, size_t *n_ids, size_t *word_end,
+                                    ba_error *err)
+{
+    if (!tok || !ids || !n_ids || (n_words > 0 && (!words || !word_end)))
+        return ba_fail(err, BA_ERR_USAGE,
+                       "tokenizer encode_words: missing tokenizer, words or output");
+    for (size_t w = 0; w < n_words; w++)
+        if (!words[w]) return ba_fail(err, BA_ERR_USAGE, "words: word %zu is NULL", w);
+    return tok->ops->encode_words(tok->impl, words, n_words, ids, n_ids, word_end, err);
+}
+
+ba_status ba_tokenizer_decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                              char **text, size_t *len, ba_error *err)
+{
+    if (!tok || !text || !len || (n_ids > 0 && !ids))
+        return ba_fail(err, BA_ERR_USAGE, "tokenizer decode: missing tokenizer, ids or output");
+    if (!ba_bpe_is(tok))
+        return ba_fail(err, BA_ERR_USAGE, "tokenizer decode: not implemented for \"%s\"",
+                       tok->ops->kind);
+    return ba_bpe_decode(tok, ids, n_ids, text, len, err);
+}

@@ -1,0 +1,24 @@
+/* tokenizer_internal.h — how a tokenizer family plugs into tokenizer.c.
+ * Not a public header. */
+#ifndef BRAINALIGN_TOKENIZER_INTERNAL_H
+#define BRAINALIGN_TOKENIZER_INTERNAL_H
+
+#include "brainalign/lm/tokenizer.h"
+
+typedef struct {
+    const char *kind;
+    ba_status (*encode)(const void *impl, const char *text, size_t len, int32_t **ids,
+                        size_t *n_ids, ba_error *err);
+    ba_status (*encode_words)(const void *impl, char *const *words, size_t n_words,
+                              int32_t **ids, size_t *n_ids, size_t *word_end,
+                              ba_error *err);
+    int32_t (*vocab_size)(const void *impl);
+    void (*destroy)(void *impl);
+} ba_tokenizer_ops;
+
+struct ba_tokenizer {
+    const ba_tokenizer_ops *ops;
+    void *impl;
+};
+
+#endif

@@ -1,0 +1,515 @@
+/* fit.c — the `fit` stage (see fit.h). */
+#include "brainalign/pipeline/fit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "brainalign/io/features_io.h"
+#include "brainalign/ridge/folds.h"
+#include "brainalign/io/h5io.h"
+#include "brainalign/parallel/parallel.h"
+#include "brainalign/ridge/ridge_petsc.h"
+
+void ba_fit_config_defaults(ba_fit_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < 10; i++) cfg->alphas[i] = pow(10.0, -1.0 + i);
+    for (int i = 0; i < 5; i++) cfg->delays[i] = i + 1;
+    cfg->design = (ba_design_options){.tr_s = 0, .tr_offset_s = 0,
+                                      .aggregate = BA_AGGREGATE_SUM, .n_delays = 5,
+                                      .delays = cfg->delays};
+    cfg->ridge = (ba_ridge_options){.n_folds = 5, .alphas = cfg->alphas, .n_alphas = 10,
+                                    .fold_groups = 1};
+}
+
+/* "file.h5:/dataset" -> file and dataset. */
+static ba_status split_spec(const char *spec, char *file, size_t fsize, char *dset,
+                            size_t dsize, ba_error *err)
+{
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec || colon[1] == '\0')
+        return ba_fail(err, BA_ERR_USAGE, "'%s' should look like FILE.h5:/DATASET", spec);
+    snprintf(file, fsize, "%.*s", (int)(colon - spec), spec);
+    snprintf(dset, dsize, "%s", colon + 1);
+    return BA_OK;
+}
+
+/* ------------------------------------------------------ the inputs */
+
+typedef struct {
+    long n, p, v;
+    /* design-matrix mode: rows read from the file on demand */
+    ba_h5file *xfile;
+    char xdset[512];
+    /* features mode: the whole design in memory */
+    float *x;
+    float *y_local;           /* [n][vloc] */
+    long n_stories;
+    long *story_bounds;       /* [n_stories + 1] */
+} fit_inputs;
+
+static ba_status read_rows_from_file(void *ctx, long row0, long n_rows, float *out,
+                                     ba_error *err)
+{
+    fit_inputs *in = ctx;
+    hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)n_rows, (hsize_t)in->p};
+    return ba_h5_read(in->xfile, in->xdset, BA_H5_F32, start, count, out, err);
+}
+
+static ba_status read_rows_from_memory(void *ctx, long row0, long n_rows, float *out,
+                                       ba_error *err)
+{
+    (void)err;
+    fit_inputs *in = ctx;
+    memcpy(out, in->x + row0 * in->p, sizeof(float) * (size_t)(n_rows * in->p));
+    return BA_OK;
+}
+
+/* Shapes of X and Y in design-matrix mode, checked against each other. */
+static ba_status matrix_shapes(const ba_fit_config *cfg, MPI_Comm comm, ba_h5file *xf,
+                               ba_h5file *yf, char *ydset, fit_inputs *in, ba_error *err)
+{
+    char xpath[BA_PATH_MAX], ypath[BA_PATH_MAX];
+    BA_CHECK(split_spec(cfg->x_spec, xpath, sizeof xpath, in->xdset, sizeof in->xdset, err));
+    BA_CHECK(split_spec(cfg->y_spec, ypath, sizeof ypath, ydset, 512, err));
+    BA_CHECK(ba_h5_open(xf, xpath, comm, err));
+    ba_status rc = ba_h5_open(yf, ypath, comm, err);
+    if (rc != BA_OK) { ba_h5_abandon(xf); return rc; }
+    int rank = 0;
+    hsize_t xd[BA_H5_MAX_RANK], yd[BA_H5_MAX_RANK];
+    rc = ba_h5_shape(xf, in->xdset, 2, &rank, xd, err);
+    if (rc == BA_OK) rc = ba_h5_shape(yf, ydset, 2, &rank, yd, err);
+    if (rc == BA_OK && xd[0] != yd[0])
+        rc = ba_fail(err, BA_ERR_SHAPE, "%s:%s has %llu rows but %s:%s has %llu", xpath,
+                     in->xdset, (unsigned long long)xd[0], ypath, ydset,
+                     (unsigned long long)yd[0]);
+    if (rc == BA_OK && (xd[1] == 0 || yd[1] == 0))
+        rc = ba_fail(err, BA_ERR_SHAPE, "%s or %s is empty", cfg->x_spec, cfg->y_spec);
+    if (rc == BA_OK) { in->n = (long)xd[0]; in->p = (long)xd[1]; in->v = (long)yd[1]; }
+    return ba_mpi_agree(comm, rc, err);
+}
+
+/* Features mode: build the whole design X on every rank (it is small next
+ * to Y) and read this rank's voxel columns of every story. */
+typedef struct {
+    ba_features_file features;
+    ba_h5file bold;
+    char **stories;
+    size_t n_stories;
+    long *n_tr;
+    double tr_s;
+} study_inputs;
+
+static void study_close(study_inputs *s)
+{
+    ba_features_close(&s->features);
+    if (s->bold.id > 0) ba_h5_abandon(&s->bold);
+    ba_h5_free_strings(s->stories, s->n_stories);
+    free(s->n_tr);
+    memset(s, 0, sizeof *s);
+}
+
+static ba_status study_open(const ba_fit_config *cfg, MPI_Comm comm, study_inputs *s,
+                            fit_inputs *in, ba_error *err)
+{
+    memset(s, 0, sizeof *s);
+    BA_CHECK(ba_features_open(&s->features, cfg->features_path, comm, err));
+    ba_status rc = ba_h5_open(&s->bold, cfg->bold_path, comm, err);
+    if (rc != BA_OK) { ba_features_close(&s->features); return rc; }
+    rc = ba_h5_list_group(&s->bold, "/stories", &s->stories, &s->n_stories, err);
+    if (rc == BA_OK && s->n_stories == 0)
+        rc = ba_fail(err, BA_ERR_FORMAT, "%s: /stories is empty", cfg->bold_path);
+    s->tr_s = cfg->design.tr_s;
+    if (rc == BA_OK && !(s->tr_s > 0))
+        rc = ba_h5_get_attr_f64(&s->bold, "/", "tr_s", &s->tr_s, 1, err);
+    if (rc == BA_OK && !(s->tr_s > 0))
+        rc = ba_fail(err, BA_ERR_VALUE, "%s: tr_s = %g is not a positive TR", cfg->bold_path,
+                     s->tr_s);
+    if (rc == BA_OK) {
+        s->n_tr = ba_calloc(s->n_stories, sizeof(long), "TR counts", err);
+        if (!s->n_tr) rc = BA_ERR_NOMEM;
+    }
+    in->v = -1;
+    in->n = 0;
+    for (size_t k = 0; rc == BA_OK && k < s->n_stories; k++) {
+        char obj[1024];
+        int rank = 0;
+        hsize_t dims[BA_H5_MAX_RANK];
+        snprintf(obj, sizeof obj, "/stories/%s/data", s->stories[k]);
+        rc = ba_h5_shape(&s->bold, obj, 2, &rank, dims, err);
+        if (rc != BA_OK) break;
+        if (in->v >= 0 && (long)dims[1] != in->v)
+            rc = ba_fail(err, BA_ERR_SHAPE, "%s:%s has %llu voxels, the first story %ld",
+                         cfg->bold_path, obj, (unsigned long long)dims[1], in->v);
+        s->n_tr[k] = (long)dims[0];
+        in->v = (long)dims[1];
+        in->n += (long)dims[0];
+        long words = 0;
+        if (rc == BA_OK) rc = ba_features_story_words(&s->features, s->stories[k], &words, err);
+        if (rc == BA_OK && words == 0)
+            rc = ba_fail(err, BA_ERR_VALUE, "%s: story '%s' has no words", cfg->features_path,
+                         s->stories[k]);
+    }
+    if (rc == BA_OK && (in->v <= 0 || in->n <= 0))
+        rc = ba_fail(err, BA_ERR_SHAPE, "%s: no voxels or no TRs", cfg->bold_path);
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc != BA_OK) study_close(s);
+    return rc;
+}
+
+static ba_status build_design(const ba_fit_config *cfg, study_inputs *s, fit_inputs *in,
+                              ba_error *err)
+{
+    ba_status rc = BA_OK;
+    long d = s->features.d_model, dl = d * cfg->n_layers;
+    int slots[BA_MAX_LAYERS];
+    for (int l = 0; l < cfg->n_layers; l++)
+        BA_CHECK(ba_features_layer_slot(&s->features, cfg->layers[l], &slots[l], err));
+    ba_design_options opt = cfg->design;
+    opt.tr_s = s->tr_s;
+    in->p = dl * opt.n_delays;
+    in->n_stories = (long)s->n_stories;
+    float *words = NULL, *layer = NULL, *trs = NULL;
+    double *onset = NULL;
+    in->x = ba_calloc((size_t)in->n * (size_t)in->p, sizeof(float), "design matrix X", err);
+    in->story_bounds = ba_calloc(s->n_stories + 1, sizeof(long), "story bounds", err);
+    if (!in->x || !in->story_bounds) return BA_ERR_NOMEM;
+    long row = 0;
+    for (size_t k = 0; k < s->n_stories; k++) {
+        const char *story = s->stories[k];
+        long n_words = 0, n_tr = s->n_tr[k], dropped = 0;
+        BA_TRY(ba_features_story_words(&s->features, story, &n_words, err), done);
+        free(words); free(layer); free(trs); free(onset);
+        words = layer = trs = NULL;
+        onset = NULL;
+        BA_ALLOC(words, (size_t)n_words * dl, "word features", done);
+        BA_ALLOC(layer, (size_t)n_words * d, "word features", done);
+        BA_ALLOC(trs, (size_t)n_tr * dl, "TR features", done);
+        BA_ALLOC(onset, (size_t)n_words, "onsets", done);
+        BA_TRY(ba_features_read_onsets(&s->features, story, onset, err), done);
+        for (int l = 0; l < cfg->n_layers; l++) {  /* layers side by side */
+            BA_TRY(ba_features_read_layer(&s->features, story, slots[l], layer, err), done);
+            for (long w = 0; w < n_words; w++)
+                memcpy(words + w * dl + l * d, layer + w * d, sizeof(float) * (size_t)d);
+        }
+        char label[1200];
+        snprintf(label, sizeof label, "%s:/stories/%s (with %s)", cfg->bold_path, story,
+                 cfg->features_path);
+        BA_TRY(ba_words_to_trs(label, words, onset, n_words, dl, n_tr, &opt, trs, &dropped, err),
+               done);
+        ba_fir_delays(trs, n_tr, dl, opt.delays, opt.n_delays, in->x + row * in->p);
+        in->story_bounds[k] = row;
+        row += n_tr;
+    }
+    in->story_bounds[s->n_stories] = row;
+done:
+    free(words); free(layer); free(trs); free(onset);
+    return rc;
+}
+
+static ba_status read_bold_columns(const ba_fit_config *cfg, study_inputs *s,
+                                   const ba_ridge_layout *L, fit_inputs *in, ba_error *err)
+{
+    long vloc = L->v_end - L->v_begin;
+    in->y_local = ba_calloc((size_t)in->n * (size_t)(vloc ? vloc : 1), sizeof(float),
+                            "BOLD block", err);
+    if (!in->y_local) return BA_ERR_NOMEM;
+    for (size_t k = 0; k < s->n_stories; k++) {
+        char obj[1024];
+        snprintf(obj, sizeof obj, "/stories/%s/data", s->stories[k]);
+        hsize_t start[2] = {0, (hsize_t)L->v_begin}, count[2] = {(hsize_t)s->n_tr[k], (hsize_t)vloc};
+        BA_CHECK(ba_h5_read(&s->bold, obj, BA_H5_F32, start, count,
+                            in->y_local + in->story_bounds[k] * vloc, err));
+    }
+    (void)cfg;
+    return BA_OK;
+}
+
+/* ------------------------------------------------------ the output */
+
+static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char *buf,
+                            size_t size)
+{
+    size_t len = 0;
+#define ADD(...) len += (size_t)snprintf(buf + len, len < size ? size - len : 0, __VA_ARGS__)
+    ADD("{\"n_samples\": %ld, \"n_features\": %ld, \"n_voxels\": %ld, \"n_folds\": %d, ",
+        in->n, in->p, in->v, cfg->ridge.n_folds);
+    ADD("\"fold_kind\": \"%s\", \"alphas\": [", cfg->story_folds ? "story" : "kfold");
+    for (int a = 0; a < cfg->ridge.n_alphas; a++) ADD("%s%.17g", a ? ", " : "", cfg->ridge.alphas[a]);
+    ADD("], \"standardise_x\": true, \"centre_y\": true, \"alpha_selection\": \"efficient leave-one-out per voxel\"");
+    if (cfg->features_path) {
+        ADD(", \"layers\": [");
+        for (int l = 0; l < cfg->n_layers; l++) ADD("%s%d", l ? ", " : "", cfg->layers[l]);
+        ADD("], \"delays\": [");
+        for (int k = 0; k < cfg->design.n_delays; k++) ADD("%s%d", k ? ", " : "", cfg->design.delays[k]);
+        ADD("], \"aggregate\": \"%s\", \"tr_offset_s\": %g",
+            cfg->design.aggregate == BA_AGGREGATE_MEAN ? "mean"
+            : cfg->design.aggregate == BA_AGGREGATE_LANCZOS ? "lanczos" : "sum",
+            cfg->design.tr_offset_s);
+    }
+    ADD(", \"fold_groups\": %d, \"solver\": \"%s\"", cfg->ridge.fold_groups,
+        cfg->solver == BA_FIT_SOLVER_PETSC ? "petsc" : "scalapack");
+    if (cfg->solver != BA_FIT_SOLVER_PETSC) /* 0: off */
+        ADD(", \"tie_tolerance\": %.17g", cfg->ridge.tie_tolerance == 0 ? BA_RIDGE_TIE_TOLERANCE
+                                            : cfg->ridge.tie_tolerance < 0 ? 0.0
+                                            : cfg->ridge.tie_tolerance);
+    if (cfg->solver_options) { /* JSON string: PETSc options have no quotes or backslashes */
+        ADD(", \"solver_options\": \"");
+        for (const char *c = cfg->solver_options; *c; c++)
+            if (*c != '"' && *c != '\\') ADD("%c", *c);
+        ADD("\"");
+    }
+    ADD("}");
+#undef ADD
+}
+
+static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
+                              const ba_ridge_layout *L, const fit_inputs *in,
+                              const ba_ridge_result *R, ba_fit_summary *sum, ba_error *err)
+{
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    ba_status rc = BA_OK;
+    /* Gather r on rank 0 (group 0 holds every voxel once). */
+    float *r_all = NULL;
+    int *counts = NULL, *displs = NULL;
+    int mine = L->group_index == 0 ? (int)R->v_local : 0;
+    if (rank == 0) {
+        r_all = ba_calloc((size_t)in->v, sizeof(float), "r", err);
+        counts = ba_calloc((size_t)size, sizeof(int), "counts", err);
+        displs = ba_calloc((size_t)size, sizeof(int), "counts", err);
+        if (!r_all || !counts || !displs) rc = BA_ERR_NOMEM;
+    }
+    if (ba_mpi_agree(comm, rc, err) != BA_OK) goto done;
+    MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, comm);
+    if (rank == 0)
+        for (int i = 1; i < size; i++) displs[i] = displs[i - 1] + counts[i - 1];
+    MPI_Gatherv(R->r, mine, MPI_FLOAT, r_all, counts, displs, MPI_FLOAT, 0, comm);
+    double local = 0, total = 0;
+    for (long j = 0; j < mine; j++) local += R->r[j];
+    MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, comm);
+    sum->mean_r = total / (double)in->v;
+
+    ba_h5file f;
+    BA_TRY(ba_h5_create(&f, cfg->out_path, comm, err), done);
+    int K = R->n_folds;
+    hsize_t vdims[1] = {(hsize_t)in->v}, kdims[2] = {(hsize_t)K, (hsize_t)in->v};
+    hsize_t vstart[1] = {(hsize_t)L->v_begin}, vcount[1] = {(hsize_t)mine};
+    hsize_t kstart[2] = {0, (hsize_t)L->v_begin}, kcount[2] = {mine ? (hsize_t)K : 0, (hsize_t)mine};
+    rc = ba_h5_create_dataset(&f, "/r", BA_H5_F32, 1, vdims, err);
+    if (rc == BA_OK) rc = ba_h5_write(&f, "/r", BA_H5_F32, vstart, vcount, R->r, err);
+    if (rc == BA_OK) rc = ba_h5_create_dataset(&f, "/r_folds", BA_H5_F32, 2, kdims, err);
+    if (rc == BA_OK) rc = ba_h5_write(&f, "/r_folds", BA_H5_F32, kstart, kcount, R->r_folds, err);
+    if (rc == BA_OK) rc = ba_h5_create_dataset(&f, "/alpha", BA_H5_F32, 2, kdims, err);
+    if (rc == BA_OK) rc = ba_h5_write(&f, "/alpha", BA_H5_F32, kstart, kcount, R->alpha, err);
+    if (rc == BA_OK && cfg->atlas_path) {
+        ba_status trc = rank == 0 ? ba_roi_table_compute(&sum->atlas, r_all, &sum->roi, err) : BA_OK;
+        rc = ba_mpi_agree(comm, trc, err);
+        int nr = sum->atlas.n_regions;
+        hsize_t rdims[1] = {(hsize_t)nr};
+        if (rc == BA_OK) rc = ba_h5_write_strings(&f, "/roi/name", sum->atlas.names, (size_t)nr, 0, err);
+        if (rc == BA_OK) rc = ba_h5_create_dataset(&f, "/roi/n_voxels", BA_H5_I64, 1, rdims, err);
+        if (rc == BA_OK) {
+            long long *nv = ba_calloc((size_t)nr + 1, sizeof *nv, "ROI counts", err);
+            for (int g = 0; nv && rank == 0 && g < nr; g++) nv[g] = sum->roi.n_voxels[g];
+            hsize_t st[1] = {0}, ct[1] = {rank == 0 ? (hsize_t)nr : 0};
+            rc = nv ? ba_h5_write(&f, "/roi/n_voxels", BA_H5_I64, st, ct, nv, err) : BA_ERR_NOMEM;
+            free(nv);
+        }
+        const char *names[3] = {"/roi/mean_r", "/roi/median_r", "/roi/sem_r"};
+        double *cols[3] = {sum->roi.mean, sum->roi.median, sum->roi.sem};
+        for (int c = 0; rc == BA_OK && c < 3; c++) {
+            rc = ba_h5_create_dataset(&f, names[c], BA_H5_F64, 1, rdims, err);
+            hsize_t st[1] = {0}, ct[1] = {rank == 0 ? (hsize_t)nr : 0};
+            if (rc == BA_OK) rc = ba_h5_write(&f, names[c], BA_H5_F64, st, ct, cols[c], err);
+        }
+    }
+    char config[8192];
+    describe_config(cfg, in, config, sizeof config);
+    char inputs[3 * BA_PATH_MAX];
+    snprintf(inputs, sizeof inputs, "%s %s%s%s",
+             cfg->features_path ? cfg->features_path : cfg->x_spec,
+             cfg->bold_path ? cfg->bold_path : cfg->y_spec,
+             cfg->atlas_path ? " " : "", cfg->atlas_path ? cfg->atlas_path : "");
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "config", config, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "inputs", inputs, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "version", BRAINALIGN_VERSION, err);
+    if (rc == BA_OK)
+        rc = ba_h5_set_attr_str(&f, "/", "command", cfg->command_line ? cfg->command_line : "", err);
+    if (rc == BA_OK && cfg->study_config)
+        rc = ba_h5_set_attr_str(&f, "/", "study_config", cfg->study_config, err);
+    if (rc != BA_OK) ba_h5_abandon(&f);
+    else rc = ba_h5_close(&f, err);
+done:
+    free(r_all);
+    free(counts);
+    free(displs);
+    return rc;
+}
+
+/* ------------------------------------------------------ the stage */
+
+static ba_status check_config(const ba_fit_config *cfg, ba_error *err)
+{
+    bool matrix = cfg->x_spec || cfg->y_spec, study = cfg->features_path || cfg->bold_path;
+    if (matrix == study)
+        return ba_fail(err, BA_ERR_USAGE,
+                       "give either --x and --y, or --features and --bold");
+    if (matrix && (!cfg->x_spec || !cfg->y_spec))
+        return ba_fail(err, BA_ERR_USAGE, "--x and --y go together");
+    if (study && (!cfg->features_path || !cfg->bold_path))
+        return ba_fail(err, BA_ERR_USAGE, "--features and --bold go together");
+    if (study && cfg->n_layers < 1)
+        return ba_fail(err, BA_ERR_USAGE, "choose at least one layer (--layer)");
+    if (matrix && cfg->story_folds)
+        return ba_fail(err, BA_ERR_USAGE, "--story-folds needs --features and --bold");
+    if (!cfg->out_path) return ba_fail(err, BA_ERR_USAGE, "--out is required");
+    return BA_OK;
+}
+
+ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *sum,
+                     ba_error *err)
+{
+    memset(sum, 0, sizeof *sum);
+    double t0 = ba_now();
+    BA_CHECK(ba_mpi_agree(comm, check_config(cfg, err), err));
+    ba_status rc = BA_OK;
+    fit_inputs in = {0};
+    ba_h5file xf = {.id = H5I_INVALID_HID}, yf = {.id = H5I_INVALID_HID};
+    char ydset[512] = "";
+    study_inputs study = {0};
+    bool study_mode = cfg->features_path != NULL;
+    ba_ridge_layout L = {.group = MPI_COMM_NULL, .across = MPI_COMM_NULL};
+    ba_ridge_result R = {0};
+    ba_ridge_options ropt = cfg->ridge;
+    long fold_bounds[BA_MAX_ALPHAS + 1];
+
+    if (study_mode) {
+        BA_TRY(study_open(cfg, comm, &study, &in, err), done);
+        rc = build_design(cfg, &study, &in, err);
+        BA_TRY(ba_mpi_agree(comm, rc, err), done);
+    } else {
+        BA_TRY(matrix_shapes(cfg, comm, &xf, &yf, ydset, &in, err), done);
+        in.xfile = &xf;
+    }
+    if (cfg->atlas_path) BA_TRY(ba_atlas_read(cfg->atlas_path, comm, in.v, &sum->atlas, err), done);
+    BA_TRY(ba_ridge_layout_create(comm, cfg->ridge.fold_groups, in.v, &L, err), done);
+
+    long vloc = L.v_end - L.v_begin;
+    if (study_mode) {
+        rc = read_bold_columns(cfg, &study, &L, &in, err);
+    } else {
+        in.y_local = ba_calloc((size_t)in.n * (size_t)(vloc ? vloc : 1), sizeof(float), "Y block", err);
+        hsize_t start[2] = {0, (hsize_t)L.v_begin}, count[2] = {(hsize_t)in.n, (hsize_t)vloc};
+        rc = in.y_local ? ba_h5_read(&yf, ydset, BA_H5_F32, start, count, in.y_local, err) : BA_ERR_NOMEM;
+    }
+    if (rc == BA_OK && cfg->story_folds) {
+        if (ropt.n_folds > BA_MAX_ALPHAS)
+            rc = ba_fail(err, BA_ERR_USAGE, "at most %d story folds", BA_MAX_ALPHAS);
+        else
+            rc = ba_story_fold_bounds(in.story_bounds, (int)in.n_stories, ropt.n_folds, fold_bounds, err);
+        ropt.fold_bounds = fold_bounds;
+    }
+    BA_TRY(ba_mpi_agree(comm, rc, err), done);
+    sum->seconds_io = ba_now() - t0;
+
+    /* Restart: finished folds go to <out>.checkpoint.h5, keyed by the inputs
+     * (paths, sizes, modification times) and the whole configuration. */
+    char checkpoint[BA_PATH_MAX + 32], key[16384];
+    snprintf(checkpoint, sizeof checkpoint, "%s.checkpoint.h5", cfg->out_path);
+    describe_config(cfg, &in, key, sizeof key / 2);
+    const char *inputs[4] = {study_mode ? cfg->features_path : cfg->x_spec,
+                             study_mode ? cfg->bold_path : cfg->y_spec, NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        char file[BA_PATH_MAX];
+        snprintf(file, sizeof file, "%s", inputs[i]);
+        char *colon = study_mode ? NULL : strrchr(file, ':');
+        if (colon) *colon = '\0';
+        struct stat st;
+        long long size = -1, mtime = -1;
+        if (stat(file, &st) == 0) { size = (long long)st.st_size; mtime = (long long)st.st_mtime; }
+        size_t len = strlen(key);
+        snprintf(key + len, sizeof key - len, " input=%s size=%lld mtime=%lld", inputs[i], size, mtime);
+    }
+    if (!cfg->no_checkpoint) {
+        ropt.checkpoint_path = checkpoint;
+        ropt.checkpoint_key = key;
+    }
+    ropt.stop_requested = cfg->stop_requested;
+    ba_ridge_data D = {in.n, in.p, study_mode ? read_rows_from_memory : read_rows_from_file,
+                       &in, in.y_local};
+    rc = cfg->solver == BA_FIT_SOLVER_PETSC ? ba_ridge_cv_petsc(&L, &D, &ropt, &R, err)
+                                            : ba_ridge_cv(&L, &D, &ropt, &R, err);
+    if (rc != BA_OK) {
+        /* The engine says "X: ..." or "Y: ..."; name the file it came from. */
+        if (strncmp(err->message, "X:", 2) == 0)
+            ba_context(err, "%s", study_mode ? cfg->features_path : cfg->x_spec);
+        else if (strncmp(err->message, "Y:", 2) == 0)
+            ba_context(err, "%s", study_mode ? cfg->bold_path : cfg->y_spec);
+        goto done;
+    }
+    sum->n_samples = in.n;
+    sum->n_features = in.p;
+    sum->n_voxels = in.v;
+    sum->n_folds = ropt.n_folds;
+    sum->timing = R.timing;
+    BA_TRY(write_scores(cfg, comm, &L, &in, &R, sum, err), done);
+    sum->n_folds_resumed = R.n_folds_resumed;
+    /* The scores are safely in place: the checkpoint has served. */
+    int me = 0;
+    MPI_Comm_rank(comm, &me);
+    if (ropt.checkpoint_path && me == 0) unlink(checkpoint);
+    sum->seconds_total = ba_now() - t0;
+done:
+    ba_ridge_result_free(&R);
+    ba_ridge_layout_destroy(&L);
+    if (xf.id > 0) ba_h5_abandon(&xf);
+    if (yf.id > 0) ba_h5_abandon(&yf);
+    study_close(&study);
+    free(in.x);
+    free(in.y_local);
+    free(in.story_bounds);
+    if (rc != BA_OK) ba_fit_summary_free(sum);
+    return rc;
+}
+
+void ba_fit_summary_free(ba_fit_summary *sum)
+{
+    ba_roi_table_free(&sum->roi);
+    ba_atlas_free(&sum->atlas);
+}
+
+ba_status ba_fit_export_design(const ba_fit_config *cfg, MPI_Comm comm, const char *out_path,
+                               ba_error *err)
+{
+    if (!cfg->features_path || !cfg->bold_path || cfg->n_layers < 1)
+        return ba_fail(err, BA_ERR_USAGE, "the design needs --features, --bold and --layer");
+    fit_inputs in = {0};
+    study_inputs study = {0};
+    BA_CHECK(study_open(cfg, comm, &study, &in, err));
+    ba_status rc = ba_mpi_agree(comm, build_design(cfg, &study, &in, err), err);
+    ba_h5file f = {.id = H5I_INVALID_HID};
+    if (rc == BA_OK) rc = ba_h5_create(&f, out_path, comm, err);
+    if (rc == BA_OK) {
+        hsize_t xdims[2] = {(hsize_t)in.n, (hsize_t)in.p}, sdims[1] = {(hsize_t)in.n_stories + 1};
+        long long *bounds = ba_calloc((size_t)in.n_stories + 1, sizeof *bounds, "bounds", err);
+        rc = bounds ? BA_OK : BA_ERR_NOMEM;
+        for (long k = 0; bounds && k <= in.n_stories; k++) bounds[k] = in.story_bounds[k];
+        if (rc == BA_OK) rc = ba_h5_write_all(&f, "/X", BA_H5_F32, 2, xdims, in.x, err);
+        if (rc == BA_OK) rc = ba_h5_write_all(&f, "/story_bounds", BA_H5_I64, 1, sdims, bounds, err);
+        if (rc == BA_OK) rc = ba_h5_write_strings(&f, "/stories", study.stories, study.n_stories, 0, err);
+        if (rc == BA_OK && cfg->command_line) rc = ba_h5_set_attr_str(&f, "/", "command", cfg->command_line, err);
+        free(bounds);
+        if (rc == BA_OK) rc = ba_h5_close(&f, err);
+        else ba_h5_abandon(&f);
+    }
+    study_close(&study);
+    free(in.x);
+    free(in.story_bounds);
+    return rc;
+}
