@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "brainalign/kernels/kernels.h"
+#include "brainalign/lm/ops.h"
 #include "brainalign/lm/tokenizer.h"
 #include "model_internal.h"
 

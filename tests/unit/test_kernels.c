@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "brainalign/kernels/kernels.h"
+#include "brainalign/lm/ops.h"
 
 static uint64_t rng_state = 88172645463325252ULL;
 

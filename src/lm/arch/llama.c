@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "brainalign/kernels/kernels.h"
+#include "brainalign/lm/ops.h"
 #include "../model_internal.h"
 
 /* Vocabulary rows per step of the output layer: bounds the logits buffer
