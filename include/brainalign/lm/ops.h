@@ -256,9 +256,11 @@ void ba_attention_causal_fwd(const float *q, size_t ld_q, const float *k, const 
 void ba_attention_causal_fwd_ref(const float *q, size_t ld_q, const float *k, const float *v,
                                  size_t ld_kv, size_t n, int n_heads, int n_kv_heads,
                                  int d_head, float scale, float *out, size_t ld_out, float *lse);
-/* Backward given the forward's q, k, v, out and lse, and dout (row stride
- * ld_out): dq (row stride ld_q) += ..., dk and dv (row stride ld_kv) +=
- * ...; with GQA (n_kv_heads < n_heads) a key/value head's gradient is the
+/* Backward given the forward's q, k, v (strides as in the forward), its
+ * out and lse, and dout, the gradient of out (out and dout both with row
+ * stride ld_out): dq (row stride ld_q) += ..., dk and dv (row stride
+ * ld_kv) += ...; (for GPT-2's packed c_attn output [n][3d], dq, dk and dv
+ * point into its gradient [n][3d] at columns 0, d and 2d); with GQA (n_kv_heads < n_heads) a key/value head's gradient is the
  * sum over the query heads of its group. The probabilities are recomputed
  * a block of 64 query rows at a time from q, k and lse;
  * `scratch` holds ba_attention_backward_scratch_floats(n) floats (two
