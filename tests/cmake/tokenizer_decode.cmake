@@ -16,3 +16,8 @@ add_test(NAME oracle.tokenizer_decode_gpt2
           ${BA_DATA_DIR}/gpt2-tokenizer)
 set_tests_properties(oracle.tokenizer_decode_sp oracle.tokenizer_decode_gpt2
   PROPERTIES LABELS "oracle;tokenizer")
+add_test(NAME tokenizer.cli_decode
+  COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/e2e/tokenize_decode.py
+          $<TARGET_FILE:brainalign> ${BA_DATA_DIR} ${BA_MPIEXEC})
+set_tests_properties(tokenizer.cli_decode PROPERTIES LABELS "tokenizer;e2e"
+  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")
