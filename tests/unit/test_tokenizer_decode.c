@@ -127,6 +127,16 @@ static void test_llama_hand_cases(void **state)
     const int32_t lone[] = {29871, 278};
     expect_decode(tok, lone, 2, false, " the", 4, "lone space piece first");
     expect_decode(tok, NULL, 0, false, "", 0, "no ids");
+    /* decode(encode(text)) == text with leading, trailing and lone spaces */
+    const char *texts[] = {" the", "  x  ", "\n a", " ", "\t\xF0\x9F\x99\x82 x"};
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        ba_error e;
+        assert_int_equal(ba_tokenizer_encode(tok, texts[t], strlen(texts[t]), &ids, &n, &e), BA_OK);
+        expect_decode(tok, ids, n, false, texts[t], strlen(texts[t]), texts[t]);
+        free(ids);
+    }
     const int32_t out[] = {278, 32000};
     char *text = NULL;
     size_t len;

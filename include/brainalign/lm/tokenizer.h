@@ -54,10 +54,10 @@ ba_status ba_tokenizer_encode_words(const ba_tokenizer *tok, char *const *words,
  *     whitespace (LLaMA adds the prefix), each
  *     run of consecutive byte pieces <0xXX> becomes its bytes, where every
  *     byte that does not start a complete valid UTF-8 character becomes
- *     U+FFFD (one per byte, as SentencePiece does). So decode(encode(text))
- *     == text for every UTF-8 text (no BOS) that does not start with a
- *     space: SentencePiece adds the dummy prefix's space on encode and
- *     removes it on decode. */
+ *     U+FFFD (one per byte, as SentencePiece does). So with a byte-fallback
+ *     model such as LLaMA's, decode(encode(text)) == text for every valid
+ *     UTF-8 text, leading spaces included: the dummy prefix's "▁" added by
+ *     encode is the one decode removes. */
 ba_status ba_tokenizer_decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids,
                               char **text, size_t *len, ba_error *err);
 
