@@ -16,7 +16,7 @@ packages=(build-essential cmake pkg-config
           munge slurmctld slurmd slurm-client    # tests/slurm: a one-node SLURM for the job scripts
           clang libclang-rt-14-dev               # tools/run-sanitizers.sh: libFuzzer targets (tests/fuzz)
           python3 python3-numpy python3-scipy python3-sklearn python3-h5py python3-torch python3-nibabel
-          python3-matplotlib)
+          python3-matplotlib python3-sentencepiece)
 
 missing=()
 for p in "${packages[@]}"; do

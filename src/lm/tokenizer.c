@@ -178,13 +178,27 @@ ba_status ba_tokenizer_encode_words(const ba_tokenizer *tok, char *const *words,
     return tok->ops->encode_words(tok->impl, words, n_words, ids, n_ids, word_end, err);
 }
 
-ba_status ba_tokenizer_decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids,
-                              char **text, size_t *len, ba_error *err)
+static ba_status decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids, bool raw,
+                        char **text, size_t *len, ba_error *err)
 {
     if (!tok || !text || !len || (n_ids > 0 && !ids))
         return ba_fail(err, BA_ERR_USAGE, "tokenizer decode: missing tokenizer, ids or output");
-    if (!ba_bpe_is(tok))
+    *text = NULL;
+    *len = 0;
+    if (!tok->ops->decode)
         return ba_fail(err, BA_ERR_USAGE, "tokenizer decode: not implemented for \"%s\"",
                        tok->ops->kind);
-    return ba_bpe_decode(tok, ids, n_ids, text, len, err);
+    return tok->ops->decode(tok->impl, ids, n_ids, raw, text, len, err);
+}
+
+ba_status ba_tokenizer_decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                              char **text, size_t *len, ba_error *err)
+{
+    return decode(tok, ids, n_ids, false, text, len, err);
+}
+
+ba_status ba_tokenizer_decode_bytes(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                                    char **text, size_t *len, ba_error *err)
+{
+    return decode(tok, ids, n_ids, true, text, len, err);
 }

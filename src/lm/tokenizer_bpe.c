@@ -814,10 +814,14 @@ static void bpe_destroy(void *impl)
     bpe_model_free(impl);
 }
 
+static ba_status bpe_decode(const void *impl, const int32_t *ids, size_t n_ids, bool raw,
+                            char **text, size_t *len, ba_error *err);
+
 static const ba_tokenizer_ops BPE_OPS = {
     .kind = "gpt2-bpe",
     .encode = bpe_encode,
     .encode_words = bpe_encode_words,
+    .decode = bpe_decode,
     .vocab_size = bpe_vocab_size,
     .destroy = bpe_destroy,
 };
@@ -835,13 +839,62 @@ ba_status ba_bpe_encode_reference(const ba_tokenizer *tok, const char *text, siz
     return encode_with(tok->impl, merge_reference, text, len, ids, n_ids, NULL, err);
 }
 
-ba_status ba_bpe_decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids, char **text,
-                        size_t *len, ba_error *err)
+/* Python's UTF-8 decoder with errors="replace" at s[0, n) (n >= 1): the
+ * number of bytes it takes, and whether they form one valid character (else
+ * they are the maximal prefix of a valid sequence, one U+FFFD). */
+static size_t utf8_maximal_subpart(const unsigned char *s, size_t n, bool *valid)
 {
+    unsigned char c = s[0];
+    *valid = c < 0x80;
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 1;
+    }
+    if (n < 2 || s[1] < lo || s[1] > hi) return 1;
+    size_t k = 2;
+    while (k < len && k < n && s[k] >= 0x80 && s[k] <= 0xBF) k++;
+    *valid = k == len;
+    return k;
+}
+
+/* in[0, n) with invalid UTF-8 replaced (Python's rule) into out, which
+ * holds 3 * n bytes at least (U+FFFD is 3 bytes for >= 1 byte taken). */
+static size_t utf8_replace_invalid(const unsigned char *in, size_t n, char *out)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < n;) {
+        bool valid;
+        size_t k = utf8_maximal_subpart(in + i, n - i, &valid);
+        if (valid) {
+            memcpy(out + at, in + i, k);
+            at += k;
+        } else {
+            memcpy(out + at, "\xEF\xBF\xBD", 3);
+            at += 3;
+        }
+        i += k;
+    }
+    return at;
+}
+
+static ba_status bpe_decode(const void *impl, const int32_t *ids, size_t n_ids, bool raw,
+                            char **text, size_t *len, ba_error *err)
+{
+    const bpe_model *m = impl;
     *text = NULL;
     *len = 0;
-    if (!ba_bpe_is(tok)) return ba_fail(err, BA_ERR_USAGE, "decode: not a gpt2-bpe tokenizer");
-    const bpe_model *m = tok->impl;
     size_t total = 0;
     for (size_t i = 0; i < n_ids; i++) {
         if (ids[i] < 0 || ids[i] >= m->n_vocab)
@@ -849,16 +902,31 @@ ba_status ba_bpe_decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_id
                            (int)ids[i], (int)m->n_vocab);
         total += m->offset[ids[i] + 1] - m->offset[ids[i]];
     }
-    char *out = ba_malloc(total + 1, "decoded text", err);
-    if (!out) return BA_ERR_NOMEM;
+    char *bytes = ba_malloc(total + 1, "decoded text", err);
+    if (!bytes) return BA_ERR_NOMEM;
     size_t at = 0;
     for (size_t i = 0; i < n_ids; i++) {
         size_t n = m->offset[ids[i] + 1] - m->offset[ids[i]];
-        memcpy(out + at, m->pool + m->offset[ids[i]], n);
+        memcpy(bytes + at, m->pool + m->offset[ids[i]], n);
         at += n;
     }
-    out[at] = '\0';
-    *text = out;
+    bytes[at] = '\0';
+    if (!raw && ba_utf8_valid_prefix(bytes, at) < at) {
+        if (at > (SIZE_MAX - 1) / 3) {
+            free(bytes);
+            return ba_fail(err, BA_ERR_VALUE, "decode: %zu bytes is too long", at);
+        }
+        char *fixed = ba_malloc(3 * at + 1, "decoded text", err);
+        if (!fixed) {
+            free(bytes);
+            return BA_ERR_NOMEM;
+        }
+        at = utf8_replace_invalid((const unsigned char *)bytes, at, fixed);
+        fixed[at] = '\0';
+        free(bytes);
+        bytes = fixed;
+    }
+    *text = bytes;
     *len = at;
     return BA_OK;
 }

@@ -33,10 +33,6 @@ ba_status ba_bpe_open_hf_json(const char *path, const json_t *root, ba_tokenizer
 /* True when `tok` is a GPT-2 byte-level BPE tokenizer of this module. */
 int ba_bpe_is(const ba_tokenizer *tok);
 
-/* The bytes of token ids, concatenated (malloc'd, NUL-terminated). */
-ba_status ba_bpe_decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids,
-                        char **text, size_t *len, ba_error *err);
-
 /* The plain reference encoder: same pre-tokeniser, merges by a quadratic
  * scan for the lowest-ranked pair (leftmost on ties). Tests compare the
  * fast heap-based encoder with it. */

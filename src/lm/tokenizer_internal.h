@@ -3,6 +3,8 @@
 #ifndef BRAINALIGN_TOKENIZER_INTERNAL_H
 #define BRAINALIGN_TOKENIZER_INTERNAL_H
 
+#include <stdbool.h>
+
 #include "brainalign/lm/tokenizer.h"
 
 typedef struct {
@@ -12,6 +14,11 @@ typedef struct {
     ba_status (*encode_words)(const void *impl, char *const *words, size_t n_words,
                               int32_t **ids, size_t *n_ids, size_t *word_end,
                               ba_error *err);
+    /* ids -> text (malloc'd, NUL-terminated); raw: the bytes as the tokens
+     * stand for them, else invalid UTF-8 replaced by U+FFFD by the family's
+     * rule (see tokenizer.h). Ids are checked here. */
+    ba_status (*decode)(const void *impl, const int32_t *ids, size_t n_ids, bool raw,
+                        char **text, size_t *len, ba_error *err);
     int32_t (*vocab_size)(const void *impl);
     void (*destroy)(void *impl);
 } ba_tokenizer_ops;

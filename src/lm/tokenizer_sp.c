@@ -49,6 +49,7 @@ typedef struct {
     uint32_t len;
     float score;
     int type;
+    bool special; /* tokenizer.json: an added token with "special": true (<s>, </s>) */
 } sp_piece;
 
 /* Open addressing, linear probing: piece text -> id (-1 = empty slot). */
@@ -169,6 +170,7 @@ static ba_status add_piece(sp_model *m, const char *text, size_t len, float scor
     p->len = (uint32_t)len;
     p->score = score;
     p->type = type;
+    p->special = false;
     memcpy(m->pool + m->pool_len, text, len);
     m->pool[m->pool_len + len] = '\0';
     m->pool_len += len + 1;
@@ -779,6 +781,12 @@ static ba_status load_hf_vocab(sp_model *m, const json_t *model, const json_t *a
         int b = byte_piece_value(names[id], len);
         BA_TRY(add_piece(m, names[id], len, 0.0f, b >= 0 ? SP_BYTE : SP_NORMAL, err), done);
         if (b >= 0) m->byte_ids[b] = (int32_t)id;
+    }
+    /* Special added tokens are skipped by decode (skip_special_tokens). */
+    for (size_t k = 0; k < n_added; k++) {
+        const json_t *tok = json_array_get(added, k);
+        if (json_is_true(json_object_get(tok, "special")))
+            m->pieces[json_integer_value(json_object_get(tok, "id"))].special = true;
     }
     rc = build_piece_index(m, err);
 done:
@@ -1534,10 +1542,114 @@ static void sp_destroy(void *impl)
     sp_model_free(impl);
 }
 
+/* ======================================================================
+ * Decoding (see ba_tokenizer_decode in tokenizer.h for the rules)
+ * ====================================================================== */
+
+/* A piece that decodes to nothing: control (<s>, </s>), unknown (<unk>)
+ * and tokenizer.json's special added tokens (skip_special_tokens=True). */
+static bool sp_piece_skipped(const sp_piece *p)
+{
+    return p->type == SP_CONTROL || p->type == SP_UNKNOWN || p->special;
+}
+
+/* Append bytes[0, n) to out + *at; unless raw, every byte that does not
+ * start a complete valid UTF-8 character becomes U+FFFD (SentencePiece's
+ * rule: one per byte). out has room for 3 * n more bytes. */
+static void put_utf8(char *out, size_t *at, const unsigned char *bytes, size_t n, bool raw)
+{
+    if (raw) {
+        memcpy(out + *at, bytes, n);
+        *at += n;
+        return;
+    }
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_valid_len(bytes + i, n - i);
+        if (k > 0) {
+            memcpy(out + *at, bytes + i, k);
+            *at += k;
+            i += k;
+        } else {
+            memcpy(out + *at, SP_REPLACEMENT_CHAR, 3);
+            *at += 3;
+            i++;
+        }
+    }
+}
+
+static ba_status sp_decode(const void *impl, const int32_t *ids, size_t n_ids, bool raw,
+                           char **text, size_t *len, ba_error *err)
+{
+    const sp_model *m = impl;
+    *text = NULL;
+    *len = 0;
+    size_t cap = 0; /* 3 bytes out per byte in at most */
+    for (size_t i = 0; i < n_ids; i++) {
+        if (ids[i] < 0 || ids[i] >= m->n_pieces)
+            return ba_fail(err, BA_ERR_VALUE, "%s: decode: token %zu has id %d, outside [0, %d)",
+                           m->source, i, (int)ids[i], (int)m->n_pieces);
+        size_t n = m->pieces[ids[i]].len;
+        if (cap > SIZE_MAX / 4 - 3 * (size_t)n)
+            return ba_fail(err, BA_ERR_VALUE, "%s: decode: %zu ids make too long a text",
+                           m->source, n_ids);
+        cap += 3 * (size_t)n;
+    }
+    char *out = ba_malloc(cap + 1, "decoded text", err);
+    /* run[n_run]: the bytes of the current run of byte pieces */
+    unsigned char *run = out ? ba_malloc(n_ids + 1, "decoded byte pieces", err) : NULL;
+    if (!run) {
+        free(out);
+        return BA_ERR_NOMEM;
+    }
+    bool strip_first = m->add_dummy_prefix || m->remove_extra_whitespaces;
+    bool first = true; /* no piece shown yet */
+    size_t at = 0, n_run = 0;
+    for (size_t i = 0; i < n_ids; i++) {
+        const sp_piece *p = &m->pieces[ids[i]];
+        if (sp_piece_skipped(p)) continue;
+        const char *s = piece_text(m, ids[i]);
+        int byte = p->type == SP_BYTE ? byte_piece_value(s, p->len) : -1;
+        if (byte >= 0) {
+            run[n_run++] = (unsigned char)byte;
+            first = false;
+            continue;
+        }
+        put_utf8(out, &at, run, n_run, raw);
+        n_run = 0;
+        size_t n = p->len;
+        if (first && strip_first && n >= SP_SPACE_SYMBOL_LEN &&
+            memcmp(s, SP_SPACE_SYMBOL, SP_SPACE_SYMBOL_LEN) == 0) {
+            s += SP_SPACE_SYMBOL_LEN;
+            n -= SP_SPACE_SYMBOL_LEN;
+        }
+        first = false;
+        /* "▁" -> " ", the rest as it is */
+        size_t start = 0;
+        for (size_t k = 0; k + SP_SPACE_SYMBOL_LEN <= n;) {
+            if (memcmp(s + k, SP_SPACE_SYMBOL, SP_SPACE_SYMBOL_LEN) == 0) {
+                put_utf8(out, &at, (const unsigned char *)s + start, k - start, raw);
+                out[at++] = ' ';
+                k += SP_SPACE_SYMBOL_LEN;
+                start = k;
+            } else {
+                k++;
+            }
+        }
+        put_utf8(out, &at, (const unsigned char *)s + start, n - start, raw);
+    }
+    put_utf8(out, &at, run, n_run, raw);
+    free(run);
+    out[at] = '\0';
+    *text = out;
+    *len = at;
+    return BA_OK;
+}
+
 static const ba_tokenizer_ops sp_ops = {
     .kind = "sentencepiece-bpe",
     .encode = sp_encode,
     .encode_words = sp_encode_words,
+    .decode = sp_decode,
     .vocab_size = sp_vocab_size,
     .destroy = sp_destroy,
 };

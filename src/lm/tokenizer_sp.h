@@ -22,6 +22,9 @@
  * tokenizer.json merges by merge rank instead of score, as Hugging Face
  * does; for LLaMA's converted files both give the same ids.
  *
+ * Decoding (tokenizer.h, ba_tokenizer_decode) is SentencePiece's DecodeIds
+ * with control, unknown and (tokenizer.json) special tokens skipped.
+ *
  * encode_words: the text is " ".join(words); a token belongs to the word
  * whose bytes it covers, the "▁" standing for the space before a word (and
  * the dummy prefix) belonging to that word. A token covering two words, or

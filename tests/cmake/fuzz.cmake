@@ -8,7 +8,7 @@
 set(BA_FUZZ_DIR ${PROJECT_SOURCE_DIR}/tests/fuzz)
 set(BA_FUZZ_SECONDS 6 CACHE STRING "Seconds each fuzz.* test fuzzes (BRAINALIGN_FUZZ builds)")
 set(BA_FUZZ_TARGETS safetensors safetensors_index model_config tokenizer_gpt2 tokenizer_json
-    tokenizer_sp stimuli study_config annot label_table)
+    tokenizer_sp tokenizer_sp_decode stimuli study_config annot label_table)
 
 add_custom_target(fuzz_all)
 foreach(parser ${BA_FUZZ_TARGETS})

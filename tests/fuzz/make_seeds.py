@@ -324,6 +324,24 @@ def tokenizer_sp_seeds():
     out(p, "bad-wire-type", b"\x0b\x00")
 
 
+def tokenizer_sp_decode_seeds():
+    """A tokenizer.model, then ids as uint16 little-endian v (id v - 4)."""
+    p = "tokenizer_sp_decode"
+    model, _ = llama_excerpt(150)
+    ids = lambda *v: b"".join(struct.pack("<H", i + 4) for i in v)
+    byte = lambda b: 3 + b  # <0xXX> in LLaMA's order: <unk> <s> </s> then the bytes
+    normal = list(range(259, 259 + 150))
+    out(p, "llama-excerpt-text", model + SEP + ids(1, *normal[:40], 2))
+    out(p, "llama-excerpt-bytes", model + SEP + ids(byte(0xE2), byte(0x82), byte(0xAC), byte(0xE2), byte(0x41),
+                                                   byte(0xFF), normal[3], byte(0xF0), byte(0x9F), 0, byte(0x20)))
+    out(p, "llama-excerpt-out-of-range", model + SEP + ids(5, 409) + struct.pack("<H", 0))
+    trainer = b"\x18\x02" + b"\xc0\x02\x00"  # model_type BPE, unk_id 0
+    norm = b"\x0a\x08identity" + b"\x18\x01" + b"\x20\x00" + b"\x28\x01"
+    pieces = [(b"<unk>", 0.0, 2), (b"<s>", 0.0, 3), (b"</s>", 0.0, 3), (b"<user>", 0.0, 4),
+              (b"\xe2\x96\x81", -1.0, None), (b"a", -2.0, None), (b"\xe2\x96\x81ab", -0.2, None)]
+    out(p, "handmade-user-defined", sp_model(pieces, trainer, norm) + SEP + ids(4, 3, 6, 0, 1, 4, 5))
+
+
 def tokenizer_json_seeds():
     p = "tokenizer_json"
     vocab, merges = gpt2_excerpt(80)
@@ -513,6 +531,7 @@ if __name__ == "__main__":
     tokenizer_gpt2_seeds()
     tokenizer_json_seeds()
     tokenizer_sp_seeds()
+    tokenizer_sp_decode_seeds()
     stimuli_seeds()
     study_config_seeds()
     annot_seeds()

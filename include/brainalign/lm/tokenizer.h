@@ -37,11 +37,35 @@ ba_status ba_tokenizer_encode_words(const ba_tokenizer *tok, char *const *words,
                                     size_t n_words, int32_t **ids, size_t *n_ids,
                                     size_t *word_end, ba_error *err);
 
-/* The text that token ids stand for, concatenated (*text is malloc'd and
- * NUL-terminated; free() it). Ids outside the vocabulary are an error.
- * Implemented for "gpt2-bpe"; other kinds give BA_ERR_USAGE. */
+/* The text that token ids stand for, as Hugging Face's
+ * tokenizer.decode(ids, skip_special_tokens=True) gives it (*text is
+ * malloc'd and NUL-terminated; free() it; it may hold NUL bytes, *len
+ * counts them). Ids outside the vocabulary are an error (BA_ERR_VALUE
+ * naming the position). The result is always valid UTF-8:
+ *   "gpt2-bpe": the tokens' bytes concatenated ("<|endoftext|>" included,
+ *     as its text), then invalid UTF-8 replaced as Python's
+ *     bytes.decode("utf-8", errors="replace") does: one U+FFFD for each
+ *     maximal prefix of a valid sequence (a lone bad byte: one U+FFFD);
+ *   "sentencepiece-bpe": as the SentencePiece library's DecodeIds of the
+ *     ids without the control (<s>, </s>) and unknown (<unk>) ones, which
+ *     are skipped: pieces joined, "▁" (U+2581) -> " ", the first piece
+ *     that remains loses one leading "▁" when it is a text piece (not a
+ *     byte piece) and the model adds a dummy prefix or removes extra
+ *     whitespace (LLaMA adds the prefix), each
+ *     run of consecutive byte pieces <0xXX> becomes its bytes, where every
+ *     byte that does not start a complete valid UTF-8 character becomes
+ *     U+FFFD (one per byte, as SentencePiece does). So with a byte-fallback
+ *     model such as LLaMA's, decode(encode(text)) == text for every valid
+ *     UTF-8 text, leading spaces included: the dummy prefix's "▁" added by
+ *     encode is the one decode removes. */
 ba_status ba_tokenizer_decode(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids,
                               char **text, size_t *len, ba_error *err);
+
+/* As ba_tokenizer_decode, but the bytes exactly as the tokens stand for
+ * them, without replacing invalid UTF-8 (a single token may be part of a
+ * character): for streaming output, stop strings and tests. */
+ba_status ba_tokenizer_decode_bytes(const ba_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                                    char **text, size_t *len, ba_error *err);
 
 /* Learn a tiny GPT-2-style byte-level BPE from `corpus` (n_docs UTF-8
  * texts, pre-tokenised exactly like GPT-2) and write <dir>/vocab.json and
