@@ -80,23 +80,29 @@ ba_status ba_adamw_step(ba_adamw *opt, double lr, ba_error *err)
                                "AdamW step %lld: gradient of '%s' is not finite at element %zu",
                                (long long)(opt->steps + 1), p->name ? p->name : "?", k);
     }
-    const double b1 = opt->cfg.beta1, b2 = opt->cfg.beta2, eps = opt->cfg.eps;
+    /* torch's float32 arithmetic, operation by operation, as its CPU kernels
+     * round (the installed torch 1.13: add_(alpha) and addcmul_ fuse their
+     * multiply-add); Python-side scalars are doubles, rounded to float32
+     * where they meet a tensor. */
+    const double b1 = opt->cfg.beta1, b2 = opt->cfg.beta2;
     const int64_t t = opt->steps + 1;
-    const double decay = 1.0 - lr * opt->cfg.weight_decay;
-    const double step_size = lr / (1.0 - pow(b1, (double)t));
-    const double bc2_sqrt = sqrt(1.0 - pow(b2, (double)t));
+    const float decay = (float)(1.0 - lr * opt->cfg.weight_decay);
+    const float b1f = (float)b1, w1 = (float)(1.0 - b1), b2f = (float)b2, w2 = (float)(1.0 - b2);
+    const float neg_step = (float)(-(lr / (1.0 - pow(b1, (double)t))));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)t));
+    const float eps = (float)opt->cfg.eps;
     for (size_t i = 0; i < opt->n_params; i++) {
         const ba_param_ref *p = &opt->params[i];
         float *m = opt->m[i], *v = opt->v[i]; /* [p->n] each */
         for (size_t k = 0; k < p->n; k++) {
-            double g = p->grad[k];
-            float w = (float)((double)p->param[k] * decay);
-            float mk = (float)((double)m[k] + (1.0 - b1) * (g - (double)m[k]));
-            float vk = (float)(b2 * (double)v[k] + (1.0 - b2) * g * g);
-            double denom = sqrt((double)vk) / bc2_sqrt + eps;
+            const float g = p->grad[k];
+            float w = p->param[k] * decay;               /* param.mul_(1 - lr wd)       */
+            float mk = fmaf(w1, g, m[k] * b1f);          /* m.mul_(b1).add_(g, 1 - b1)  */
+            float vk = fmaf(w2 * g, g, v[k] * b2f);      /* v.mul_(b2).addcmul_(g, g, 1 - b2) */
+            float denom = sqrtf(vk) / bc2_sqrt + eps;    /* sqrt(v) / sqrt(bc2) + eps   */
             m[k] = mk;
             v[k] = vk;
-            p->param[k] = (float)((double)w - step_size * (double)mk / denom);
+            p->param[k] = w + neg_step * mk / denom;     /* addcdiv_(m, denom, -step)   */
         }
     }
     opt->steps = t;
@@ -130,11 +136,12 @@ ba_status ba_grad_clip(const ba_param_ref *params, size_t n_params, double max_g
     if (!isfinite(total))
         return ba_fail(err, BA_ERR_VALUE, "the global gradient norm is not finite (%g)", total);
     if (max_grad_norm == 0) return BA_OK;
-    double coef = max_grad_norm / (total + 1e-6);
-    if (coef >= 1.0) return BA_OK; /* torch multiplies by the clamped 1.0: no change */
+    /* torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1, as
+     * float32 tensor arithmetic on the (here double, rounded) norm */
+    const float coef = (float)max_grad_norm / ((float)total + 1e-6f);
+    if (!(coef < 1.0f)) return BA_OK; /* torch multiplies by the clamped 1.0: no change */
     for (size_t i = 0; i < n_params; i++)
-        for (size_t k = 0; k < params[i].n; k++)
-            params[i].grad[k] = (float)((double)params[i].grad[k] * coef);
+        for (size_t k = 0; k < params[i].n; k++) params[i].grad[k] *= coef;
     return BA_OK;
 }
 

@@ -8,16 +8,21 @@
  * each. One step t = 1, 2, ... with learning rate lr does, per element,
  * in this order (torch's single-tensor AdamW):
  *   p  = p * (1 - lr * weight_decay)              decoupled weight decay
- *   m  = m + (1 - beta1) * (g - m)
+ *   m  = beta1 * m + (1 - beta1) * g
  *   v  = beta2 * v + (1 - beta2) * g * g
  *   p  = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
- * The per-element arithmetic is done in double and rounded to float32.
+ * in float32, operation by operation as torch's CPU kernels round them
+ * (the scalars computed in double, rounded to float32 where they meet a
+ * tensor; the two multiply-adds of m and v fused, as torch's are): without
+ * clipping the C and torch 1.13 agree bit for bit.
  *
  * Gradient norm: the Euclidean norm of all gradients together, accumulated
  * in double in parameter order then element order (a fixed order: the same
  * value whatever the threads or ranks that produced the gradients).
  * Clipping (max_grad_norm > 0): every gradient is multiplied by
- * min(1, max_grad_norm / (norm + 1e-6)), torch's formula.
+ * min(1, max_grad_norm / (norm + 1e-6)), torch's formula in float32 (torch
+ * sums the norm in float32 itself, so the two norms, hence the clipped
+ * gradients, can differ in the last bit).
  *
  * Schedules: the learning rate of optimizer step s (0-based: the first
  * step uses s = 0, as a LambdaLR stepped after each optimizer step) is
