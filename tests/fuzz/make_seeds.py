@@ -524,6 +524,85 @@ def label_table_seeds():
     out(p, "bad-empty", "# nothing\n")
 
 
+# ---------------------------------------------------------- instruction data
+def sft_jsonl_seeds():
+    p = "sft_jsonl"
+    rec = lambda **kw: json.dumps(kw, ensure_ascii=False)
+    out(p, "three-records", "\n".join([
+        rec(instruction="Name the colour of the sky.", input="", output="Blue."),
+        rec(instruction="Translate to French.", input="good morning", output="bonjour"),
+        rec(output="3", instruction="Add 1 and 2.", extra={"k": [1, 2]})]) + "\n")
+    out(p, "crlf-no-final-newline", rec(instruction="a", output="b") + "\r\n" +
+        rec(instruction="\u00e9t\u00e9 \u2019", input="x\ny", output="z"))
+    out(p, "bad-empty", "")
+    out(p, "bad-blank-line", rec(instruction="a", output="b") + "\n\n" + rec(instruction="a", output="b"))
+    out(p, "bad-not-json", "{\"instruction\": \"a\", \"output\": \"b\"\n")
+    out(p, "bad-not-object", "[\"instruction\", \"output\"]\n")
+    out(p, "bad-missing-output", rec(instruction="a", input="b") + "\n")
+    out(p, "bad-input-not-string", rec(instruction="a", input=3, output="b") + "\n")
+    out(p, "bad-empty-output", rec(instruction="a", output="") + "\n")
+    out(p, "bad-duplicate-key", "{\"instruction\": \"a\", \"output\": \"b\", \"output\": \"c\"}\n")
+
+
+# --------------------------------------------------------------- adapters
+def lora_config(**kw):
+    c = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 2, "lora_alpha": 16,
+         "lora_dropout": 0.05, "target_modules": ["c_attn"], "fan_in_fan_out": True,
+         "bias": "none", "base_model_name_or_path": "gpt2", "inference_mode": True,
+         "use_rslora": False, "layers_to_transform": None, "rank_pattern": {}}
+    c.update(kw)
+    return json.dumps(c)
+
+
+def adapter_config_seeds():
+    p = "adapter_config"
+    out(p, "gpt2-c-attn", lora_config())
+    out(p, "llama-all", lora_config(target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                    "gate_proj", "up_proj", "down_proj"],
+                                    fan_in_fan_out=False, lora_alpha=8.5, r=64))
+    out(p, "minimal", '{"peft_type": "LORA", "r": 1, "lora_alpha": 1, "target_modules": ["c_fc"]}')
+    out(p, "bad-r0", lora_config(r=0))
+    out(p, "bad-peft-type", lora_config(peft_type="IA3"))
+    out(p, "bad-bias", lora_config(bias="all"))
+    out(p, "bad-unknown-target", lora_config(target_modules=["c_attn", "wte"]))
+    out(p, "bad-regex-target", lora_config(target_modules=".*attn"))
+    out(p, "bad-dora", lora_config(use_dora=True))
+    out(p, "bad-json", '{"peft_type": "LORA", "r": ')
+
+
+def lora_tensors(stem, layers, sites, r):
+    """(name, dtype, shape, bytes) of A and B for each layer and (path, in, out)."""
+    t = []
+    for l in range(layers):
+        for path, fin, fout in sites:
+            base = "base_model.model.%s.%d.%s" % (stem, l, path)
+            t.append((base + ".lora_A.weight", "F32", [r, fin], f32(*[0.25] * (r * fin))))
+            t.append((base + ".lora_B.weight", "F32", [fout, r], f32(*[-0.5] * (fout * r))))
+    return t
+
+
+def adapter_seeds():
+    # the fuzz target's models: GPT-2 2 layers width 8 (d_ff 32); LLaMA 2
+    # layers width 16, 4 heads, 2 key/value heads (k/v 8), d_ff 40
+    p = "adapter"
+    gpt2 = lora_tensors("h", 2, [("attn.c_attn", 8, 24)], 2)
+    out(p, "gpt2-short-prefix", lora_config().encode() + SEP + st_file(gpt2, {"format": "pt"}))
+    gpt2t = lora_tensors("transformer.h", 2, [("attn.c_attn", 8, 24), ("attn.c_proj", 8, 8),
+                                              ("mlp.c_proj", 32, 8)], 1)
+    out(p, "gpt2-transformer-prefix", lora_config(r=1, target_modules=["c_attn", "c_proj"]).encode()
+        + SEP + st_file(gpt2t, {"format": "pt"}, pad=False))
+    llama = lora_tensors("model.layers", 2, [("self_attn.q_proj", 16, 16), ("self_attn.v_proj", 16, 8)], 2)
+    out(p, "llama-q-v", lora_config(target_modules=["q_proj", "v_proj"], fan_in_fan_out=False).encode()
+        + SEP + st_file(llama))
+    out(p, "bad-missing-b", lora_config().encode() + SEP + st_file(gpt2[:-1]))
+    wide = lora_tensors("h", 2, [("attn.c_attn", 16, 48)], 2)
+    out(p, "bad-other-shape", lora_config().encode() + SEP + st_file(wide))
+    kv = lora_tensors("model.layers", 2, [("self_attn.k_proj", 16, 16)], 2)
+    out(p, "bad-kv-not-gqa", lora_config(target_modules=["k_proj"]).encode() + SEP + st_file(kv))
+    out(p, "bad-truncated", lora_config().encode() + SEP + st_file(gpt2)[:-6])
+    out(p, "bad-no-weights", lora_config())
+
+
 if __name__ == "__main__":
     safetensors_seeds()
     safetensors_index_seeds()
@@ -536,3 +615,6 @@ if __name__ == "__main__":
     study_config_seeds()
     annot_seeds()
     label_table_seeds()
+    sft_jsonl_seeds()
+    adapter_config_seeds()
+    adapter_seeds()
