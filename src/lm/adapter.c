@@ -278,7 +278,10 @@ ba_status ba_lora_config_write(const char *dir, const ba_lora_config *cfg, ba_er
     json_object_set_new(o, "peft_type", json_string("LORA"));
     json_object_set_new(o, "task_type", json_string("CAUSAL_LM"));
     json_object_set_new(o, "r", json_integer(cfg->r));
-    json_object_set_new(o, "lora_alpha", json_real(cfg->lora_alpha));
+    /* an integral alpha is written as an integer, as PEFT writes it */
+    const bool integral = cfg->lora_alpha == floor(cfg->lora_alpha) && cfg->lora_alpha < 1e15;
+    json_object_set_new(o, "lora_alpha", integral ? json_integer((json_int_t)cfg->lora_alpha)
+                                                  : json_real(cfg->lora_alpha));
     json_object_set_new(o, "lora_dropout", json_real(cfg->lora_dropout));
     json_object_set_new(o, "target_modules", targets);
     json_object_set_new(o, "fan_in_fan_out", json_boolean(cfg->fan_in_fan_out));

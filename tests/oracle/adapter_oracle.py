@@ -176,7 +176,7 @@ def good_case(dump, workdir, name, model, targets, r, alpha, stem, pad, shuffle,
               "lora_dropout": 0.1, "target_modules": targets, "fan_in_fan_out": fifo,
               "bias": "none", "base_model_name_or_path": "tiny/model"}
     for k, v in expect.items():
-        if cfg.get(k) != v:
+        if cfg.get(k) != v or type(cfg.get(k)) is not type(v):
             print(f"{name}: adapter_config.json {k} = {cfg.get(k)!r}, expected {v!r}")
             ok = False
     print(f"{name}: {'OK' if ok else 'FAILED'} ({len(tensors)} tensors)")
