@@ -76,7 +76,7 @@ static void peaks(int threads)
 static void peaks(int threads) { (void)threads; }
 #endif
 
-/* What ba_weight_linear does for a BF16 weight on the float32 path:
+/* What ba_weight_product does for a BF16 weight on the float32 path:
  * widen panels of rows (16 Mi floats, multiples of 16 rows), sgemm each. */
 static void widen_sgemm(const float *x, size_t n, size_t in, const uint16_t *w, size_t out,
                         float *y, float *scratch, size_t scratch_floats)
@@ -104,7 +104,10 @@ static void bench_shape(size_t n, size_t in, size_t out, int repeats)
     size_t scratch_floats = 16u << 20;
     float *scratch = malloc(scratch_floats * sizeof *scratch);
     double *secs = malloc((size_t)repeats * sizeof *secs);
-    if (!x || !y1 || !y2 || !w || !scratch || !secs) {
+    /* the kernel's packing space, owned here and reused by every repeat */
+    size_t ws_bytes = ba_linear_bf16_workspace_bytes(n, in, out);
+    void *ws = ws_bytes ? malloc(ws_bytes) : NULL;
+    if (!x || !y1 || !y2 || !w || !scratch || !secs || (ws_bytes && !ws)) {
         fprintf(stderr, "bench_bf16_gemm: out of memory\n");
         exit(1);
     }
@@ -120,8 +123,13 @@ static void bench_shape(size_t n, size_t in, size_t out, int repeats)
         for (int r = -1; r < repeats; r++) { /* r = -1: warm-up */
             double wall = bench_clock_s(CLOCK_MONOTONIC);
             double cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
-            if (path == 0) ba_linear_bf16(x, n, in, in, w, out, 0, y1, out);
-            else widen_sgemm(x, n, in, w, out, y2, scratch, scratch_floats);
+            ba_error err;
+            if (path == 0 && ba_linear_bf16(x, n, in, in, w, out, 0, y1, out, ws, ws_bytes,
+                                            &err) != BA_OK) {
+                fprintf(stderr, "bench_bf16_gemm: %s\n", err.message);
+                exit(1);
+            }
+            if (path == 1) widen_sgemm(x, n, in, w, out, y2, scratch, scratch_floats);
             wall = bench_clock_s(CLOCK_MONOTONIC) - wall;
             cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu;
             if (r >= 0) {
@@ -147,7 +155,7 @@ static void bench_shape(size_t n, size_t in, size_t out, int repeats)
         printf("%zu x %zu -> %zu  max |bf16 - f32| / max |f32| = %.3g\n", n, in, out,
                diff / scale);
     }
-    free(x), free(y1), free(y2), free(w), free(scratch), free(secs);
+    free(x), free(y1), free(y2), free(w), free(scratch), free(secs), free(ws);
 }
 
 int main(int argc, char **argv)

@@ -102,39 +102,60 @@ uint16_t ba_f32_to_f16(float x)
 
 /* ---- linear layers ------------------------------------------------------------- */
 
-void ba_linear(const float *x, size_t n, size_t in, const float *w, ba_weight_layout layout,
-               size_t out, const float *b, float *y)
+void ba_linear_strided(const float *x, size_t n, size_t in, size_t ldx, const float *w,
+                       ba_weight_layout layout, size_t out, const float *b, int accumulate,
+                       float *y, size_t ldy)
 {
     if (n == 0 || out == 0) return;
-    float beta = 0.0f;
+    float beta = accumulate ? 1.0f : 0.0f;
     if (b) {
-        for (size_t i = 0; i < n; i++) memcpy(y + i * out, b, out * sizeof *y);
+        for (size_t i = 0; i < n; i++) {
+            float *row = y + i * ldy;
+            if (accumulate)
+                for (size_t j = 0; j < out; j++) row[j] += b[j];
+            else
+                memcpy(row, b, out * sizeof *y);
+        }
         beta = 1.0f;
     }
     if (in == 0) {
-        if (!b) memset(y, 0, n * out * sizeof *y);
+        if (!b && !accumulate)
+            for (size_t i = 0; i < n; i++) memset(y + i * ldy, 0, out * sizeof *y);
         return;
     }
     if (layout == BA_WEIGHT_IN_OUT)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)out, (int)in, 1.0f, x,
-                    (int)in, w, (int)out, beta, y, (int)out);
+                    (int)ldx, w, (int)out, beta, y, (int)ldy);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x,
-                    (int)in, w, (int)in, beta, y, (int)out);
+                    (int)ldx, w, (int)in, beta, y, (int)ldy);
 }
 
-void ba_linear_ref(const float *x, size_t n, size_t in, const float *w,
-                   ba_weight_layout layout, size_t out, const float *b, float *y)
+void ba_linear_strided_ref(const float *x, size_t n, size_t in, size_t ldx, const float *w,
+                           ba_weight_layout layout, size_t out, const float *b, int accumulate,
+                           float *y, size_t ldy)
 {
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < out; j++) {
             double acc = b ? b[j] : 0.0;
             for (size_t k = 0; k < in; k++) {
                 float wkj = layout == BA_WEIGHT_IN_OUT ? w[k * out + j] : w[j * in + k];
-                acc += (double)x[i * in + k] * wkj;
+                acc += (double)x[i * ldx + k] * wkj;
             }
-            y[i * out + j] = (float)acc;
+            y[i * ldy + j] = (float)(accumulate ? y[i * ldy + j] + acc : acc);
         }
+}
+
+void ba_linear(const float *x, size_t n, size_t in, const float *w, ba_weight_layout layout,
+               size_t out, const float *b, float *y)
+{
+    ba_linear_strided(x, n, in, in, w, layout, out, b, 0, y, out);
+}
+
+void ba_linear_ref(const float *x, size_t n, size_t in, const float *w,
+                   ba_weight_layout layout, size_t out, const float *b, float *y)
+{
+    ba_linear_strided_ref(x, n, in, in, w, layout, out, b, 0, y, out);
 }
 
 /* ---- strided weight products ------------------------------------------------ */
@@ -142,23 +163,11 @@ void ba_linear_ref(const float *x, size_t n, size_t in, const float *w,
 void ba_linear_into(const float *x, size_t n, size_t in, size_t ldx, const float *w, size_t out,
                     int accumulate, float *y, size_t ldy)
 {
-    if (n == 0 || out == 0) return;
-    if (in == 0) {
-        if (!accumulate)
-            for (size_t i = 0; i < n; i++) memset(y + i * ldy, 0, out * sizeof *y);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x,
-                (int)ldx, w, (int)in, accumulate ? 1.0f : 0.0f, y, (int)ldy);
+    ba_linear_strided(x, n, in, ldx, w, BA_WEIGHT_OUT_IN, out, NULL, accumulate, y, ldy);
 }
 
 void ba_linear_into_ref(const float *x, size_t n, size_t in, size_t ldx, const float *w,
                         size_t out, int accumulate, float *y, size_t ldy)
 {
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < out; j++) {
-            double acc = 0.0;
-            for (size_t k = 0; k < in; k++) acc += (double)x[i * ldx + k] * w[j * in + k];
-            y[i * ldy + j] = (float)(accumulate ? y[i * ldy + j] + acc : acc);
-        }
+    ba_linear_strided_ref(x, n, in, ldx, w, BA_WEIGHT_OUT_IN, out, NULL, accumulate, y, ldy);
 }

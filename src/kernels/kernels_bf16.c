@@ -40,6 +40,7 @@
 
 #include <cblas.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -292,29 +293,47 @@ BA_BF16_TARGET static void column_block(const bf16_product *pr, size_t jb, uint3
 
 static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
-static bool linear_bf16_fast(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
-                             size_t out, int accumulate, float *y, size_t ldy)
+/* How one product is cut: threads, column blocks and the workspace. */
+typedef struct {
+    int threads;
+    size_t kp, slivers, nc, blocks;
+    size_t a_bytes, b_words; /* packed x (64-byte multiple); one w block (words) */
+    size_t bytes;            /* the whole workspace, alignment slack included */
+} bf16_plan;
+
+static bf16_plan plan_bf16(size_t n, size_t in, size_t out)
 {
+    bf16_plan pl = {0};
     int threads = openblas_get_num_threads();
     if (threads < 1) threads = 1;
-    bf16_product pr = {x, n, in, ldx, w, out, accumulate, y, ldy, 0, 0, 0, NULL};
-    pr.kp = (in + 1) / 2;
-    pr.slivers = (n + MR - 1) / MR;
+    pl.kp = (in + 1) / 2;
+    pl.slivers = (n + MR - 1) / MR;
     /* Column blocks: at most NC wide, and at least one per thread when
      * there are enough columns (the block width does not change any
      * result, only who computes it). */
     size_t per_thread = round_up((out + (size_t)threads - 1) / (size_t)threads, NR);
-    pr.nc = per_thread < NC ? per_thread : NC;
-    size_t blocks = (out + pr.nc - 1) / pr.nc;
-    if ((size_t)threads > blocks) threads = (int)blocks;
-    size_t a_words = pr.slivers * pr.kp * MR, b_words = (size_t)NC * KC / 2;
-    pr.ap = aligned_alloc(64, round_up(a_words * sizeof *pr.ap, 64));
-    uint32_t *b_all = aligned_alloc(64, (size_t)threads * b_words * sizeof *b_all);
-    if (!pr.ap || !b_all) {
-        free(pr.ap);
-        free(b_all);
-        return false;
-    }
+    pl.nc = per_thread < NC ? per_thread : NC;
+    pl.blocks = (out + pl.nc - 1) / pl.nc;
+    if ((size_t)threads > pl.blocks) threads = (int)pl.blocks;
+    pl.threads = threads;
+    pl.a_bytes = round_up(pl.slivers * pl.kp * MR * sizeof(uint32_t), 64);
+    pl.b_words = (size_t)NC * KC / 2;
+    pl.bytes = 63 + pl.a_bytes + (size_t)threads * pl.b_words * sizeof(uint32_t);
+    return pl;
+}
+
+/* The product with the packed operands in `ws` (pl.bytes, any alignment). */
+static void linear_bf16_fast(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
+                             size_t out, int accumulate, float *y, size_t ldy,
+                             const bf16_plan *pl, void *ws)
+{
+    int threads = pl->threads;
+    bf16_product pr = {x, n, in, ldx, w, out, accumulate, y, ldy, pl->kp, pl->slivers, pl->nc,
+                       NULL};
+    size_t blocks = pl->blocks, b_words = pl->b_words;
+    unsigned char *base = (unsigned char *)round_up((size_t)(uintptr_t)ws, 64);
+    pr.ap = (uint32_t *)(void *)base;
+    uint32_t *b_all = (uint32_t *)(void *)(base + pl->a_bytes);
     BA_OMP("omp parallel num_threads(threads) if (threads > 1)")
     {
         int me = 0;
@@ -327,25 +346,43 @@ static bool linear_bf16_fast(const float *x, size_t n, size_t in, size_t ldx, co
         BA_OMP("omp for schedule(dynamic, 1)")
         for (size_t jb = 0; jb < blocks; jb++) column_block(&pr, jb, b_all + (size_t)me * b_words);
     }
-    free(pr.ap);
-    free(b_all);
-    return true;
 }
 
 #endif /* BA_HAVE_BF16_KERNEL */
 
-void ba_linear_bf16(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
-                    size_t out, int accumulate, float *y, size_t ldy)
+size_t ba_linear_bf16_workspace_bytes(size_t n, size_t in, size_t out)
 {
-    if (n == 0 || out == 0) return;
+#if BA_HAVE_BF16_KERNEL
+    if (n == 0 || out == 0 || in == 0 || !ba_bf16_dot_available()) return 0;
+    return plan_bf16(n, in, out).bytes;
+#else
+    (void)n, (void)in, (void)out;
+    return 0;
+#endif
+}
+
+ba_status ba_linear_bf16(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
+                         size_t out, int accumulate, float *y, size_t ldy, void *workspace,
+                         size_t workspace_bytes, ba_error *err)
+{
+    if (n == 0 || out == 0) return BA_OK;
     if (in == 0) {
         if (!accumulate)
             for (size_t i = 0; i < n; i++) memset(y + i * ldy, 0, out * sizeof *y);
-        return;
+        return BA_OK;
     }
 #if BA_HAVE_BF16_KERNEL
-    if (ba_bf16_dot_available() && linear_bf16_fast(x, n, in, ldx, w, out, accumulate, y, ldy))
-        return;
+    if (ba_bf16_dot_available()) {
+        bf16_plan pl = plan_bf16(n, in, out);
+        if (!workspace || workspace_bytes < pl.bytes)
+            return ba_fail(err, BA_ERR_USAGE, "bf16 product %zu x %zu -> %zu: workspace of %zu "
+                           "bytes, it needs %zu (ba_linear_bf16_workspace_bytes, %d threads)", n,
+                           in, out, workspace ? workspace_bytes : 0, pl.bytes, pl.threads);
+        linear_bf16_fast(x, n, in, ldx, w, out, accumulate, y, ldy, &pl, workspace);
+        return BA_OK;
+    }
 #endif
+    (void)workspace, (void)workspace_bytes, (void)err;
     ba_linear_bf16_ref(x, n, in, ldx, w, out, accumulate, y, ldy);
+    return BA_OK;
 }

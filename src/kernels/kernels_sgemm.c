@@ -52,6 +52,7 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -388,33 +389,42 @@ static void choose_grid(size_t m, size_t n, size_t k, int threads, size_t *row_p
     }
 }
 
-static bool sgemm_fast(const sgemm_problem *problem)
+/* How one product is cut: k block, threads and the per-thread buffers. */
+typedef struct {
+    size_t kc;
+    int threads;
+    size_t a_floats, buffer_floats; /* per thread: A block, then B block */
+    size_t bytes;                   /* the whole workspace, alignment slack included */
+} sgemm_plan;
+
+static sgemm_plan plan_sgemm(size_t m, size_t n, size_t k)
 {
-    sgemm_problem pr = *problem;
+    sgemm_plan pl = {0};
     /* k blocks of equal size (a multiple of 8, the last possibly shorter),
      * from k alone */
-    size_t kblocks = ceil_div(pr.k, KC);
-    pr.kc = round_up(ceil_div(pr.k, kblocks), 8);
-    if (pr.kc > pr.k) pr.kc = pr.k;
+    size_t kblocks = ceil_div(k, KC);
+    pl.kc = round_up(ceil_div(k, kblocks), 8);
+    if (pl.kc > k) pl.kc = k;
     int threads = openblas_get_num_threads();
     if (threads < 1) threads = 1;
-    double flops = 2.0 * (double)pr.m * (double)pr.n * (double)pr.k;
+    double flops = 2.0 * (double)m * (double)n * (double)k;
     if (flops < 4e6) threads = 1; /* not worth waking threads */
-    size_t a_floats = round_up((pr.m < MC ? round_up(pr.m, MR) : MC) * pr.kc, 16);
-    size_t b_floats = (pr.n < NC ? round_up(pr.n, NR) : NC) * pr.kc;
-    size_t buffer_floats = a_floats + b_floats;
-    /* One buffer per thread, each allocated alone (under 1 MiB: from the
-     * heap, reused from call to call, rather than fresh mmap pages). */
-    float *buffers[threads];
-    bool ok = true;
-    for (int t = 0; t < threads; t++) {
-        buffers[t] = ok ? aligned_alloc(64, buffer_floats * sizeof(float)) : NULL;
-        ok = ok && buffers[t];
-    }
-    if (!ok) {
-        for (int t = 0; t < threads; t++) free(buffers[t]);
-        return false;
-    }
+    pl.threads = threads;
+    pl.a_floats = round_up((m < MC ? round_up(m, MR) : MC) * pl.kc, 16);
+    size_t b_floats = (n < NC ? round_up(n, NR) : NC) * pl.kc;
+    /* a multiple of 16 floats: every thread's buffer starts 64-byte aligned */
+    pl.buffer_floats = round_up(pl.a_floats + b_floats, 16);
+    pl.bytes = 63 + (size_t)threads * pl.buffer_floats * sizeof(float);
+    return pl;
+}
+
+static void sgemm_fast(const sgemm_problem *problem, const sgemm_plan *pl, void *ws)
+{
+    sgemm_problem pr = *problem;
+    pr.kc = pl->kc;
+    int threads = pl->threads;
+    size_t a_floats = pl->a_floats;
+    float *all = (float *)(void *)(uintptr_t)round_up((size_t)(uintptr_t)ws, 64);
     BA_OMP("omp parallel num_threads(threads) if (threads > 1)")
     {
         int me = 0, team = 1;
@@ -431,29 +441,60 @@ static bool sgemm_fast(const sgemm_problem *problem)
             size_t j0 = ns * q / tc * NR, j1 = ns * (q + 1) / tc * NR;
             if (i1 > pr.m) i1 = pr.m;
             if (j1 > pr.n) j1 = pr.n;
-            float *ap = buffers[me], *bp = ap + a_floats;
+            float *ap = all + (size_t)me * pl->buffer_floats, *bp = ap + a_floats;
             if (i0 < i1 && j0 < j1) sgemm_region(&pr, i0, i1, j0, j1, ap, bp);
         }
     }
-    for (int t = 0; t < threads; t++) free(buffers[t]);
-    return true;
 }
 
 #endif /* BA_HAVE_SGEMM_KERNEL */
 
-void ba_sgemm(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
-              size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
+size_t ba_sgemm_workspace_bytes(size_t m, size_t n, size_t k)
 {
-    if (m == 0 || n == 0) return;
+#if BA_HAVE_SGEMM_KERNEL
+    if (m == 0 || n == 0 || k == 0 || !ba_sgemm_kernel_available()) return 0;
+    return plan_sgemm(m, n, k).bytes;
+#else
+    (void)m, (void)n, (void)k;
+    return 0;
+#endif
+}
+
+ba_status ba_sgemm_ws(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                      size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                      void *workspace, size_t workspace_bytes, ba_error *err)
+{
+    if (m == 0 || n == 0) return BA_OK;
     if (k == 0 || alpha == 0.0f) {
         scale_c(m, n, beta, c, ldc);
-        return;
+        return BA_OK;
     }
 #if BA_HAVE_SGEMM_KERNEL
     if (ba_sgemm_kernel_available()) {
+        sgemm_plan pl = plan_sgemm(m, n, k);
+        if (!workspace || workspace_bytes < pl.bytes)
+            return ba_fail(err, BA_ERR_USAGE, "sgemm %zu x %zu x %zu: workspace of %zu bytes, it "
+                           "needs %zu (ba_sgemm_workspace_bytes, %d threads)", m, n, k,
+                           workspace ? workspace_bytes : 0, pl.bytes, pl.threads);
         sgemm_problem pr = {trans_a, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, 0};
-        if (sgemm_fast(&pr)) return;
+        sgemm_fast(&pr, &pl, workspace);
+        return BA_OK;
     }
 #endif
+    (void)workspace, (void)workspace_bytes, (void)err;
     sgemm_blas(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return BA_OK;
+}
+
+void ba_sgemm(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+              size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
+{
+    size_t bytes = ba_sgemm_workspace_bytes(m, n, k);
+    void *ws = bytes ? malloc(bytes) : NULL;
+    ba_error err;
+    if ((bytes && !ws) ||
+        ba_sgemm_ws(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws, bytes, &err) !=
+            BA_OK)
+        sgemm_blas(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    free(ws);
 }

@@ -1,6 +1,10 @@
 /* model.c — the architecture-neutral model layer (see model.h): loading,
- * argument checks, weight access, and the random-checkpoint writer. The
- * architectures themselves live in model_<arch>.c behind ba_model_ops. */
+ * contexts (the run state), argument checks, weight access, the one
+ * weight product every architecture multiplies through
+ * (ba_weight_product, where LoRA adapters will apply), the shared
+ * hidden-state store and next-token log-probabilities, and the
+ * random-checkpoint writer. The architectures themselves live in
+ * arch/<arch>.c behind ba_model_ops. */
 #include "brainalign/lm/model.h"
 #include "brainalign/core/rng.h"
 
@@ -77,8 +81,9 @@ ba_status ba_matmul_parse(const char *text, ba_matmul *mode, ba_error *err)
 
 const char *ba_matmul_name(ba_matmul mode) { return mode == BA_MATMUL_BF16 ? "bf16" : "f32"; }
 
-ba_status ba_model_set_matmul(ba_model *model, ba_matmul mode, ba_error *err)
+ba_status ba_model_ctx_set_matmul(ba_model_ctx *ctx, ba_matmul mode, ba_error *err)
 {
+    const ba_model *model = ctx->model;
     if (mode != BA_MATMUL_F32 && mode != BA_MATMUL_BF16)
         return ba_fail(err, BA_ERR_USAGE, "%s: unknown matrix-product precision %d", model->dir,
                        (int)mode);
@@ -104,11 +109,11 @@ ba_status ba_model_set_matmul(ba_model *model, ba_matmul mode, ba_error *err)
                            getenv("BRAINALIGN_NO_BF16_DOT") ? " and BRAINALIGN_NO_BF16_DOT unset"
                                                             : ", which this one lacks");
     }
-    model->matmul = mode;
+    ctx->matmul = mode;
     return BA_OK;
 }
 
-ba_matmul ba_model_get_matmul(const ba_model *model) { return model->matmul; }
+ba_matmul ba_model_ctx_get_matmul(const ba_model_ctx *ctx) { return ctx->matmul; }
 
 const ba_model_config *ba_model_get_config(const ba_model *model) { return &model->cfg; }
 const char *ba_model_dir(const ba_model *model) { return model->dir; }
@@ -117,10 +122,114 @@ int ba_model_d_model(const ba_model *model) { return model->cfg.d_model; }
 int ba_model_vocab_size(const ba_model *model) { return model->cfg.vocab_size; }
 int ba_model_max_tokens(const ba_model *model) { return model->cfg.n_positions; }
 
-ba_status ba_model_forward(ba_model *model, const int32_t *tokens, size_t n_tokens,
+/* ---- contexts ------------------------------------------------------------------------ */
+
+ba_status ba_model_ctx_create(const ba_model *model, ba_model_ctx **out, ba_error *err)
+{
+    *out = NULL;
+    ba_model_ctx *ctx = ba_calloc(1, sizeof *ctx, "model context", err);
+    if (!ctx) return BA_ERR_NOMEM;
+    ctx->model = model;
+    ctx->matmul = BA_MATMUL_F32;
+    *out = ctx;
+    return BA_OK;
+}
+
+static void free_buffers(ba_model_ctx *ctx)
+{
+    free(ctx->x), free(ctx->a), free(ctx->qkv), free(ctx->att), free(ctx->ff), free(ctx->ff2);
+    free(ctx->scores), free(ctx->rope_cos), free(ctx->rope_sin);
+    free(ctx->lp.logits), free(ctx->lp.lse_max), free(ctx->lp.lse_sum), free(ctx->lp.target);
+    free(ctx->wscratch), free(ctx->kernel_ws);
+    ctx->x = ctx->a = ctx->qkv = ctx->att = ctx->ff = ctx->ff2 = ctx->scores = NULL;
+    ctx->rope_cos = ctx->rope_sin = ctx->lp.logits = ctx->lp.target = ctx->wscratch = NULL;
+    ctx->lp.lse_max = ctx->lp.lse_sum = NULL;
+    ctx->kernel_ws = NULL;
+    ctx->kernel_ws_bytes = 0;
+    ctx->capacity = 0;
+}
+
+void ba_model_ctx_destroy(ba_model_ctx *ctx)
+{
+    if (!ctx) return;
+    free_buffers(ctx);
+    free(ctx->kv_cache), free(ctx->saved_activations), free(ctx->gradients);
+    free(ctx);
+}
+
+const ba_model *ba_model_ctx_model(const ba_model_ctx *ctx) { return ctx->model; }
+
+/* The bf16 kernel's workspace for every product of a window of n tokens:
+ * its size grows with each dimension, so the largest input and output
+ * widths of the model bound every product's. */
+static size_t kernel_ws_bytes(const ba_model_ctx *ctx, size_t n)
+{
+    if (ctx->matmul != BA_MATMUL_BF16) return 0;
+    const ba_model_config *c = &ctx->model->cfg;
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, dh = d / (size_t)c->n_heads;
+    size_t q = (size_t)c->n_heads * dh, kv = (size_t)c->n_kv_heads * dh;
+    size_t chunk = (size_t)c->vocab_size < BA_VOCAB_CHUNK ? (size_t)c->vocab_size
+                                                          : BA_VOCAB_CHUNK;
+    size_t in = d > f ? d : f, out = in;
+    if (q > in) in = q;
+    if (q + 2 * kv > out) out = q + 2 * kv;
+    if (chunk > out) out = chunk;
+    return ba_linear_bf16_workspace_bytes(n, in, out);
+}
+
+ba_status ba_model_ctx_reserve(ba_model_ctx *ctx, size_t n, ba_error *err)
+{
+    const ba_model *m = ctx->model;
+    const ba_model_config *c = &m->cfg;
+    if (n == 0 || n > (size_t)c->n_positions)
+        return ba_fail(err, BA_ERR_SHAPE, "%s: a window of %zu tokens, the model takes 1 to %d",
+                       m->dir, n, c->n_positions);
+    ba_status rc = BA_OK;
+    size_t kernel_bytes = kernel_ws_bytes(ctx, n > ctx->capacity ? n : ctx->capacity);
+    if (n <= ctx->capacity && kernel_bytes <= ctx->kernel_ws_bytes) return BA_OK;
+    if (n <= ctx->capacity) { /* only the kernel's workspace grows (precision, threads) */
+        free(ctx->kernel_ws);
+        ctx->kernel_ws_bytes = 0;
+        BA_ALLOC(ctx->kernel_ws, kernel_bytes, "bf16 product workspace", fail);
+        ctx->kernel_ws_bytes = kernel_bytes;
+        return BA_OK;
+    }
+    free_buffers(ctx);
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, dh = d / (size_t)c->n_heads;
+    size_t qkv = (size_t)(c->n_heads + 2 * c->n_kv_heads) * dh;
+    ctx->lp.chunk = (size_t)c->vocab_size < BA_VOCAB_CHUNK ? (size_t)c->vocab_size
+                                                           : BA_VOCAB_CHUNK;
+    BA_ALLOC(ctx->x, n * d, "residual stream", fail);
+    BA_ALLOC(ctx->a, n * d, "normalised activations", fail);
+    BA_ALLOC(ctx->qkv, n * qkv, "queries/keys/values", fail);
+    BA_ALLOC(ctx->att, n * (size_t)c->n_heads * dh, "attention output", fail);
+    BA_ALLOC(ctx->ff, n * f, "MLP activations", fail);
+    if (m->ops->gated_mlp) BA_ALLOC(ctx->ff2, n * f, "MLP up activations", fail);
+    BA_ALLOC(ctx->scores, ba_attention_scratch_floats(n), "attention scores", fail);
+    if (m->ops->rotary) {
+        BA_ALLOC(ctx->rope_cos, n * dh / 2, "rotary cosines", fail);
+        BA_ALLOC(ctx->rope_sin, n * dh / 2, "rotary sines", fail);
+    }
+    BA_ALLOC(ctx->lp.logits, n * ctx->lp.chunk, "logits chunk", fail);
+    BA_ALLOC(ctx->lp.lse_max, n, "log-sum-exp maxima", fail);
+    BA_ALLOC(ctx->lp.lse_sum, n, "log-sum-exp sums", fail);
+    BA_ALLOC(ctx->lp.target, n, "next-token logits", fail);
+    if (m->widen_floats) BA_ALLOC(ctx->wscratch, m->widen_floats, "widened weights", fail);
+    if (kernel_bytes) BA_ALLOC(ctx->kernel_ws, kernel_bytes, "bf16 product workspace", fail);
+    ctx->kernel_ws_bytes = kernel_bytes;
+    ctx->capacity = n;
+    return BA_OK;
+fail:
+    free_buffers(ctx);
+    ba_context(err, "%s: a context for windows of %zu tokens", m->dir, n);
+    return rc;
+}
+
+ba_status ba_model_forward(ba_model_ctx *ctx, const int32_t *tokens, size_t n_tokens,
                            const int *layers, int n_layers_kept, float *hidden,
                            float *next_logprob, ba_error *err)
 {
+    const ba_model *model = ctx->model;
     const ba_model_config *c = &model->cfg;
     if (n_tokens == 0 || n_tokens > (size_t)c->n_positions)
         return ba_fail(err, BA_ERR_SHAPE, "%s: a window of %zu tokens, the model takes 1 to %d",
@@ -136,7 +245,8 @@ ba_status ba_model_forward(ba_model *model, const int32_t *tokens, size_t n_toke
         if (layers[k] < 0 || layers[k] > c->n_layers)
             return ba_fail(err, BA_ERR_VALUE, "%s: hidden-state layer %d does not exist (0 = "
                            "embeddings .. %d = last)", model->dir, layers[k], c->n_layers);
-    return model->ops->forward(model, tokens, n_tokens, layers, n_layers_kept, hidden,
+    BA_CHECK(ba_model_ctx_reserve(ctx, n_tokens, err));
+    return model->ops->forward(ctx, tokens, n_tokens, layers, n_layers_kept, hidden,
                                next_logprob, err);
 }
 
@@ -209,56 +319,115 @@ const float *ba_weight_f32(const ba_tensor *t, size_t first, size_t count, float
 }
 
 /* Rows per widened panel: as many as fit the scratch, in multiples of 16
- * (the width of the BLAS kernels' blocks) when more than 16 fit. */
-static size_t panel_rows(size_t in, size_t scratch_floats)
+ * (the width of the BLAS kernels' blocks) when more than 16 fit; all of
+ * them when they all fit. */
+static size_t panel_rows(size_t rows, size_t in, size_t scratch_floats)
 {
-    size_t rows = in ? scratch_floats / in : 1;
-    if (rows > 16) rows -= rows % 16;
-    return rows ? rows : 1;
+    if (rows * in <= scratch_floats) return rows;
+    size_t step = in ? scratch_floats / in : 1;
+    if (step > 16) step -= step % 16;
+    return step ? step : 1;
+}
+
+ba_weight ba_weight_of(const ba_tensor *t, ba_weight_layout layout, const float *bias)
+{
+    ba_weight w = {t, layout, 0, 0, 0, bias, NULL};
+    w.in = (size_t)(layout == BA_WEIGHT_OUT_IN ? t->shape[1] : t->shape[0]);
+    w.out = (size_t)(layout == BA_WEIGHT_OUT_IN ? t->shape[0] : t->shape[1]);
+    return w;
+}
+
+ba_weight ba_weight_rows(const ba_weight *w, size_t first, size_t count)
+{
+    ba_weight v = *w;
+    v.out0 = w->out0 + first;
+    v.out = count;
+    if (w->bias) v.bias = w->bias + first;
+    return v;
+}
+
+size_t ba_weight_widen_floats(const ba_weight *w, size_t panel_floats)
+{
+    if (ba_weight_is_direct(w->tensor)) return 0;
+    if (w->layout == BA_WEIGHT_IN_OUT) return w->in * w->out;
+    size_t whole = w->in * w->out, panel = panel_floats > w->in ? panel_floats : w->in;
+    return whole < panel ? whole : panel;
+}
+
+static ba_status scratch_too_small(const ba_model_ctx *ctx, const ba_weight *w, size_t need,
+                                   ba_error *err)
+{
+    return ba_fail(err, BA_ERR_USAGE, "%s: tensor '%s' needs %zu floats of widening scratch, the "
+                   "context has %zu (a context of another model?)", ctx->model->dir,
+                   w->tensor->name, need, ctx->wscratch ? ctx->model->widen_floats : 0);
 }
 
 /* bfloat16 products with a BF16 weight used as stored; one at an odd
  * address (a foreign file's alignment) is copied a panel of rows at a time
  * into the scratch first. */
-static void weight_linear_bf16(const ba_tensor *w, size_t row0, size_t rows, const float *x,
-                               size_t n, size_t ldx, int accumulate, float *y, size_t ldy,
-                               float *scratch, size_t scratch_floats)
+static ba_status product_bf16(ba_model_ctx *ctx, const ba_weight *w, const float *x, size_t n,
+                              size_t ldx, float *y, size_t ldy, int accumulate, ba_error *err)
 {
-    size_t in = (size_t)w->shape[1];
-    const unsigned char *base = (const unsigned char *)w->data + row0 * in * 2;
-    if ((uintptr_t)base % _Alignof(uint16_t) == 0) {
-        ba_linear_bf16(x, n, in, ldx, (const uint16_t *)base, rows, accumulate, y, ldy);
-        return;
-    }
-    size_t step = panel_rows(in, scratch_floats * 2); /* uint16 in a float's room: two */
+    size_t in = w->in, rows = w->out;
+    const unsigned char *base = (const unsigned char *)w->tensor->data + w->out0 * in * 2;
+    if ((uintptr_t)base % _Alignof(uint16_t) == 0)
+        return ba_linear_bf16(x, n, in, ldx, (const uint16_t *)(const void *)base, rows,
+                              accumulate, y, ldy, ctx->kernel_ws, ctx->kernel_ws_bytes, err);
+    size_t scratch = ctx->wscratch ? ctx->model->widen_floats : 0;
+    if (scratch * 2 < in) return scratch_too_small(ctx, w, (in + 1) / 2, err);
+    size_t step = panel_rows(rows, in, scratch * 2); /* uint16 in a float's room: two */
     for (size_t r = 0; r < rows; r += step) {
         size_t m = rows - r < step ? rows - r : step;
-        memcpy(scratch, base + r * in * 2, m * in * 2);
-        ba_linear_bf16(x, n, in, ldx, (const uint16_t *)scratch, m, accumulate, y + r, ldy);
+        memcpy(ctx->wscratch, base + r * in * 2, m * in * 2);
+        BA_CHECK(ba_linear_bf16(x, n, in, ldx, (const uint16_t *)(void *)ctx->wscratch, m,
+                                accumulate, y + r, ldy, ctx->kernel_ws, ctx->kernel_ws_bytes,
+                                err));
     }
+    return BA_OK;
 }
 
-void ba_weight_linear(const ba_tensor *w, size_t row0, size_t rows, const float *x, size_t n,
-                      size_t ldx, int accumulate, float *y, size_t ldy, float *scratch,
-                      size_t scratch_floats, ba_matmul matmul)
+ba_status ba_weight_product(ba_model_ctx *ctx, const ba_weight *w, const float *x, size_t n,
+                            size_t ldx, float *y, size_t ldy, int accumulate, ba_error *err)
 {
-    size_t in = (size_t)w->shape[1];
-    if (matmul == BA_MATMUL_BF16 && w->dtype == BA_DTYPE_BF16) {
-        weight_linear_bf16(w, row0, rows, x, n, ldx, accumulate, y, ldy, scratch,
-                           scratch_floats);
-        return;
+    const ba_tensor *t = w->tensor;
+    size_t in = w->in, rows = w->out;
+    if (w->lora)
+        /* The LoRA hook: y += (alpha / r) (x A^T) B^T after the base
+         * product below, for the weights an adapter targets (issue 12). */
+        return ba_fail(err, BA_ERR_USAGE, "%s: tensor '%s' carries a LoRA adapter, and LoRA "
+                       "products are not implemented yet", ctx->model->dir, t->name);
+    if (w->layout == BA_WEIGHT_IN_OUT) {
+        /* [in][out]: whole, rows of it are inputs (never a row range). */
+        if (w->out0 != 0 || rows != (size_t)t->shape[1])
+            return ba_fail(err, BA_ERR_INTERNAL, "%s: a column range of the [in][out] tensor "
+                           "'%s'", ctx->model->dir, t->name);
+        const float *wf = t->data;
+        if (!ba_weight_is_direct(t)) {
+            size_t scratch = ctx->wscratch ? ctx->model->widen_floats : 0;
+            if (scratch < in * rows) return scratch_too_small(ctx, w, in * rows, err);
+            wf = ba_weight_f32(t, 0, in * rows, ctx->wscratch);
+        }
+        ba_linear_strided(x, n, in, ldx, wf, BA_WEIGHT_IN_OUT, rows, w->bias, accumulate, y,
+                          ldy);
+        return BA_OK;
     }
-    if (ba_weight_is_direct(w)) {
-        ba_linear_into(x, n, in, ldx, (const float *)w->data + row0 * in, rows, accumulate, y,
-                       ldy);
-        return;
+    if (ctx->matmul == BA_MATMUL_BF16 && t->dtype == BA_DTYPE_BF16 && !w->bias)
+        return product_bf16(ctx, w, x, n, ldx, y, ldy, accumulate, err);
+    if (ba_weight_is_direct(t)) {
+        ba_linear_strided(x, n, in, ldx, (const float *)t->data + w->out0 * in, BA_WEIGHT_OUT_IN,
+                          rows, w->bias, accumulate, y, ldy);
+        return BA_OK;
     }
-    size_t step = panel_rows(in, scratch_floats);
+    size_t scratch = ctx->wscratch ? ctx->model->widen_floats : 0;
+    if (scratch < in) return scratch_too_small(ctx, w, in, err);
+    size_t step = panel_rows(rows, in, scratch);
     for (size_t r = 0; r < rows; r += step) {
         size_t m = rows - r < step ? rows - r : step;
-        const float *panel = ba_weight_f32(w, (row0 + r) * in, m * in, scratch);
-        ba_linear_into(x, n, in, ldx, panel, m, accumulate, y + r, ldy);
+        const float *panel = ba_weight_f32(t, (w->out0 + r) * in, m * in, ctx->wscratch);
+        ba_linear_strided(x, n, in, ldx, panel, BA_WEIGHT_OUT_IN, m, w->bias ? w->bias + r : NULL,
+                          accumulate, y + r, ldy);
     }
+    return BA_OK;
 }
 
 void ba_model_store_hidden(const float *state, int index, size_t n, size_t d, const int *layers,
@@ -268,11 +437,11 @@ void ba_model_store_hidden(const float *state, int index, size_t n, size_t d, co
         if (layers[k] == index) memcpy(hidden + (size_t)k * n * d, state, n * d * sizeof *state);
 }
 
-void ba_model_next_logprobs(const ba_tensor *head, const float *h, size_t n, size_t d,
-                            size_t vocab, const int32_t *tokens, ba_logprob_workspace *ws,
-                            float *scratch, size_t scratch_floats, ba_matmul matmul,
-                            float *out)
+ba_status ba_model_next_logprobs(ba_model_ctx *ctx, const ba_weight *head, const float *h,
+                                 size_t n, const int32_t *tokens, float *out, ba_error *err)
 {
+    ba_logprob_workspace *ws = &ctx->lp;
+    size_t d = head->in, vocab = head->out;
     for (size_t t = 0; t < n; t++) {
         ws->lse_max[t] = -INFINITY;
         ws->lse_sum[t] = 0.0;
@@ -280,8 +449,8 @@ void ba_model_next_logprobs(const ba_tensor *head, const float *h, size_t n, siz
     }
     for (size_t v0 = 0; v0 < vocab; v0 += ws->chunk) {
         size_t rows = vocab - v0 < ws->chunk ? vocab - v0 : ws->chunk;
-        ba_weight_linear(head, v0, rows, h, n, d, 0, ws->logits, rows, scratch, scratch_floats,
-                         matmul);
+        ba_weight chunk = ba_weight_rows(head, v0, rows);
+        BA_CHECK(ba_weight_product(ctx, &chunk, h, n, d, ws->logits, rows, 0, err));
         for (size_t t = 0; t + 1 < n; t++) {
             const float *row = ws->logits + t * rows;
             ba_logsumexp_accumulate(row, rows, &ws->lse_max[t], &ws->lse_sum[t]);
@@ -292,6 +461,7 @@ void ba_model_next_logprobs(const ba_tensor *head, const float *h, size_t n, siz
     for (size_t t = 0; t + 1 < n; t++)
         out[t] = (float)((double)ws->target[t] - (ws->lse_max[t] + log(ws->lse_sum[t])));
     out[n - 1] = NAN;
+    return BA_OK;
 }
 
 /* ---- random checkpoints ---------------------------------------------------------------- */

@@ -552,7 +552,7 @@ static ba_status deal_windows(const story_tokens *st, size_t n_stories,
 typedef struct {
     const ba_features_config *cfg;
     const run_settings *rs;
-    ba_model *model;
+    ba_model_ctx *ctx;    /* the run state of the forwards */
     const ba_story *stories;
     story_tokens *tokens;
     double *token_logp;   /* all stories' tokens; this rank's windows only */
@@ -600,7 +600,7 @@ static ba_status run_window(window_run *wr, size_t s, size_t k, size_t *scratch_
     size_t n = e - b + lead;
     if (lead) wr->ids[0] = rs->bos;
     memcpy(wr->ids + lead, st->ids + b, (e - b) * sizeof *wr->ids);
-    BA_CHECK(ba_model_forward(wr->model, wr->ids, n, rs->layers, rs->n_layers, wr->hidden,
+    BA_CHECK(ba_model_forward(wr->ctx, wr->ids, n, rs->layers, rs->n_layers, wr->hidden,
                               wr->logp, err));
     /* Token t sits at window position p = t - b + lead; its log-probability
      * is the prediction made at position p - 1. */
@@ -684,6 +684,7 @@ static ba_status record_associations(ba_h5file *f, const ba_features_config *cfg
  * tokens. */
 typedef struct {
     ba_model *model;
+    ba_model_ctx *ctx;
     ba_tokenizer *tok;
     run_settings rs;
     ba_story *stories;
@@ -699,6 +700,7 @@ static void prepared_free(prepared *p)
     story_tokens_free(p->tokens, p->n_stories);
     ba_story_array_free(p->stories, p->n_stories);
     ba_tokenizer_destroy(p->tok);
+    ba_model_ctx_destroy(p->ctx);
     ba_model_destroy(p->model);
     memset(p, 0, sizeof *p);
 }
@@ -708,7 +710,8 @@ static ba_status prepare(const ba_features_config *cfg, prepared *p, ba_features
 {
     ba_status rc = BA_OK;
     BA_TRY(ba_model_load(cfg->model_dir, &p->model, err), done);
-    BA_TRY(ba_model_set_matmul(p->model, cfg->matmul, err), done);
+    BA_TRY(ba_model_ctx_create(p->model, &p->ctx, err), done);
+    BA_TRY(ba_model_ctx_set_matmul(p->ctx, cfg->matmul, err), done);
     BA_TRY(ba_tokenizer_load(cfg->model_dir, &p->tok, err), done);
     BA_TRY(resolve_settings(cfg, p->model, &p->rs, err), done);
     BA_TRY(read_stories(cfg, &p->stories, &p->n_stories, &sum->stimuli, err), done);
@@ -828,7 +831,7 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
                                                 : "baseline";
     ba_features_meta meta = {mc->model_type, sum->checkpoint, (long)p.rs.context, condition,
                              cfg->command_line ? cfg->command_line : "brainalign features"};
-    wr = (window_run){cfg, &p.rs, p.model, p.stories, p.tokens, wr.token_logp, &writer,
+    wr = (window_run){cfg, &p.rs, p.ctx, p.stories, p.tokens, wr.token_logp, &writer,
                       NULL, NULL, NULL, (size_t)ba_model_d_model(p.model)};
     BA_TRY(ba_features_writer_begin(&writer, cfg->out_path, comm, &meta, p.rs.layers,
                                     p.rs.n_layers, (long)wr.d, info, p.n_stories, err), done);

@@ -128,6 +128,7 @@ static void test_window_rule_brute_force(void **state)
 
 typedef struct {
     ba_model *model;
+    ba_model_ctx *ctx;
     int32_t *ids;
     size_t n_tokens, n_words, *word_end;
     ba_story story;
@@ -141,7 +142,8 @@ static void load_input(story_input *in)
     char path[4400];
     snprintf(path, sizeof path, "%s/%s/align.csv", g_stim, STORY);
     if (ba_story_read(path, BA_STIM_AUTO, STORY, &in->story, &err) ||
-        ba_model_load(g_ckpt, &in->model, &err) || ba_tokenizer_load(g_ckpt, &tok, &err))
+        ba_model_load(g_ckpt, &in->model, &err) ||
+        ba_model_ctx_create(in->model, &in->ctx, &err) || ba_tokenizer_load(g_ckpt, &tok, &err))
         fail_msg("%s", err.message);
     in->n_words = in->story.n_words;
     in->word_end = calloc(in->n_words, sizeof *in->word_end);
@@ -155,6 +157,7 @@ static void load_input(story_input *in)
 
 static void free_input(story_input *in)
 {
+    ba_model_ctx_destroy(in->ctx);
     ba_model_destroy(in->model);
     free(in->ids);
     free(in->word_end);
@@ -180,7 +183,7 @@ static window_out forward_window(story_input *in, size_t b, size_t e, int bos, c
     w.logp = malloc(w.n * sizeof(float));
     ba_error err;
     ba_error_clear(&err);
-    if (ba_model_forward(in->model, ids, w.n, layers, n_layers, w.hidden, w.logp, &err))
+    if (ba_model_forward(in->ctx, ids, w.n, layers, n_layers, w.hidden, w.logp, &err))
         fail_msg("%s", err.message);
     free(ids);
     return w;

@@ -47,7 +47,7 @@ static double max_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-static int expect_refusal(ba_model *m, const int32_t *tokens, size_t n, const int *layers,
+static int expect_refusal(ba_model_ctx *m, const int32_t *tokens, size_t n, const int *layers,
                           int n_kept, float *hidden, const char *fragment)
 {
     ba_error err;
@@ -70,7 +70,9 @@ int main(int argc, char **argv)
     ba_error err;
     ba_error_clear(&err);
     ba_model *m = NULL;
+    ba_model_ctx *ctx = NULL;
     if (ba_model_load(argv[1], &m, &err) != BA_OK) return die("load", &err);
+    if (ba_model_ctx_create(m, &ctx, &err) != BA_OK) return die("context", &err);
 
     FILE *f = fopen(argv[2], "rb");
     if (!f) return die(argv[2], NULL);
@@ -84,7 +86,7 @@ int main(int argc, char **argv)
     for (int i = 0; i <= L; i++) all[i] = i;
     float *hidden = malloc((size_t)(L + 1) * n * d * sizeof *hidden);
     float *logprob = malloc(n * sizeof *logprob);
-    if (ba_model_forward(m, tokens, n, all, L + 1, hidden, logprob, &err) != BA_OK)
+    if (ba_model_forward(ctx, tokens, n, all, L + 1, hidden, logprob, &err) != BA_OK)
         return die("forward", &err);
     if (write_floats(argv[3], ".hidden.f32", hidden, (size_t)(L + 1) * n * d) ||
         write_floats(argv[3], ".logprob.f32", logprob, n))
@@ -94,7 +96,7 @@ int main(int argc, char **argv)
     /* Layers L and 1 in that order, no log-probabilities. */
     int some[2] = {L, 1};
     float *part = malloc(2 * n * d * sizeof *part);
-    if (ba_model_forward(m, tokens, n, some, 2, part, NULL, &err) != BA_OK)
+    if (ba_model_forward(ctx, tokens, n, some, 2, part, NULL, &err) != BA_OK)
         return die("forward (subset)", &err);
     if (memcmp(part, hidden + (size_t)L * n * d, n * d * sizeof *part) != 0 ||
         memcmp(part + n * d, hidden + n * d, n * d * sizeof *part) != 0) {
@@ -102,7 +104,7 @@ int main(int argc, char **argv)
         bad = 1;
     }
     /* Only layer 1 (stops after the first block). */
-    if (ba_model_forward(m, tokens, n, some + 1, 1, part, NULL, &err) != BA_OK)
+    if (ba_model_forward(ctx, tokens, n, some + 1, 1, part, NULL, &err) != BA_OK)
         return die("forward (layer 1)", &err);
     if (memcmp(part, hidden + n * d, n * d * sizeof *part) != 0) {
         fprintf(stderr, "gpt2_dump: layer 1 alone differs from the full run\n");
@@ -113,7 +115,7 @@ int main(int argc, char **argv)
     size_t short_n = n > 23 ? 23 : n;
     float *short_hidden = malloc((size_t)(L + 1) * short_n * d * sizeof *short_hidden);
     float *short_lp = malloc(short_n * sizeof *short_lp);
-    if (ba_model_forward(m, tokens, short_n, all, L + 1, short_hidden, short_lp, &err) != BA_OK)
+    if (ba_model_forward(ctx, tokens, short_n, all, L + 1, short_hidden, short_lp, &err) != BA_OK)
         return die("forward (short window)", &err);
     double worst = 0;
     for (int i = 0; i <= L; i++) {
@@ -131,13 +133,14 @@ int main(int argc, char **argv)
     /* Refusals. */
     int32_t bad_tokens[2] = {0, (int32_t)ba_model_vocab_size(m)};
     int beyond = L + 1;
-    bad |= expect_refusal(m, bad_tokens, 2, NULL, 0, NULL, "outside the vocabulary");
-    bad |= expect_refusal(m, tokens, (size_t)ba_model_max_tokens(m) + 1, NULL, 0, NULL,
+    bad |= expect_refusal(ctx, bad_tokens, 2, NULL, 0, NULL, "outside the vocabulary");
+    bad |= expect_refusal(ctx, tokens, (size_t)ba_model_max_tokens(m) + 1, NULL, 0, NULL,
                           "the model takes 1 to");
-    bad |= expect_refusal(m, tokens, 0, NULL, 0, NULL, "the model takes 1 to");
-    bad |= expect_refusal(m, tokens, 1, &beyond, 1, part, "does not exist");
+    bad |= expect_refusal(ctx, tokens, 0, NULL, 0, NULL, "the model takes 1 to");
+    bad |= expect_refusal(ctx, tokens, 1, &beyond, 1, part, "does not exist");
 
     free(all), free(hidden), free(logprob), free(part), free(short_hidden), free(short_lp);
+    ba_model_ctx_destroy(ctx);
     ba_model_destroy(m);
     return bad;
 }

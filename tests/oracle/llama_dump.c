@@ -21,7 +21,7 @@
  *
  * The environment variable BRAINALIGN_MATMUL=f32|bf16 (default f32) sets
  * the precision of the matrix products of every model loaded
- * (ba_model_set_matmul); when bf16 is asked for on a CPU without
+ * (ba_model_ctx_set_matmul); when bf16 is asked for on a CPU without
  * AVX512-BF16 the tool says so and exits with 77 (a skipped test). */
 #include <math.h>
 #include <stdio.h>
@@ -42,22 +42,26 @@ static int die(const char *what, const ba_error *err)
 
 #define EXIT_SKIP 77
 
-/* ba_model_load, then the products of BRAINALIGN_MATMUL. 0, 1 (failure)
- * or EXIT_SKIP. */
-static int open_model(const char *dir, ba_model **m, const char *what)
+/* ba_model_load and a context on it, then the products of
+ * BRAINALIGN_MATMUL. 0, 1 (failure) or EXIT_SKIP. */
+static int open_model(const char *dir, ba_model **m, ba_model_ctx **ctx, const char *what)
 {
     ba_error err;
     ba_error_clear(&err);
     *m = NULL;
+    *ctx = NULL;
     if (ba_model_load(dir, m, &err) != BA_OK) return die(what, &err);
+    if (ba_model_ctx_create(*m, ctx, &err) != BA_OK) return die(what, &err);
     const char *text = getenv("BRAINALIGN_MATMUL");
     ba_matmul mode = BA_MATMUL_F32;
     if (text && ba_matmul_parse(text, &mode, &err) != BA_OK) return die("BRAINALIGN_MATMUL", &err);
-    if (ba_model_set_matmul(*m, mode, &err) != BA_OK) {
+    if (ba_model_ctx_set_matmul(*ctx, mode, &err) != BA_OK) {
         bool cpu = mode == BA_MATMUL_BF16 && !ba_bf16_dot_available();
         fprintf(stderr, "llama_dump: %s%s\n", cpu ? "skipped: " : "", err.message);
+        ba_model_ctx_destroy(*ctx);
         ba_model_destroy(*m);
         *m = NULL;
+        *ctx = NULL;
         return cpu ? EXIT_SKIP : 1;
     }
     return 0;
@@ -101,7 +105,7 @@ static double max_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-static int expect_refusal(ba_model *m, const int32_t *tokens, size_t n, const int *layers,
+static int expect_refusal(ba_model_ctx *m, const int32_t *tokens, size_t n, const int *layers,
                           int n_kept, float *hidden, const char *fragment)
 {
     ba_error err;
@@ -124,14 +128,15 @@ static int check_growth(const char *dir, const int32_t *tokens, size_t n, const 
     ba_error err;
     ba_error_clear(&err);
     ba_model *m = NULL;
-    int opened = open_model(dir, &m, "load (second model)");
+    ba_model_ctx *ctx = NULL;
+    int opened = open_model(dir, &m, &ctx, "load (second model)");
     if (opened) return opened;
     int *all = malloc((size_t)(L + 1) * sizeof *all);
     for (int i = 0; i <= L; i++) all[i] = i;
     size_t short_n = n > 23 ? 23 : n;
     float *h = malloc((size_t)(L + 1) * n * d * sizeof *h), *lp = malloc(n * sizeof *lp);
     int bad = 0;
-    if (ba_model_forward(m, tokens, short_n, all, L + 1, h, lp, &err) != BA_OK)
+    if (ba_model_forward(ctx, tokens, short_n, all, L + 1, h, lp, &err) != BA_OK)
         return die("forward (short window)", &err);
     double worst = 0;
     for (int i = 0; i <= L; i++) {
@@ -147,7 +152,7 @@ static int check_growth(const char *dir, const int32_t *tokens, size_t n, const 
         fprintf(stderr, "llama_dump: the short window differs from the full run's prefix\n");
         bad = 1;
     }
-    if (ba_model_forward(m, tokens, n, all, L + 1, h, lp, &err) != BA_OK)
+    if (ba_model_forward(ctx, tokens, n, all, L + 1, h, lp, &err) != BA_OK)
         return die("forward (after growing)", &err);
     if (memcmp(h, hidden, (size_t)(L + 1) * n * d * sizeof *h) != 0 ||
         memcmp(lp, logprob, (n - 1) * sizeof *lp) != 0) {
@@ -155,6 +160,7 @@ static int check_growth(const char *dir, const int32_t *tokens, size_t n, const 
         bad = 1;
     }
     free(all), free(h), free(lp);
+    ba_model_ctx_destroy(ctx);
     ba_model_destroy(m);
     return bad;
 }
@@ -164,7 +170,8 @@ static int dump_and_check(const char *dir, const char *tokens_path, const char *
     ba_error err;
     ba_error_clear(&err);
     ba_model *m = NULL;
-    int opened = open_model(dir, &m, "load");
+    ba_model_ctx *ctx = NULL;
+    int opened = open_model(dir, &m, &ctx, "load");
     if (opened) return opened;
     static int32_t tokens[MAX_TOKENS];
     size_t n = read_tokens(tokens_path, tokens);
@@ -176,7 +183,7 @@ static int dump_and_check(const char *dir, const char *tokens_path, const char *
     for (int i = 0; i <= L; i++) all[i] = i;
     float *hidden = malloc((size_t)(L + 1) * n * d * sizeof *hidden);
     float *logprob = malloc(n * sizeof *logprob);
-    if (ba_model_forward(m, tokens, n, all, L + 1, hidden, logprob, &err) != BA_OK)
+    if (ba_model_forward(ctx, tokens, n, all, L + 1, hidden, logprob, &err) != BA_OK)
         return die("forward", &err);
     if (write_floats(prefix, ".hidden.f32", hidden, (size_t)(L + 1) * n * d) ||
         write_floats(prefix, ".logprob.f32", logprob, n))
@@ -186,7 +193,7 @@ static int dump_and_check(const char *dir, const char *tokens_path, const char *
     /* Layers L and 1 in that order, no log-probabilities. */
     int some[2] = {L, 1};
     float *part = malloc(2 * n * d * sizeof *part);
-    if (ba_model_forward(m, tokens, n, some, 2, part, NULL, &err) != BA_OK)
+    if (ba_model_forward(ctx, tokens, n, some, 2, part, NULL, &err) != BA_OK)
         return die("forward (subset)", &err);
     if (memcmp(part, hidden + (size_t)L * n * d, n * d * sizeof *part) != 0 ||
         memcmp(part + n * d, hidden + n * d, n * d * sizeof *part) != 0) {
@@ -194,7 +201,7 @@ static int dump_and_check(const char *dir, const char *tokens_path, const char *
         bad = 1;
     }
     /* Only layer 1 (stops after the first block). */
-    if (ba_model_forward(m, tokens, n, some + 1, 1, part, NULL, &err) != BA_OK)
+    if (ba_model_forward(ctx, tokens, n, some + 1, 1, part, NULL, &err) != BA_OK)
         return die("forward (layer 1)", &err);
     if (memcmp(part, hidden + n * d, n * d * sizeof *part) != 0) {
         fprintf(stderr, "llama_dump: layer 1 alone differs from the full run\n");
@@ -205,14 +212,15 @@ static int dump_and_check(const char *dir, const char *tokens_path, const char *
     /* Refusals. */
     int32_t bad_tokens[2] = {0, (int32_t)ba_model_vocab_size(m)};
     int beyond = L + 1;
-    bad |= expect_refusal(m, bad_tokens, 2, NULL, 0, NULL, "outside the vocabulary");
+    bad |= expect_refusal(ctx, bad_tokens, 2, NULL, 0, NULL, "outside the vocabulary");
     if ((size_t)ba_model_max_tokens(m) < MAX_TOKENS)
-        bad |= expect_refusal(m, tokens, (size_t)ba_model_max_tokens(m) + 1, NULL, 0, NULL,
+        bad |= expect_refusal(ctx, tokens, (size_t)ba_model_max_tokens(m) + 1, NULL, 0, NULL,
                               "the model takes 1 to");
-    bad |= expect_refusal(m, tokens, 0, NULL, 0, NULL, "the model takes 1 to");
-    bad |= expect_refusal(m, tokens, 1, &beyond, 1, part, "does not exist");
+    bad |= expect_refusal(ctx, tokens, 0, NULL, 0, NULL, "the model takes 1 to");
+    bad |= expect_refusal(ctx, tokens, 1, &beyond, 1, part, "does not exist");
 
     free(all), free(hidden), free(logprob), free(part);
+    ba_model_ctx_destroy(ctx);
     ba_model_destroy(m);
     return bad;
 }
@@ -255,11 +263,12 @@ static int time_forwards(int argc, char **argv)
     ba_error err;
     ba_error_clear(&err);
     ba_model *m = NULL;
+    ba_model_ctx *ctx = NULL;
     double t0 = now_s();
-    int opened = open_model(dir, &m, "load");
+    int opened = open_model(dir, &m, &ctx, "load");
     if (opened) return opened;
     printf("{\"event\": \"load\", \"seconds\": %.3f, \"VmHWM_kB\": %ld, \"matmul\": \"%s\"}\n",
-           now_s() - t0, status_kb("VmHWM"), ba_matmul_name(ba_model_get_matmul(m)));
+           now_s() - t0, status_kb("VmHWM"), ba_matmul_name(ba_model_ctx_get_matmul(ctx)));
     fflush(stdout);
     int L = ba_model_n_hidden_states(m) - 1;
     size_t d = (size_t)ba_model_d_model(m);
@@ -270,7 +279,7 @@ static int time_forwards(int argc, char **argv)
         float *last = malloc(n * d * sizeof *last), *lp = malloc(n * sizeof *lp);
         for (int r = 0; r < repeats; r++) {
             double start = now_s(), cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-            if (ba_model_forward(m, tokens, n, &L, 1, last, lp, &err) != BA_OK)
+            if (ba_model_forward(ctx, tokens, n, &L, 1, last, lp, &err) != BA_OK)
                 return die("forward", &err);
             double s = now_s() - start;
             cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu;
@@ -290,6 +299,7 @@ static int time_forwards(int argc, char **argv)
         }
         free(last), free(lp);
     }
+    ba_model_ctx_destroy(ctx);
     ba_model_destroy(m);
     return 0;
 }

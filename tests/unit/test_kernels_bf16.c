@@ -40,6 +40,21 @@ static float bf16(uint16_t h)
     return f;
 }
 
+/* ba_linear_bf16 with a workspace of exactly the queried size (under
+ * ASan, a kernel that needs more is caught). */
+static void bf16_exact(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
+                       size_t out, int accumulate, float *y, size_t ldy)
+{
+    size_t bytes = ba_linear_bf16_workspace_bytes(n, in, out);
+    void *ws = bytes ? malloc(bytes) : NULL;
+    assert_true(!bytes || ws);
+    ba_error err;
+    ba_error_clear(&err);
+    if (ba_linear_bf16(x, n, in, ldx, w, out, accumulate, y, ldy, ws, bytes, &err) != BA_OK)
+        fail_msg("%s", err.message);
+    free(ws);
+}
+
 /* The reference by hand: bf16 rounding of x, exact products, accumulation. */
 static void test_reference_rounds_activations(void **state)
 {
@@ -73,7 +88,7 @@ static void check_shape(size_t n, size_t in, size_t out, size_t ldx, size_t ldy,
     fill(y, n * ldy, 2.0f);
     memcpy(yr, y, n * ldy * sizeof *y);
     memcpy(y0, y, n * ldy * sizeof *y);
-    ba_linear_bf16(x, n, in, ldx, w, out, accumulate, y, ldy);
+    bf16_exact(x, n, in, ldx, w, out, accumulate, y, ldy);
     ba_linear_bf16_ref(x, n, in, ldx, w, out, accumulate, yr, ldy);
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < ldy; j++) {
@@ -139,7 +154,7 @@ static void test_fast_rounds_like_reference(void **state)
     }
     for (size_t i = 0; i < out * in; i++) w[i] = ba_f32_to_bf16((float)(i % 7) - 3.0f);
     x[4 * in + 36] = NAN; /* row 4, the odd last input */
-    ba_linear_bf16(x, n, in, in, w, out, 0, y, out);
+    bf16_exact(x, n, in, in, w, out, 0, y, out);
     ba_linear_bf16_ref(x, n, in, in, w, out, 0, yr, out);
     /* integer weights and bf16 inputs: every product and partial sum is
      * exact in float32, so the two agree exactly (and row 4 is NaN) */
@@ -174,7 +189,7 @@ static void test_thread_count_does_not_change_results(void **state)
         }
         for (int t = 0; t < 3; t++) {
             openblas_set_num_threads(t + 1);
-            ba_linear_bf16(x, n, in, in, w, out, 1, y[t], out);
+            bf16_exact(x, n, in, in, w, out, 1, y[t], out);
         }
         for (int t = 1; t < 3; t++)
             if (memcmp(y[0], y[t], n * out * sizeof *y[0]) != 0)
@@ -197,11 +212,52 @@ static void test_environment_turns_it_off(void **state)
     uint16_t w[20];
     fill(x, 15, 1.0f);
     fill_bf16(w, 20, 1.0f);
-    ba_linear_bf16(x, n, in, in, w, out, 0, y, out);
+    bf16_exact(x, n, in, in, w, out, 0, y, out);
     ba_linear_bf16_ref(x, n, in, in, w, out, 0, yr, out);
     assert_memory_equal(y, yr, sizeof y);
     unsetenv("BRAINALIGN_NO_BF16_DOT");
     assert_true(ba_bf16_dot_available() == before);
+}
+
+/* A workspace smaller than the query (or none) is refused with an error
+ * naming both sizes, and y is left as it was; the queried size works and
+ * grows with every dimension. */
+static void test_small_workspace_is_refused(void **state)
+{
+    (void)state;
+    if (!ba_bf16_dot_available()) skip();
+    size_t n = 29, in = 70, out = 100;
+    size_t bytes = ba_linear_bf16_workspace_bytes(n, in, out);
+    assert_true(bytes > 0);
+    assert_true(ba_linear_bf16_workspace_bytes(n + 12, in, out) > bytes);
+    assert_true(ba_linear_bf16_workspace_bytes(n, in + 40, out) > bytes);
+    assert_true(ba_linear_bf16_workspace_bytes(n, in, out) <=
+                ba_linear_bf16_workspace_bytes(n, in, 4 * out));
+    float *x = malloc(n * in * sizeof *x), *y = malloc(n * out * sizeof *y);
+    float *y0 = malloc(n * out * sizeof *y0);
+    uint16_t *w = malloc(out * in * sizeof *w);
+    unsigned char *ws = malloc(bytes);
+    assert_true(x && y && y0 && w && ws);
+    fill(x, n * in, 1.0f);
+    fill_bf16(w, out * in, 1.0f);
+    fill(y, n * out, 1.0f);
+    memcpy(y0, y, n * out * sizeof *y);
+    ba_error err;
+    ba_error_clear(&err);
+    assert_int_equal(ba_linear_bf16(x, n, in, in, w, out, 0, y, out, ws, bytes - 1, &err),
+                     BA_ERR_USAGE);
+    assert_non_null(strstr(err.message, "workspace"));
+    assert_memory_equal(y, y0, n * out * sizeof *y);
+    ba_error_clear(&err);
+    assert_int_equal(ba_linear_bf16(x, n, in, in, w, out, 0, y, out, NULL, 0, &err),
+                     BA_ERR_USAGE);
+    assert_memory_equal(y, y0, n * out * sizeof *y);
+    /* exactly the query, from an odd address: accepted */
+    unsigned char *odd = malloc(bytes + 1);
+    assert_non_null(odd);
+    assert_int_equal(ba_linear_bf16(x, n, in, in, w, out, 0, y, out, odd + 1, bytes, &err),
+                     BA_OK);
+    free(x), free(y), free(y0), free(w), free(ws), free(odd);
 }
 
 int main(void)
@@ -214,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_fast_rounds_like_reference),
         cmocka_unit_test(test_thread_count_does_not_change_results),
         cmocka_unit_test(test_environment_turns_it_off),
+        cmocka_unit_test(test_small_workspace_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

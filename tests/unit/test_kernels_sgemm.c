@@ -81,6 +81,22 @@ typedef struct {
     float alpha, beta;
 } shape;
 
+/* ba_sgemm_ws with a workspace of exactly the queried size (under ASan, a
+ * kernel that needs more is caught). */
+static void sgemm_exact(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                        size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
+{
+    size_t bytes = ba_sgemm_workspace_bytes(m, n, k);
+    void *ws = bytes ? malloc(bytes) : NULL;
+    assert_true(!bytes || ws);
+    ba_error err;
+    ba_error_clear(&err);
+    if (ba_sgemm_ws(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws, bytes, &err) !=
+        BA_OK)
+        fail_msg("%s", err.message);
+    free(ws);
+}
+
 /* ba_sgemm on one shape against sums in double computed here:
  * |fast - exact| <= tol (|alpha| sum_p |a b| + |beta c|) for every entry
  * (tol = 1e-6 sqrt(k), or 0 on integer data: every partial sum exact),
@@ -111,7 +127,7 @@ static void check_shape(shape s, bool integers, int *failures)
             for (size_t j = 0; j < s.n; j++) cbuf[s.offset + i * s.ldc + j] = NAN;
     memcpy(c0, cbuf, c_len * sizeof *c0);
     memcpy(rbuf, cbuf, c_len * sizeof *rbuf);
-    ba_sgemm(s.trans_a, s.m, s.n, s.k, s.alpha, a, s.lda, b, s.ldb, s.beta, c, s.ldc);
+    sgemm_exact(s.trans_a, s.m, s.n, s.k, s.alpha, a, s.lda, b, s.ldb, s.beta, c, s.ldc);
     ba_sgemm_ref(s.trans_a, s.m, s.n, s.k, s.alpha, a, s.lda, b, s.ldb, s.beta, r, s.ldc);
     double tol = integers ? 0.0 : 1e-6 * sqrt((double)s.k);
     for (size_t i = 0; i < s.m; i++)
@@ -219,7 +235,7 @@ static void test_special_values(void **state)
     a[7 * k + 20] = NAN;     /* row 7 of op(A) = A */
     b[11 * n + 40] = INFINITY; /* column 40 of B */
     fill_nan(c, m * n);
-    ba_sgemm(false, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+    sgemm_exact(false, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             float v = c[i * n + j];
@@ -274,7 +290,7 @@ static void test_thread_count_and_width_do_not_change_results(void **state)
         }
         for (int t = 0; t < 3; t++) {
             openblas_set_num_threads(t + 1);
-            ba_sgemm(s.trans_a, s.m, s.n, s.k, s.alpha, abuf + s.offset, s.lda, b, s.ldb, s.beta,
+            sgemm_exact(s.trans_a, s.m, s.n, s.k, s.alpha, abuf + s.offset, s.lda, b, s.ldb, s.beta,
                      c[t], s.ldc);
         }
         for (int t = 1; t < 3; t++)
@@ -284,7 +300,7 @@ static void test_thread_count_and_width_do_not_change_results(void **state)
         /* the first n1 columns alone, 2 threads */
         size_t n1 = s.n * 2 / 5 + 1;
         openblas_set_num_threads(2);
-        ba_sgemm(s.trans_a, s.m, n1, s.k, s.alpha, abuf + s.offset, s.lda, b, s.ldb, s.beta, c[3],
+        sgemm_exact(s.trans_a, s.m, n1, s.k, s.alpha, abuf + s.offset, s.lda, b, s.ldb, s.beta, c[3],
                  s.ldc);
         for (size_t i = 0; i < s.m; i++)
             if (memcmp(c[0] + i * s.ldc, c[3] + i * s.ldc, n1 * sizeof *c[0]) != 0)
@@ -315,7 +331,7 @@ static void test_voxel_shape_sampled(void **state)
         fill(c0, m * n, 10.0f);
         if (beta == 0.0f) fill_nan(c, m * n);
         else memcpy(c, c0, m * n * sizeof *c);
-        ba_sgemm(trans_a, m, n, k, alpha, a, trans_a ? m : k, b, n, beta, c, n);
+        sgemm_exact(trans_a, m, n, k, alpha, a, trans_a ? m : k, b, n, beta, c, n);
         for (int x = 0; x < 3000; x++) {
             size_t i = (size_t)(next_u64() % m), j = (size_t)(next_u64() % n);
             if (x < 4) i = x & 1 ? m - 1 : 0, j = x & 2 ? n - 1 : 0; /* the corners */
@@ -353,6 +369,44 @@ static void test_environment_turns_it_off(void **state)
     assert_true(ba_sgemm_kernel_available() == before);
 }
 
+/* A workspace smaller than the query (or none) is refused with an error,
+ * C left as it was; the size grows with every dimension. */
+static void test_small_workspace_is_refused(void **state)
+{
+    (void)state;
+    if (!ba_sgemm_kernel_available()) skip();
+    size_t m = 50, n = 70, k = 300;
+    size_t bytes = ba_sgemm_workspace_bytes(m, n, k);
+    assert_true(bytes > 0);
+    assert_true(ba_sgemm_workspace_bytes(m + 40, n, k) >= bytes);
+    assert_true(ba_sgemm_workspace_bytes(m, n + 64, k) > bytes);
+    assert_true(ba_sgemm_workspace_bytes(m, n, k + 8) >= bytes);
+    float *a = malloc(m * k * sizeof *a), *b = malloc(k * n * sizeof *b);
+    float *c = malloc(m * n * sizeof *c), *c0 = malloc(m * n * sizeof *c0);
+    unsigned char *ws = malloc(bytes + 1);
+    assert_true(a && b && c && c0 && ws);
+    fill(a, m * k, 1.0f);
+    fill(b, k * n, 1.0f);
+    fill(c, m * n, 1.0f);
+    memcpy(c0, c, m * n * sizeof *c);
+    ba_error err;
+    ba_error_clear(&err);
+    assert_int_equal(ba_sgemm_ws(false, m, n, k, 1.0f, a, k, b, n, 1.0f, c, n, ws, bytes - 1,
+                                 &err), BA_ERR_USAGE);
+    assert_non_null(strstr(err.message, "workspace"));
+    assert_memory_equal(c, c0, m * n * sizeof *c);
+    assert_int_equal(ba_sgemm_ws(false, m, n, k, 1.0f, a, k, b, n, 1.0f, c, n, NULL, 0, &err),
+                     BA_ERR_USAGE);
+    assert_memory_equal(c, c0, m * n * sizeof *c);
+    /* exactly the query, from an odd address: accepted, and the same bits
+     * as the allocating wrapper */
+    assert_int_equal(ba_sgemm_ws(false, m, n, k, 1.0f, a, k, b, n, 1.0f, c, n, ws + 1, bytes,
+                                 &err), BA_OK);
+    ba_sgemm(false, m, n, k, 1.0f, a, k, b, n, 1.0f, c0, n);
+    assert_memory_equal(c, c0, m * n * sizeof *c);
+    free(a), free(b), free(c), free(c0), free(ws);
+}
+
 int main(void)
 {
     printf("ba_sgemm AVX-512 kernel: %s\n", ba_sgemm_kernel_available()
@@ -368,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_thread_count_and_width_do_not_change_results),
         cmocka_unit_test(test_voxel_shape_sampled),
         cmocka_unit_test(test_environment_turns_it_off),
+        cmocka_unit_test(test_small_workspace_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

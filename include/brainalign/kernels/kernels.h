@@ -3,14 +3,18 @@
  *
  * Each operation has a fast version (BLAS sgemm for products, tight float
  * loops elsewhere) and a plain reference version (`_ref`: obvious loops,
- * double accumulation) that the tests compare it with. None allocates;
- * callers pass scratch where needed. */
+ * double accumulation) that the tests compare it with. None allocates:
+ * the blocked kernels take a caller-owned workspace whose size a query
+ * function gives (ba_linear_bf16_workspace_bytes, ba_sgemm_workspace_bytes)
+ * and refuse a smaller one with an error, never a slower path. */
 #ifndef BRAINALIGN_KERNELS_H
 #define BRAINALIGN_KERNELS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "brainalign/core/error.h"
 
 /* ---- half-precision widening --------------------------------------------- */
 
@@ -39,6 +43,20 @@ void ba_linear(const float *x, size_t n, size_t in, const float *w, ba_weight_la
 void ba_linear_ref(const float *x, size_t n, size_t in, const float *w,
                    ba_weight_layout layout, size_t out, const float *b, float *y);
 
+/* The general form of the two above: y[i][0..out) (row stride ldy) =
+ * x[i][0..in) (row stride ldx) W (+ b[out] when b != NULL) (+ y's
+ * previous value when `accumulate`, the bias then added to it first), for
+ * a contiguous W[in][out] (BA_WEIGHT_IN_OUT) or W[out][in]
+ * (BA_WEIGHT_OUT_IN). One cblas_sgemm; ba_linear is this with ldx = in,
+ * ldy = out, accumulate = 0, ba_linear_into with layout OUT_IN and no
+ * bias, so all three give the same bits. y must not alias x or W. */
+void ba_linear_strided(const float *x, size_t n, size_t in, size_t ldx, const float *w,
+                       ba_weight_layout layout, size_t out, const float *b, int accumulate,
+                       float *y, size_t ldy);
+void ba_linear_strided_ref(const float *x, size_t n, size_t in, size_t ldx, const float *w,
+                           ba_weight_layout layout, size_t out, const float *b, int accumulate,
+                           float *y, size_t ldy);
+
 /* ---- strided weight products ----------------------------------------------------------- */
 
 /* y[i][0..out) (row stride ldy) = x[i][0..in) (row stride ldx) W^T for a
@@ -61,11 +79,21 @@ void ba_linear_into_ref(const float *x, size_t n, size_t in, size_t ldx, const f
  * them in float32 with AVX512-BF16 dot products (vdpbf16ps, whose
  * subnormal bfloat16 inputs count as zero), multithreaded with
  * openblas_get_num_threads() threads; its results do not depend on the
- * thread count. It runs the reference on CPUs without the instructions
- * (or when memory for its packed operands cannot be had): check
- * ba_bf16_dot_available() first. */
-void ba_linear_bf16(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
-                    size_t out, int accumulate, float *y, size_t ldy);
+ * thread count. It runs the reference on CPUs without the instructions:
+ * check ba_bf16_dot_available() first.
+ *
+ * workspace: at least ba_linear_bf16_workspace_bytes(n, in, out) bytes
+ * (any alignment; the packed operands: x rounded and paired, one block of
+ * w per thread), owned by the caller and reusable from call to call. The
+ * size depends on the current openblas_get_num_threads() and grows with
+ * each of n, in and out, so the size for the largest shape serves every
+ * smaller one. A smaller workspace is refused (BA_ERR_USAGE, y untouched);
+ * 0 bytes are needed, and NULL is accepted, where the fast kernel does not
+ * run. */
+size_t ba_linear_bf16_workspace_bytes(size_t n, size_t in, size_t out);
+ba_status ba_linear_bf16(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
+                         size_t out, int accumulate, float *y, size_t ldy, void *workspace,
+                         size_t workspace_bytes, ba_error *err);
 void ba_linear_bf16_ref(const float *x, size_t n, size_t in, size_t ldx, const uint16_t *w,
                         size_t out, int accumulate, float *y, size_t ldy);
 /* True when this CPU runs ba_linear_bf16's fast kernel (AVX-512 F, BW, VL
@@ -86,8 +114,24 @@ bool ba_bf16_dot_available(void);
  * with openblas_get_num_threads() threads; each element is summed in the
  * same order whatever the thread count and the shape's other dimensions,
  * so its results depend only on the operands and k. Where that kernel
- * does not run (no AVX-512 F/BW/VL/DQ, BRAINALIGN_NO_AVX512_SGEMM set, or
- * no memory for its packed blocks), ba_sgemm calls cblas_sgemm. */
+ * does not run (no AVX-512 F/BW/VL/DQ, or BRAINALIGN_NO_AVX512_SGEMM
+ * set), ba_sgemm_ws calls cblas_sgemm.
+ *
+ * workspace: at least ba_sgemm_workspace_bytes(m, n, k) bytes (any
+ * alignment; one packed block of A and of B per thread), owned by the
+ * caller and reusable. The size depends on the current
+ * openblas_get_num_threads() and grows with each of m, n and k. A smaller
+ * workspace is refused (BA_ERR_USAGE, C untouched); 0 bytes (NULL) are
+ * needed where the kernel does not run. */
+size_t ba_sgemm_workspace_bytes(size_t m, size_t n, size_t k);
+ba_status ba_sgemm_ws(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                      size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                      void *workspace, size_t workspace_bytes, ba_error *err);
+/* ba_sgemm_ws with a workspace allocated for this call, for callers that
+ * hold none yet (the ridge voxel blocks). It keeps the old contract of
+ * returning nothing: when its workspace cannot be allocated it computes
+ * through cblas_sgemm (same product, other rounding order). Prefer
+ * ba_sgemm_ws, which reports that as an error instead. */
 void ba_sgemm(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
               size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
 void ba_sgemm_ref(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,

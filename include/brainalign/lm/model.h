@@ -8,12 +8,20 @@
  * are widened to float32 right before use, one matrix at a time (GPT-2) or
  * one cache-sized panel of rows at a time (LLaMA). All
  * arithmetic is float32 (log-softmax sums in double), unless bfloat16
- * products are asked for (ba_model_set_matmul).
+ * products are asked for (ba_model_ctx_set_matmul).
  *
- * Life cycle: ba_model_load -> ba_model_forward (any number of windows)
- * -> ba_model_destroy. A model owns its activation buffers (one window of
- * at most ba_model_max_tokens tokens), so one model must not run two
- * forwards at once; use one model per thread (the map is shared anyway).
+ * Two objects, as llama.cpp separates llama_model and llama_context:
+ *   - ba_model, the weights: configuration and mapped tensors, immutable
+ *     after ba_model_load, so one model may serve any number of contexts
+ *     on any threads at once;
+ *   - ba_model_ctx, the run state of one forward at a time: activations,
+ *     widening scratch, kernel workspace (and later the key/value cache,
+ *     saved activations and gradients of fine-tuning).
+ * Life cycle: ba_model_load -> ba_model_ctx_create (one per thread)
+ * -> [ba_model_ctx_set_matmul] -> [ba_model_ctx_reserve] ->
+ * ba_model_forward (any number of windows) -> ba_model_ctx_destroy (every
+ * context) -> ba_model_destroy. A context must not run two forwards at
+ * once; two contexts on one model give the same bits as one.
  * Matrix products run through OpenBLAS, whose thread count is set by
  * OPENBLAS_NUM_THREADS (which also sets the threads of the bfloat16
  * products below). */
@@ -28,6 +36,7 @@
 #include "brainalign/lm/safetensors.h"
 
 typedef struct ba_model ba_model;
+typedef struct ba_model_ctx ba_model_ctx;
 
 /* Open dir/config.json and the safetensors checkpoint in dir, check every
  * tensor's name, dtype and shape against the configuration. */
@@ -56,9 +65,25 @@ int ba_model_max_tokens(const ba_model *model);
  *   tokens[0..t]) in nats for t < n_tokens - 1; the last entry is NaN
  *   (its next token is not in the window).
  * Work stops after the deepest layer asked for when next_logprob is NULL. */
-ba_status ba_model_forward(ba_model *model, const int32_t *tokens, size_t n_tokens,
+ba_status ba_model_forward(ba_model_ctx *ctx, const int32_t *tokens, size_t n_tokens,
                            const int *layers, int n_layers_kept, float *hidden,
                            float *next_logprob, ba_error *err);
+
+/* ---- contexts --------------------------------------------------------------------- */
+
+/* A context on `model` (which must outlive it), float32 products, no
+ * buffers yet (the first forward, or ba_model_ctx_reserve, allocates). */
+ba_status ba_model_ctx_create(const ba_model *model, ba_model_ctx **out, ba_error *err);
+/* Frees everything the context owns; NULL is accepted. */
+void ba_model_ctx_destroy(ba_model_ctx *ctx);
+const ba_model *ba_model_ctx_model(const ba_model_ctx *ctx);
+/* Buffers for windows of up to n_tokens tokens (1 <= n_tokens <=
+ * ba_model_max_tokens) with the context's current matrix-product precision
+ * and OpenBLAS thread count, so that later forwards of at most that many
+ * tokens allocate nothing. Kept when already large enough; a failure
+ * leaves the context usable (and empty). ba_model_forward calls it for
+ * its window. */
+ba_status ba_model_ctx_reserve(ba_model_ctx *ctx, size_t n_tokens, ba_error *err);
 
 /* ---- precision of the matrix products ----------------------------------------- */
 
@@ -81,14 +106,14 @@ typedef enum {
 ba_status ba_matmul_parse(const char *text, ba_matmul *mode, ba_error *err);
 const char *ba_matmul_name(ba_matmul mode);
 
-/* The precision of the model's later forwards (BA_MATMUL_F32 after
- * ba_model_load). BA_MATMUL_BF16 is refused (BA_ERR_USAGE, the model left
- * as it was) where it would not apply, so that nothing computed in
+/* The precision of the context's later forwards (BA_MATMUL_F32 after
+ * ba_model_ctx_create). BA_MATMUL_BF16 is refused (BA_ERR_USAGE, the
+ * context left as it was) where it would not apply, so that nothing computed in
  * float32 is labelled bf16: for GPT-2, for a checkpoint without BF16
  * matrices, and on a CPU without AVX512-BF16 (ba_bf16_dot_available()
  * false, which BRAINALIGN_NO_BF16_DOT forces). */
-ba_status ba_model_set_matmul(ba_model *model, ba_matmul mode, ba_error *err);
-ba_matmul ba_model_get_matmul(const ba_model *model);
+ba_status ba_model_ctx_set_matmul(ba_model_ctx *ctx, ba_matmul mode, ba_error *err);
+ba_matmul ba_model_ctx_get_matmul(const ba_model_ctx *ctx);
 
 /* ---- random checkpoints (tests, benchmarks, synthetic studies) ------------- */
 

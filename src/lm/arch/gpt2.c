@@ -19,29 +19,24 @@
 #include "brainalign/lm/ops.h"
 #include "../model_internal.h"
 
-/* Vocabulary rows per step of the output layer: bounds the logits buffer
- * to n_tokens x VOCAB_CHUNK floats, whatever the vocabulary size. */
-#define VOCAB_CHUNK 2048
-
 typedef struct {
     const ba_tensor *ln1_w, *ln1_b, *attn_w, *attn_b, *attn_proj_w, *attn_proj_b;
     const ba_tensor *ln2_w, *ln2_b, *fc_w, *fc_b, *mlp_proj_w, *mlp_proj_b;
     /* The vectors as float32 (in the map, or in the model's vector arena). */
     const float *ln1_wf, *ln1_bf, *attn_bf, *attn_proj_bf, *ln2_wf, *ln2_bf, *fc_bf,
         *mlp_proj_bf;
+    /* The Conv1D products ([in][out] with their biases). */
+    ba_weight attn, attn_proj, fc, mlp_proj;
 } gpt2_block;
 
+/* The weights, read-only once loaded (the run state is the ba_model_ctx). */
 typedef struct {
     gpt2_block *blocks;
-    const ba_tensor *wte, *wpe, *lnf_w, *lnf_b, *lm_head;
+    const ba_tensor *wte, *wpe, *lnf_w, *lnf_b;
     const float *lnf_wf, *lnf_bf;
+    ba_weight lm_head;     /* [V][d] (OUT_IN): lm_head.weight or wte     */
     float *vectors;        /* widened 1-D weights when not F32 in the map */
     size_t vectors_used, vectors_cap;
-    /* Workspace for one window of up to n_positions tokens. */
-    float *x, *a, *qkv, *att, *ff, *scores, *logits;
-    float *wscratch;       /* one widened matrix (NULL when all are direct) */
-    double *lse_max, *lse_sum;
-    float *target_logit;
 } gpt2_model;
 
 /* ---- loading ------------------------------------------------------------------- */
@@ -148,44 +143,12 @@ static ba_status check_no_strangers(const gpt2_loader *ld, ba_error *err)
     return BA_OK;
 }
 
-static ba_status alloc_workspace(ba_model *m, gpt2_model *g, size_t max_matrix, ba_error *err)
-{
-    ba_status rc = BA_OK;
-    const ba_model_config *c = &m->cfg;
-    size_t P = (size_t)c->n_positions, d = (size_t)c->d_model, f = (size_t)c->d_ff;
-    size_t chunk = (size_t)c->vocab_size < VOCAB_CHUNK ? (size_t)c->vocab_size : VOCAB_CHUNK;
-    BA_ALLOC(g->x, P * d, "GPT-2 residual stream", done);
-    BA_ALLOC(g->a, P * d, "GPT-2 normalised activations", done);
-    BA_ALLOC(g->qkv, P * 3 * d, "GPT-2 queries/keys/values", done);
-    BA_ALLOC(g->att, P * d, "GPT-2 attention output", done);
-    BA_ALLOC(g->ff, P * f, "GPT-2 MLP activations", done);
-    BA_ALLOC(g->scores, ba_attention_scratch_floats(P), "GPT-2 attention scores", done);
-    BA_ALLOC(g->logits, P * chunk, "GPT-2 logits chunk", done);
-    BA_ALLOC(g->lse_max, P, "GPT-2 log-sum-exp maxima", done);
-    BA_ALLOC(g->lse_sum, P, "GPT-2 log-sum-exp sums", done);
-    BA_ALLOC(g->target_logit, P, "GPT-2 next-token logits", done);
-    if (max_matrix) BA_ALLOC(g->wscratch, max_matrix, "GPT-2 widened weight matrix", done);
-done:
-    return rc;
-}
-
 static void gpt2_destroy(ba_model *m)
 {
     gpt2_model *g = m->impl;
     if (!g) return;
     free(g->blocks);
     free(g->vectors);
-    free(g->x);
-    free(g->a);
-    free(g->qkv);
-    free(g->att);
-    free(g->ff);
-    free(g->scores);
-    free(g->logits);
-    free(g->wscratch);
-    free(g->lse_max);
-    free(g->lse_sum);
-    free(g->target_logit);
     free(g);
     m->impl = NULL;
 }
@@ -202,6 +165,10 @@ static void bind_vectors(gpt2_model *g, int n_layers)
         b->ln2_bf = vector_f32(g, b->ln2_b);
         b->fc_bf = vector_f32(g, b->fc_b);
         b->mlp_proj_bf = vector_f32(g, b->mlp_proj_b);
+        b->attn = ba_weight_of(b->attn_w, BA_WEIGHT_IN_OUT, b->attn_bf);
+        b->attn_proj = ba_weight_of(b->attn_proj_w, BA_WEIGHT_IN_OUT, b->attn_proj_bf);
+        b->fc = ba_weight_of(b->fc_w, BA_WEIGHT_IN_OUT, b->fc_bf);
+        b->mlp_proj = ba_weight_of(b->mlp_proj_w, BA_WEIGHT_IN_OUT, b->mlp_proj_bf);
     }
     g->lnf_wf = vector_f32(g, g->lnf_w);
     g->lnf_bf = vector_f32(g, g->lnf_b);
@@ -219,21 +186,25 @@ static size_t count_widened_vectors(const gpt2_model *g, int n_layers)
     return n;
 }
 
-/* Floats of the one scratch matrix: the largest block matrix that is not
- * usable in place; the output layer is widened VOCAB_CHUNK rows at a time,
- * the embedding tables one row at a time. 0 when everything is direct. */
+/* Floats of the widening scratch: the largest block matrix that is not
+ * usable in place (widened whole), one vocabulary chunk of the output
+ * layer, one row of the embedding tables. 0 when everything is direct. */
 static size_t widen_scratch_floats(const gpt2_model *g, const ba_model_config *c)
 {
     size_t need = 0, d = (size_t)c->d_model;
-    size_t chunk_rows = (size_t)c->vocab_size < VOCAB_CHUNK ? (size_t)c->vocab_size : VOCAB_CHUNK;
+    size_t chunk = (size_t)c->vocab_size < BA_VOCAB_CHUNK ? (size_t)c->vocab_size
+                                                          : BA_VOCAB_CHUNK;
     for (int i = 0; i < c->n_layers; i++) {
         const gpt2_block *b = &g->blocks[i];
-        const ba_tensor *mats[] = {b->attn_w, b->attn_proj_w, b->fc_w, b->mlp_proj_w};
-        for (int k = 0; k < 4; k++)
-            if (!ba_weight_is_direct(mats[k]) && mats[k]->n_elements > need)
-                need = mats[k]->n_elements;
+        const ba_weight *mats[] = {&b->attn, &b->attn_proj, &b->fc, &b->mlp_proj};
+        for (int k = 0; k < 4; k++) {
+            size_t f = ba_weight_widen_floats(mats[k], 0);
+            need = f > need ? f : need;
+        }
     }
-    if (!ba_weight_is_direct(g->lm_head) && chunk_rows * d > need) need = chunk_rows * d;
+    ba_weight head_chunk = ba_weight_rows(&g->lm_head, 0, chunk);
+    size_t f = ba_weight_widen_floats(&head_chunk, chunk * d);
+    need = f > need ? f : need;
     if ((!ba_weight_is_direct(g->wte) || !ba_weight_is_direct(g->wpe)) && d > need) need = d;
     return need;
 }
@@ -255,18 +226,19 @@ static ba_status gpt2_load(ba_model *m, ba_error *err)
     BA_TRY(expect(&ld, "ln_f.bias", 1, d, 0, &g->lnf_b, err), fail);
     BA_ALLOC(g->blocks, c->n_layers, "GPT-2 blocks", fail);
     for (int i = 0; i < c->n_layers; i++) BA_TRY(bind_block(&ld, i, &g->blocks[i], err), fail);
-    g->lm_head = g->wte;
+    const ba_tensor *head = g->wte;
     if (ba_checkpoint_lookup(m->ckpt, "lm_head.weight")) {
         const char *saved = ld.prefix;
         ld.prefix = "";
-        rc = expect(&ld, "lm_head.weight", 2, V, d, &g->lm_head, err);
+        rc = expect(&ld, "lm_head.weight", 2, V, d, &head, err);
         ld.prefix = saved;
         if (rc != BA_OK) goto fail;
     }
+    g->lm_head = ba_weight_of(head, BA_WEIGHT_OUT_IN, NULL);
     g->vectors_cap = count_widened_vectors(g, c->n_layers);
     if (g->vectors_cap) BA_ALLOC(g->vectors, g->vectors_cap, "GPT-2 widened vectors", fail);
     bind_vectors(g, c->n_layers);
-    BA_TRY(alloc_workspace(m, g, widen_scratch_floats(g, c), err), fail);
+    m->widen_floats = widen_scratch_floats(g, c);
     return BA_OK;
 fail:
     gpt2_destroy(m);
@@ -274,13 +246,6 @@ fail:
 }
 
 /* ---- forward -------------------------------------------------------------------- */
-
-static void store_hidden(const float *state, int index, size_t n, size_t d, const int *layers,
-                         int n_kept, float *hidden)
-{
-    for (int k = 0; k < n_kept; k++)
-        if (layers[k] == index) memcpy(hidden + (size_t)k * n * d, state, n * d * sizeof *state);
-}
 
 static void embed(const gpt2_model *g, const int32_t *tokens, size_t n, size_t d, float *x,
                   float *scratch)
@@ -293,71 +258,41 @@ static void embed(const gpt2_model *g, const int32_t *tokens, size_t n, size_t d
     }
 }
 
-/* Every GPT-2 product is float32 (ba_model_set_matmul refuses bf16 for
- * GPT-2): the Conv1D weights are stored W[in][out], not in the [out][in]
- * layout of the bfloat16 kernel (ba_linear_bf16), and GPT-2 checkpoints
- * are F32. */
-static void linear(const ba_tensor *w, const float *x, size_t n, size_t in, size_t out,
-                   const float *b, float *y, float *scratch)
-{
-    ba_linear(x, n, in, ba_weight_f32(w, 0, in * out, scratch), BA_WEIGHT_IN_OUT, out, b, y);
-}
-
 static void add_into(float *x, const float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-static void run_block(const ba_model_config *c, gpt2_model *g, const gpt2_block *b, size_t n)
+/* Every GPT-2 product is float32 (ba_model_ctx_set_matmul refuses bf16 for
+ * GPT-2): the Conv1D weights are stored W[in][out], not in the [out][in]
+ * layout of the bfloat16 kernel (ba_linear_bf16), and GPT-2 checkpoints
+ * are F32. */
+static ba_status run_block(ba_model_ctx *ctx, const gpt2_block *b, size_t n, ba_error *err)
 {
+    const ba_model_config *c = &ctx->model->cfg;
     size_t d = (size_t)c->d_model, f = (size_t)c->d_ff;
     int dh = c->d_model / c->n_heads;
     float eps = (float)c->norm_eps;
-    ba_layernorm(g->x, n, d, b->ln1_wf, b->ln1_bf, eps, g->a);
-    linear(b->attn_w, g->a, n, d, 3 * d, b->attn_bf, g->qkv, g->wscratch);
-    ba_attention_causal(g->qkv, 3 * d, g->qkv + d, g->qkv + 2 * d, 3 * d, n, c->n_heads,
-                        c->n_heads, dh, 1.0f / sqrtf((float)dh), g->att, d, g->scores);
-    linear(b->attn_proj_w, g->att, n, d, d, b->attn_proj_bf, g->a, g->wscratch);
-    add_into(g->x, g->a, n * d);
-    ba_layernorm(g->x, n, d, b->ln2_wf, b->ln2_bf, eps, g->a);
-    linear(b->fc_w, g->a, n, d, f, b->fc_bf, g->ff, g->wscratch);
-    ba_gelu_new(g->ff, n * f);
-    linear(b->mlp_proj_w, g->ff, n, f, d, b->mlp_proj_bf, g->a, g->wscratch);
-    add_into(g->x, g->a, n * d);
+    ba_layernorm(ctx->x, n, d, b->ln1_wf, b->ln1_bf, eps, ctx->a);
+    BA_CHECK(ba_weight_product(ctx, &b->attn, ctx->a, n, d, ctx->qkv, 3 * d, 0, err));
+    ba_attention_causal(ctx->qkv, 3 * d, ctx->qkv + d, ctx->qkv + 2 * d, 3 * d, n, c->n_heads,
+                        c->n_heads, dh, 1.0f / sqrtf((float)dh), ctx->att, d, ctx->scores);
+    BA_CHECK(ba_weight_product(ctx, &b->attn_proj, ctx->att, n, d, ctx->a, d, 0, err));
+    add_into(ctx->x, ctx->a, n * d);
+    ba_layernorm(ctx->x, n, d, b->ln2_wf, b->ln2_bf, eps, ctx->a);
+    BA_CHECK(ba_weight_product(ctx, &b->fc, ctx->a, n, d, ctx->ff, f, 0, err));
+    ba_gelu_new(ctx->ff, n * f);
+    BA_CHECK(ba_weight_product(ctx, &b->mlp_proj, ctx->ff, n, f, ctx->a, d, 0, err));
+    add_into(ctx->x, ctx->a, n * d);
+    return BA_OK;
 }
 
-/* log p(tokens[t+1] | ..t) from the final normalised states h [n][d], one
- * chunk of the vocabulary at a time (streaming log-sum-exp). */
-static void next_token_logprobs(const ba_model_config *c, gpt2_model *g, const float *h,
-                                const int32_t *tokens, size_t n, float *out)
+static ba_status gpt2_forward(ba_model_ctx *ctx, const int32_t *tokens, size_t n,
+                              const int *layers, int n_kept, float *hidden, float *next_logprob,
+                              ba_error *err)
 {
-    size_t d = (size_t)c->d_model, V = (size_t)c->vocab_size;
-    for (size_t t = 0; t < n; t++) {
-        g->lse_max[t] = -INFINITY;
-        g->lse_sum[t] = 0.0;
-        g->target_logit[t] = NAN;
-    }
-    for (size_t v0 = 0; v0 < V; v0 += VOCAB_CHUNK) {
-        size_t rows = V - v0 < VOCAB_CHUNK ? V - v0 : VOCAB_CHUNK;
-        const float *w = ba_weight_f32(g->lm_head, v0 * d, rows * d, g->wscratch);
-        ba_linear(h, n, d, w, BA_WEIGHT_OUT_IN, rows, NULL, g->logits);
-        for (size_t t = 0; t + 1 < n; t++) {
-            const float *row = g->logits + t * rows;
-            ba_logsumexp_accumulate(row, rows, &g->lse_max[t], &g->lse_sum[t]);
-            size_t next = (size_t)tokens[t + 1];
-            if (next >= v0 && next < v0 + rows) g->target_logit[t] = row[next - v0];
-        }
-    }
-    for (size_t t = 0; t + 1 < n; t++)
-        out[t] = (float)((double)g->target_logit[t] - (g->lse_max[t] + log(g->lse_sum[t])));
-    out[n - 1] = NAN;
-}
-
-static ba_status gpt2_forward(ba_model *m, const int32_t *tokens, size_t n, const int *layers,
-                              int n_kept, float *hidden, float *next_logprob, ba_error *err)
-{
-    const ba_model_config *c = &m->cfg;
-    gpt2_model *g = m->impl;
+    const ba_model_config *c = &ctx->model->cfg;
+    const gpt2_model *g = ctx->model->impl;
     size_t d = (size_t)c->d_model;
     int L = c->n_layers;
     /* Blocks to run: all of them for the log-probabilities, else up to the
@@ -366,19 +301,20 @@ static ba_status gpt2_forward(ba_model *m, const int32_t *tokens, size_t n, cons
     for (int k = 0; k < n_kept; k++) deepest = layers[k] > deepest ? layers[k] : deepest;
     int blocks = next_logprob ? L : deepest;
 
-    embed(g, tokens, n, d, g->x, g->wscratch);
-    store_hidden(g->x, 0, n, d, layers, n_kept, hidden);
+    embed(g, tokens, n, d, ctx->x, ctx->wscratch);
+    ba_model_store_hidden(ctx->x, 0, n, d, layers, n_kept, hidden);
     for (int i = 0; i < blocks; i++) {
-        run_block(c, g, &g->blocks[i], n);
-        if (i + 1 < L) store_hidden(g->x, i + 1, n, d, layers, n_kept, hidden);
+        BA_CHECK(run_block(ctx, &g->blocks[i], n, err));
+        if (i + 1 < L) ba_model_store_hidden(ctx->x, i + 1, n, d, layers, n_kept, hidden);
     }
     if (blocks == L) {
         /* Hugging Face's last hidden state is the one after ln_f. */
-        ba_layernorm(g->x, n, d, g->lnf_wf, g->lnf_bf, (float)c->norm_eps, g->a);
-        store_hidden(g->a, L, n, d, layers, n_kept, hidden);
-        if (next_logprob) next_token_logprobs(c, g, g->a, tokens, n, next_logprob);
+        ba_layernorm(ctx->x, n, d, g->lnf_wf, g->lnf_bf, (float)c->norm_eps, ctx->a);
+        ba_model_store_hidden(ctx->a, L, n, d, layers, n_kept, hidden);
+        if (next_logprob)
+            BA_CHECK(ba_model_next_logprobs(ctx, &g->lm_head, ctx->a, n, tokens, next_logprob,
+                                            err));
     }
-    (void)err;
     return BA_OK;
 }
 
@@ -450,4 +386,6 @@ const ba_model_ops ba_gpt2_ops = {
     .destroy = gpt2_destroy,
     .forward = gpt2_forward,
     .random_layout = gpt2_random_layout,
+    .gated_mlp = false,
+    .rotary = false,
 };

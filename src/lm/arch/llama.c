@@ -20,10 +20,10 @@
  * converted checkpoints already permute q_proj/k_proj rows for it).
  *
  * Half-precision matrices stay in the map and are widened a panel of rows
- * at a time right before their product (ba_weight_linear), so besides the
- * shared map the model holds one window's activations and one small panel.
+ * at a time right before their product (ba_weight_product), so besides the
+ * shared map a context holds one window's activations and one small panel.
  * The activation buffers grow to the longest window seen, not to
- * max_position_embeddings. With BA_MATMUL_BF16 (ba_model_set_matmul) the
+ * max_position_embeddings. With BA_MATMUL_BF16 (ba_model_ctx_set_matmul) the
  * BF16 matrices, lm_head included, multiply bfloat16-rounded activations
  * as stored instead (ba_linear_bf16), as a PyTorch bf16 model does. */
 #include <math.h>
@@ -34,10 +34,6 @@
 #include "brainalign/kernels/kernels.h"
 #include "brainalign/lm/ops.h"
 #include "../model_internal.h"
-
-/* Vocabulary rows per step of the output layer: bounds the logits buffer
- * to n_tokens x VOCAB_CHUNK floats whatever the vocabulary size. */
-#define VOCAB_CHUNK 2048
 
 /* Floats of the widening scratch: one panel of rows of a half-precision
  * matrix (64 MiB; LLaMA-2-7B: q/k/v/o whole, gate/up in 3 panels of up to
@@ -54,21 +50,18 @@
 typedef struct {
     const ba_tensor *attn_norm, *q, *k, *v, *o, *mlp_norm, *gate, *up, *down;
     const float *attn_norm_f, *mlp_norm_f; /* as float32 (map or vector arena) */
+    /* The nn.Linear products ([out][in], no bias). */
+    ba_weight wq, wk, wv, wo, wgate, wup, wdown;
 } llama_block;
 
+/* The weights, read-only once loaded (the run state is the ba_model_ctx). */
 typedef struct {
     llama_block *blocks;
-    const ba_tensor *embed, *norm, *lm_head;
+    const ba_tensor *embed, *norm;
     const float *norm_f;
+    ba_weight lm_head;       /* [V][d]: lm_head.weight or embed_tokens     */
     float *vectors;          /* widened 1-D weights when not F32 in the map */
     size_t vectors_used, vectors_cap;
-    float *wscratch;         /* one widened panel (NULL when all is direct) */
-    size_t wscratch_floats;
-    ba_matmul matmul;        /* the model's, for this forward               */
-    /* Workspace for one window, grown to the longest window seen. */
-    size_t capacity;
-    float *x, *a, *qkv, *att, *gate, *up, *scores, *cos_tab, *sin_tab;
-    ba_logprob_workspace lp;
 } llama_model;
 
 static int head_dim(const ba_model_config *c) { return c->d_model / c->n_heads; }
@@ -109,6 +102,13 @@ static ba_status bind_block(const llama_loader *ld, int i, llama_block *b, ba_er
     BLOCK_TENSOR(up, "mlp.up_proj.weight", 2, f, d);
     BLOCK_TENSOR(down, "mlp.down_proj.weight", 2, d, f);
 #undef BLOCK_TENSOR
+    b->wq = ba_weight_of(b->q, BA_WEIGHT_OUT_IN, NULL);
+    b->wk = ba_weight_of(b->k, BA_WEIGHT_OUT_IN, NULL);
+    b->wv = ba_weight_of(b->v, BA_WEIGHT_OUT_IN, NULL);
+    b->wo = ba_weight_of(b->o, BA_WEIGHT_OUT_IN, NULL);
+    b->wgate = ba_weight_of(b->gate, BA_WEIGHT_OUT_IN, NULL);
+    b->wup = ba_weight_of(b->up, BA_WEIGHT_OUT_IN, NULL);
+    b->wdown = ba_weight_of(b->down, BA_WEIGHT_OUT_IN, NULL);
     return BA_OK;
 }
 
@@ -189,71 +189,33 @@ done:
     return rc;
 }
 
-/* The widening scratch: a panel of BA_LLAMA_PANEL_FLOATS, at least one row
- * of the widest matrix; none when every matrix is usable in place. */
+/* The widening scratch: for each matrix not usable in place, a panel of
+ * BA_LLAMA_PANEL_FLOATS (at least one row), or the whole matrix when it
+ * is smaller (the output layer: one vocabulary chunk); 0 when every
+ * matrix is usable in place. */
 static size_t widen_scratch_floats(const llama_model *g, const ba_model_config *c)
 {
-    bool any = !ba_weight_is_direct(g->lm_head) || !ba_weight_is_direct(g->embed);
-    for (int i = 0; i < c->n_layers && !any; i++) {
+    size_t chunk = (size_t)c->vocab_size < BA_VOCAB_CHUNK ? (size_t)c->vocab_size
+                                                          : BA_VOCAB_CHUNK;
+    ba_weight head_chunk = ba_weight_rows(&g->lm_head, 0, chunk);
+    size_t need = ba_weight_widen_floats(&head_chunk, BA_LLAMA_PANEL_FLOATS);
+    for (int i = 0; i < c->n_layers; i++) {
         const llama_block *b = &g->blocks[i];
-        const ba_tensor *mats[] = {b->q, b->k, b->v, b->o, b->gate, b->up, b->down};
-        for (int k = 0; k < 7; k++) any = any || !ba_weight_is_direct(mats[k]);
+        const ba_weight *mats[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->wgate, &b->wup, &b->wdown};
+        for (int k = 0; k < 7; k++) {
+            size_t f = ba_weight_widen_floats(mats[k], BA_LLAMA_PANEL_FLOATS);
+            need = f > need ? f : need;
+        }
     }
-    if (!any) return 0;
-    size_t widest = (size_t)(c->d_ff > c->d_model ? c->d_ff : c->d_model);
-    return BA_LLAMA_PANEL_FLOATS > widest ? BA_LLAMA_PANEL_FLOATS : widest;
-}
-
-static void free_workspace(llama_model *g)
-{
-    free(g->x), free(g->a), free(g->qkv), free(g->att), free(g->gate), free(g->up);
-    free(g->scores), free(g->cos_tab), free(g->sin_tab);
-    free(g->lp.logits), free(g->lp.lse_max), free(g->lp.lse_sum), free(g->lp.target);
-    g->x = g->a = g->qkv = g->att = g->gate = g->up = g->scores = NULL;
-    g->cos_tab = g->sin_tab = g->lp.logits = g->lp.target = NULL;
-    g->lp.lse_max = g->lp.lse_sum = NULL;
-    g->capacity = 0;
-}
-
-/* Buffers for a window of n tokens (kept when already large enough). */
-static ba_status ensure_workspace(const ba_model *m, llama_model *g, size_t n, ba_error *err)
-{
-    if (n <= g->capacity) return BA_OK;
-    free_workspace(g);
-    ba_status rc = BA_OK;
-    const ba_model_config *c = &m->cfg;
-    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, dh = (size_t)head_dim(c);
-    size_t qkv = (size_t)(c->n_heads + 2 * c->n_kv_heads) * dh;
-    g->lp.chunk = (size_t)c->vocab_size < VOCAB_CHUNK ? (size_t)c->vocab_size : VOCAB_CHUNK;
-    BA_ALLOC(g->x, n * d, "LLaMA residual stream", fail);
-    BA_ALLOC(g->a, n * d, "LLaMA normalised activations", fail);
-    BA_ALLOC(g->qkv, n * qkv, "LLaMA queries/keys/values", fail);
-    BA_ALLOC(g->att, n * d, "LLaMA attention output", fail);
-    BA_ALLOC(g->gate, n * f, "LLaMA MLP gate activations", fail);
-    BA_ALLOC(g->up, n * f, "LLaMA MLP up activations", fail);
-    BA_ALLOC(g->scores, ba_attention_scratch_floats(n), "LLaMA attention scores", fail);
-    BA_ALLOC(g->cos_tab, n * dh / 2, "LLaMA rotary cosines", fail);
-    BA_ALLOC(g->sin_tab, n * dh / 2, "LLaMA rotary sines", fail);
-    BA_ALLOC(g->lp.logits, n * g->lp.chunk, "LLaMA logits chunk", fail);
-    BA_ALLOC(g->lp.lse_max, n, "LLaMA log-sum-exp maxima", fail);
-    BA_ALLOC(g->lp.lse_sum, n, "LLaMA log-sum-exp sums", fail);
-    BA_ALLOC(g->lp.target, n, "LLaMA next-token logits", fail);
-    g->capacity = n;
-    return BA_OK;
-fail:
-    free_workspace(g);
-    ba_context(err, "%s: a window of %zu tokens", m->dir, n);
-    return rc;
+    return need;
 }
 
 static void llama_destroy(ba_model *m)
 {
     llama_model *g = m->impl;
     if (!g) return;
-    free_workspace(g);
     free(g->blocks);
     free(g->vectors);
-    free(g->wscratch);
     free(g);
     m->impl = NULL;
 }
@@ -273,15 +235,17 @@ static ba_status bind_output_layer(const llama_loader *ld, llama_model *g, ba_er
     const ba_model_config *c = &ld->model->cfg;
     const ba_tensor *stored = ba_checkpoint_lookup(ld->model->ckpt, "lm_head.weight");
     if (c->tie_word_embeddings && !stored) {
-        g->lm_head = g->embed;
+        g->lm_head = ba_weight_of(g->embed, BA_WEIGHT_OUT_IN, NULL);
         return BA_OK;
     }
     if (!stored)
         return ba_fail(err, BA_ERR_FORMAT, "%s: no tensor 'lm_head.weight', and config.json does "
                        "not tie it to the embeddings (tie_word_embeddings is false)",
                        ld->model->dir);
-    BA_CHECK(expect(ld, "", "lm_head.weight", 2, c->vocab_size, c->d_model, &g->lm_head, err));
-    if (c->tie_word_embeddings) g->lm_head = g->embed; /* tied: as Hugging Face uses it */
+    const ba_tensor *head = NULL;
+    BA_CHECK(expect(ld, "", "lm_head.weight", 2, c->vocab_size, c->d_model, &head, err));
+    if (c->tie_word_embeddings) head = g->embed; /* tied: as Hugging Face uses it */
+    g->lm_head = ba_weight_of(head, BA_WEIGHT_OUT_IN, NULL);
     return BA_OK;
 }
 
@@ -303,9 +267,7 @@ static ba_status llama_load(ba_model *m, ba_error *err)
     for (int i = 0; i < c->n_layers; i++) BA_TRY(bind_block(&ld, i, &g->blocks[i], err), fail);
     BA_TRY(bind_output_layer(&ld, g, err), fail);
     BA_TRY(bind_vectors(g, c->n_layers, err), fail);
-    g->wscratch_floats = widen_scratch_floats(g, c);
-    if (g->wscratch_floats)
-        BA_ALLOC(g->wscratch, g->wscratch_floats, "LLaMA widened weight panel", fail);
+    m->widen_floats = widen_scratch_floats(g, c);
     return BA_OK;
 fail:
     llama_destroy(m);
@@ -324,70 +286,66 @@ static void embed(const llama_model *g, const int32_t *tokens, size_t n, size_t 
     }
 }
 
-static void linear(llama_model *g, const ba_tensor *w, const float *x, size_t n, size_t ldx,
-                   int accumulate, float *y, size_t ldy)
+static ba_status attention(ba_model_ctx *ctx, const llama_block *b, size_t n, ba_error *err)
 {
-    ba_weight_linear(w, 0, (size_t)w->shape[0], x, n, ldx, accumulate, y, ldy, g->wscratch,
-                     g->wscratch_floats, g->matmul);
-}
-
-static void attention(const ba_model_config *c, llama_model *g, const llama_block *b, size_t n)
-{
+    const ba_model_config *c = &ctx->model->cfg;
     size_t d = (size_t)c->d_model, dh = (size_t)head_dim(c);
     size_t q_cols = (size_t)c->n_heads * dh, kv_cols = (size_t)c->n_kv_heads * dh;
     size_t ld = q_cols + 2 * kv_cols; /* one row: [q | k | v] */
-    float *q = g->qkv, *k = q + q_cols, *v = k + kv_cols;
-    ba_rmsnorm(g->x, n, d, b->attn_norm_f, (float)c->norm_eps, g->a);
-    linear(g, b->q, g->a, n, d, 0, q, ld);
-    linear(g, b->k, g->a, n, d, 0, k, ld);
-    linear(g, b->v, g->a, n, d, 0, v, ld);
-    ba_rope(q, n, ld, c->n_heads, (int)dh, g->cos_tab, g->sin_tab);
-    ba_rope(k, n, ld, c->n_kv_heads, (int)dh, g->cos_tab, g->sin_tab);
+    float *q = ctx->qkv, *k = q + q_cols, *v = k + kv_cols;
+    ba_rmsnorm(ctx->x, n, d, b->attn_norm_f, (float)c->norm_eps, ctx->a);
+    BA_CHECK(ba_weight_product(ctx, &b->wq, ctx->a, n, d, q, ld, 0, err));
+    BA_CHECK(ba_weight_product(ctx, &b->wk, ctx->a, n, d, k, ld, 0, err));
+    BA_CHECK(ba_weight_product(ctx, &b->wv, ctx->a, n, d, v, ld, 0, err));
+    ba_rope(q, n, ld, c->n_heads, (int)dh, ctx->rope_cos, ctx->rope_sin);
+    ba_rope(k, n, ld, c->n_kv_heads, (int)dh, ctx->rope_cos, ctx->rope_sin);
     ba_attention_causal(q, ld, k, v, ld, n, c->n_heads, c->n_kv_heads, (int)dh,
-                        1.0f / sqrtf((float)dh), g->att, q_cols, g->scores);
-    linear(g, b->o, g->att, n, q_cols, 1, g->x, d); /* x += o(att) */
+                        1.0f / sqrtf((float)dh), ctx->att, q_cols, ctx->scores);
+    /* x += o(att) */
+    return ba_weight_product(ctx, &b->wo, ctx->att, n, q_cols, ctx->x, d, 1, err);
 }
 
-static void mlp(const ba_model_config *c, llama_model *g, const llama_block *b, size_t n)
+static ba_status mlp(ba_model_ctx *ctx, const llama_block *b, size_t n, ba_error *err)
 {
+    const ba_model_config *c = &ctx->model->cfg;
     size_t d = (size_t)c->d_model, f = (size_t)c->d_ff;
-    ba_rmsnorm(g->x, n, d, b->mlp_norm_f, (float)c->norm_eps, g->a);
-    linear(g, b->gate, g->a, n, d, 0, g->gate, f);
-    linear(g, b->up, g->a, n, d, 0, g->up, f);
-    ba_swiglu(g->gate, g->up, n * f);
-    linear(g, b->down, g->gate, n, f, 1, g->x, d); /* x += down(silu(gate) * up) */
+    ba_rmsnorm(ctx->x, n, d, b->mlp_norm_f, (float)c->norm_eps, ctx->a);
+    BA_CHECK(ba_weight_product(ctx, &b->wgate, ctx->a, n, d, ctx->ff, f, 0, err));
+    BA_CHECK(ba_weight_product(ctx, &b->wup, ctx->a, n, d, ctx->ff2, f, 0, err));
+    ba_swiglu(ctx->ff, ctx->ff2, n * f);
+    /* x += down(silu(gate) * up) */
+    return ba_weight_product(ctx, &b->wdown, ctx->ff, n, f, ctx->x, d, 1, err);
 }
 
-static ba_status llama_forward(ba_model *m, const int32_t *tokens, size_t n, const int *layers,
-                               int n_kept, float *hidden, float *next_logprob, ba_error *err)
+static ba_status llama_forward(ba_model_ctx *ctx, const int32_t *tokens, size_t n,
+                               const int *layers, int n_kept, float *hidden, float *next_logprob,
+                               ba_error *err)
 {
-    const ba_model_config *c = &m->cfg;
-    llama_model *g = m->impl;
+    const ba_model_config *c = &ctx->model->cfg;
+    const llama_model *g = ctx->model->impl;
     size_t d = (size_t)c->d_model;
     int L = c->n_layers;
-    BA_CHECK(ensure_workspace(m, g, n, err));
-    g->matmul = m->matmul;
     /* Blocks to run: all of them for the log-probabilities, else up to the
      * deepest hidden state asked for. */
     int deepest = 0;
     for (int k = 0; k < n_kept; k++) deepest = layers[k] > deepest ? layers[k] : deepest;
     int blocks = next_logprob ? L : deepest;
 
-    embed(g, tokens, n, d, g->x);
-    ba_model_store_hidden(g->x, 0, n, d, layers, n_kept, hidden);
-    ba_rope_tables(0, n, head_dim(c), c->rope_theta, g->cos_tab, g->sin_tab);
+    embed(g, tokens, n, d, ctx->x);
+    ba_model_store_hidden(ctx->x, 0, n, d, layers, n_kept, hidden);
+    ba_rope_tables(0, n, head_dim(c), c->rope_theta, ctx->rope_cos, ctx->rope_sin);
     for (int i = 0; i < blocks; i++) {
-        attention(c, g, &g->blocks[i], n);
-        mlp(c, g, &g->blocks[i], n);
-        if (i + 1 < L) ba_model_store_hidden(g->x, i + 1, n, d, layers, n_kept, hidden);
+        BA_CHECK(attention(ctx, &g->blocks[i], n, err));
+        BA_CHECK(mlp(ctx, &g->blocks[i], n, err));
+        if (i + 1 < L) ba_model_store_hidden(ctx->x, i + 1, n, d, layers, n_kept, hidden);
     }
     if (blocks == L) {
         /* Hugging Face's last hidden state is the one after the final norm. */
-        ba_rmsnorm(g->x, n, d, g->norm_f, (float)c->norm_eps, g->a);
-        ba_model_store_hidden(g->a, L, n, d, layers, n_kept, hidden);
+        ba_rmsnorm(ctx->x, n, d, g->norm_f, (float)c->norm_eps, ctx->a);
+        ba_model_store_hidden(ctx->a, L, n, d, layers, n_kept, hidden);
         if (next_logprob)
-            ba_model_next_logprobs(g->lm_head, g->a, n, d, (size_t)c->vocab_size, tokens, &g->lp,
-                                   g->wscratch, g->wscratch_floats, g->matmul, next_logprob);
+            BA_CHECK(ba_model_next_logprobs(ctx, &g->lm_head, ctx->a, n, tokens, next_logprob,
+                                            err));
     }
     return BA_OK;
 }
@@ -452,4 +410,6 @@ const ba_model_ops ba_llama_ops = {
     .destroy = llama_destroy,
     .forward = llama_forward,
     .random_layout = llama_random_layout,
+    .gated_mlp = true,
+    .rotary = true,
 };
