@@ -183,7 +183,7 @@ int ba_cmd_fit(int argc, char **argv)
                 if (!(t >= 0) || !isfinite(t))
                     snprintf(a.error, sizeof a.error, "--tie-tolerance %s must be >= 0",
                              a.value);
-                else cfg.ridge.tie_tolerance = t > 0 ? t : -1.0;
+                else cfg.ridge.tie_tolerance = t; /* 0: off */
             }
         } else if (ba_args_value(&a, "--voxel-block")) { if (ba_args_long(&a, "--voxel-block", &number)) cfg.ridge.voxel_block = number; }
         else if (ba_args_value(&a, "--block-size")) { if (ba_args_long(&a, "--block-size", &number)) cfg.ridge.block_size = (int)number; }

@@ -22,8 +22,10 @@ void ba_fit_config_defaults(ba_fit_config *cfg)
     cfg->design = (ba_design_options){.tr_s = 0, .tr_offset_s = 0,
                                       .aggregate = BA_AGGREGATE_SUM, .n_delays = 5,
                                       .delays = cfg->delays};
-    cfg->ridge = (ba_ridge_options){.n_folds = 5, .alphas = cfg->alphas, .n_alphas = 10,
-                                    .fold_groups = 1};
+    ba_ridge_options_init(&cfg->ridge);
+    cfg->ridge.n_folds = 5;
+    cfg->ridge.alphas = cfg->alphas;
+    cfg->ridge.n_alphas = 10;
 }
 
 /* "file.h5:/dataset" -> file and dataset. */
@@ -254,9 +256,7 @@ static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char
     ADD(", \"fold_groups\": %d, \"solver\": \"%s\"", cfg->ridge.fold_groups,
         cfg->solver == BA_FIT_SOLVER_PETSC ? "petsc" : "scalapack");
     if (cfg->solver != BA_FIT_SOLVER_PETSC) /* 0: off */
-        ADD(", \"tie_tolerance\": %.17g", cfg->ridge.tie_tolerance == 0 ? BA_RIDGE_TIE_TOLERANCE
-                                            : cfg->ridge.tie_tolerance < 0 ? 0.0
-                                            : cfg->ridge.tie_tolerance);
+        ADD(", \"tie_tolerance\": %.17g", cfg->ridge.tie_tolerance);
     if (cfg->solver_options) { /* JSON string: PETSc options have no quotes or backslashes */
         ADD(", \"solver_options\": \"");
         for (const char *c = cfg->solver_options; *c; c++)

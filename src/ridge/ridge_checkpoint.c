@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "brainalign/io/h5io.h"
-#include "ridge_internal.h"
+#include "checkpoint.h"
 
 void ba_ridge_checkpoint_load(const ba_ridge_layout *L, const ba_ridge_options *opt,
                               const char *who, ba_ridge_result *res, int *done)

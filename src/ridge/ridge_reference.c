@@ -1,4 +1,4 @@
-/* ridge_reference.c — the plain reference of ridge.c, for tests.
+/* ridge_reference.c — the plain reference of the dense solver (solver_dense.c), for tests.
  *
  * Deliberately a different algorithm from the fast path: for every alpha
  * it forms G = (K + alpha I)^-1 with K = X_tr X_trᵀ by a Cholesky

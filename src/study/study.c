@@ -220,7 +220,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (KEY("cv", "tie_tolerance")) {
         double t = 0;
         if (!parse_double(value, &t) || !(t >= 0) || !isfinite(t)) BAD("[cv] tie_tolerance must be a number >= 0 (0 turns it off)");
-        c->fit.ridge.tie_tolerance = t > 0 ? t : -1.0;
+        c->fit.ridge.tie_tolerance = t; /* 0: off */
     }
     else if (KEY("cv", "voxel_block")) { if (!parse_long(value, &l) || l < 1) BAD("[cv] voxel_block must be >= 1"); c->fit.ridge.voxel_block = l; }
     else BAD("unknown key '%s' in section [%s]", name, section);

@@ -244,8 +244,8 @@ static ba_status fit_task(const ba_study_config *cfg, int c, int subject, int la
     /* 0 leaves fit's own default */
     if (f->ridge.voxel_block > 0) OPT(t, "--voxel-block", "%ld", f->ridge.voxel_block);
     if (f->ridge.block_size > 0) OPT(t, "--block-size", "%d", f->ridge.block_size);
-    if (f->ridge.tie_tolerance != 0) {
-        exact_double(f->ridge.tie_tolerance > 0 ? f->ridge.tie_tolerance : 0, number, sizeof number);
+    if (f->ridge.tie_tolerance != BA_RIDGE_TIE_TOLERANCE) {
+        exact_double(f->ridge.tie_tolerance, number, sizeof number);
         OPT(t, "--tie-tolerance", "%s", number);
     }
     OPT(t, "--out", "%s", t->output);

@@ -103,7 +103,7 @@ static void run_case_full(long n, long p, long v, int folds, int groups, long bl
 
 static void run_case_nb(long n, long p, long v, int folds, int groups, long block, int nb)
 {
-    run_case_full(n, p, v, folds, groups, block, nb, 0.0, false);
+    run_case_full(n, p, v, folds, groups, block, nb, BA_RIDGE_TIE_TOLERANCE, false);
 }
 
 static void run_case(long n, long p, long v, int folds, int groups, long block)
@@ -271,7 +271,7 @@ static void test_planted_near_ties(void **state)
     for (int pass = 0; pass < 2; pass++) {
         ba_ridge_options opt = {.n_folds = 5, .alphas = alphas, .n_alphas = 2,
                                 .fold_groups = 1, .voxel_block = 64, .block_size = 16,
-                                .quiet = true, .tie_tolerance = pass == 0 ? 0.0 : -1.0};
+                                .quiet = true, .tie_tolerance = pass == 0 ? BA_RIDGE_TIE_TOLERANCE : 0.0};
         ba_error err;
         ba_error_clear(&err);
         ba_ridge_layout L;

@@ -15,7 +15,12 @@
  * per-fold results are combined with one exact reduction.
  *
  * Life cycle: ba_ridge_layout_create -> caller reads its voxels ->
- * ba_ridge_cv -> ba_ridge_result_free, ba_ridge_layout_destroy. */
+ * ba_ridge_cv -> ba_ridge_result_free, ba_ridge_layout_destroy.
+ *
+ * Inside: one cross-validation driver (src/ridge/driver.c: checks, folds,
+ * rounds, restart, the choice of alphas, combining groups) calls a solver
+ * through a table of operations (src/ridge/solver.h): the dense
+ * eigendecomposition solver here, the Krylov solver of ridge_petsc.h. */
 #ifndef BRAINALIGN_RIDGE_H
 #define BRAINALIGN_RIDGE_H
 
@@ -41,11 +46,13 @@ typedef struct {
     int fold_groups;         /* >= 1, must divide the rank count */
     long voxel_block;        /* voxels per block in the voxel phase (0: 512) */
     int block_size;          /* ScaLAPACK block size (0: 64) */
-    /* Near-tied alphas. When a voxel's float32 leave-one-out losses put
-     * another alpha within this relative gap of the best, its alpha is
-     * re-decided (and its r recomputed) in double precision, so that the
-     * choice does not depend on the rank count or BLAS threads.
-     * 0: the default (1e-6); negative: never. */
+    /* Near-tied alphas (ba_ridge_cv). When a voxel's float32 leave-one-out
+     * losses put another alpha within this relative gap of the best, its
+     * alpha is re-decided (and its r recomputed) in double precision, so
+     * that the choice does not depend on the rank count or BLAS threads.
+     * >= 0; ba_ridge_options_init sets BA_RIDGE_TIE_TOLERANCE; 0 turns the
+     * re-ranking off. (The PETSc path computes its losses in double and
+     * ignores it.) */
     double tie_tolerance;
     bool quiet;
     /* Restart after failure (optional). After every round of folds the
@@ -58,6 +65,11 @@ typedef struct {
      * with BA_ERR_INTERRUPTED, after saving the checkpoint. */
     volatile sig_atomic_t *stop_requested;
 } ba_ridge_options;
+
+/* The defaults: every field 0 / NULL / false except fold_groups = 1 and
+ * tie_tolerance = BA_RIDGE_TIE_TOLERANCE; the caller sets n_folds and the
+ * alphas. */
+void ba_ridge_options_init(ba_ridge_options *opt);
 
 typedef struct {
     MPI_Comm world;   /* all ranks (not owned) */

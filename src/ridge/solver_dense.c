@@ -1,4 +1,7 @@
-/* ridge.c — distributed cross-validated ridge (see ridge.h).
+/* solver_dense.c — the dense solver of the ridge CV driver (solver.h):
+ * ScaLAPACK eigendecomposition of each fold's training design, float32
+ * GEMMs on the voxel side, near-ties re-ranked in double (ties.c); its
+ * entry point is ba_ridge_cv (ridge.h).
  *
  * One outer fold, in formulas. Rows are permuted so the n_tr training
  * samples come first and the n_te test samples last; X is standardised
@@ -27,101 +30,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "brainalign/ridge/folds.h"
-#include "brainalign/io/h5io.h"
 #include "brainalign/kernels/kernels.h"
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/parallel/scalapack.h"
-#include "ridge_internal.h"
-
-/* ---------------------------------------------------------------- layout */
-
-ba_status ba_ridge_layout_create(MPI_Comm world, int fold_groups, long v_total,
-                                 ba_ridge_layout *L, ba_error *err)
-{
-    memset(L, 0, sizeof *L);
-    L->group = L->across = MPI_COMM_NULL;
-    int rank = 0, size = 1;
-    MPI_Comm_rank(world, &rank);
-    MPI_Comm_size(world, &size);
-    if (fold_groups < 1 || size % fold_groups != 0)
-        return ba_fail(err, BA_ERR_USAGE,
-                       "--fold-groups %d must be at least 1 and divide the %d ranks",
-                       fold_groups, size);
-    L->world = world;
-    L->n_groups = fold_groups;
-    L->group_size = size / fold_groups;
-    L->group_index = rank / L->group_size; /* neighbouring ranks share a group */
-    L->group_rank = rank % L->group_size;
-    L->v_total = v_total;
-    ba_split_range(v_total, L->group_size, L->group_rank, &L->v_begin, &L->v_end);
-    BA_CHECK(ba_mpi_check(MPI_Comm_split(world, L->group_index, L->group_rank, &L->group),
-                          "splitting fold groups", err));
-    BA_CHECK(ba_mpi_check(MPI_Comm_split(world, L->group_rank, L->group_index, &L->across),
-                          "splitting fold groups", err));
-    return BA_OK;
-}
-
-void ba_ridge_layout_destroy(ba_ridge_layout *L)
-{
-    if (L->group != MPI_COMM_NULL) MPI_Comm_free(&L->group);
-    if (L->across != MPI_COMM_NULL) MPI_Comm_free(&L->across);
-    L->group = L->across = MPI_COMM_NULL;
-}
-
-void ba_ridge_result_free(ba_ridge_result *r)
-{
-    free(r->r_folds);
-    free(r->alpha);
-    free(r->r);
-    memset(r, 0, sizeof *r);
-}
-
-/* ------------------------------------------------------------ statistics */
-
-double ba_pearson_f32(const float *a, long stride_a, const float *b, long stride_b,
-                      long n)
-{
-    double ma = 0, mb = 0;
-    for (long i = 0; i < n; i++) {
-        ma += a[i * stride_a];
-        mb += b[i * stride_b];
-    }
-    ma /= (double)n;
-    mb /= (double)n;
-    double sab = 0, saa = 0, sbb = 0;
-    for (long i = 0; i < n; i++) {
-        double da = a[i * stride_a] - ma, db = b[i * stride_b] - mb;
-        sab += da * db;
-        saa += da * da;
-        sbb += db * db;
-    }
-    if (saa <= 0 || sbb <= 0) return 0.0;
-    return sab / sqrt(saa * sbb);
-}
-
-/* --------------------------------------------------------- input checks */
-
-static ba_status check_y(const ba_ridge_layout *L, const ba_ridge_data *D, ba_error *err)
-{
-    long vloc = L->v_end - L->v_begin;
-    for (long i = 0; i < D->n; i++)
-        for (long j = 0; j < vloc; j++)
-            if (!isfinite(D->y[i * vloc + j]))
-                return ba_fail(err, BA_ERR_VALUE, "Y: sample %ld of voxel %ld is %s", i,
-                               L->v_begin + j, isnan(D->y[i * vloc + j]) ? "NaN" : "infinite");
-    for (long j = 0; j < vloc; j++) {
-        float first = D->y[j];
-        long i = 1;
-        while (i < D->n && D->y[i * vloc + j] == first) i++;
-        if (i == D->n)
-            return ba_fail(err, BA_ERR_VALUE,
-                           "Y: voxel %ld is constant (%g) over all %ld samples; remove it "
-                           "or mask it out",
-                           L->v_begin + j, (double)first, D->n);
-    }
-    return BA_OK;
-}
+#include "solver.h"
+#include "spectrum.h"
+#include "ties.h"
 
 /* -------------------------------------------------- the feature side */
 
@@ -183,8 +97,11 @@ static ba_status standardise(const ba_grid *grid, MPI_Comm column_comm, long n_t
 {
     ba_status rc = BA_OK;
     int lld = x->desc[8];
-    double *sum = NULL;
-    BA_ALLOC(sum, x->nloc > 0 ? x->nloc : 1, "column statistics", done);
+    /* Allocated and agreed on before the first collective: a rank out of
+     * memory must not leave its peers waiting in the reduction. */
+    double *sum = ba_calloc((size_t)(x->nloc > 0 ? x->nloc : 1), sizeof *sum,
+                            "column statistics", err);
+    BA_TRY(ba_mpi_agree(grid->comm, sum ? BA_OK : BA_ERR_NOMEM, err), done);
     for (int pass = 0; pass < 2; pass++) {
         for (int j = 0; j < x->nloc; j++) {
             double s = 0;
@@ -383,24 +300,17 @@ typedef struct {
     float *z;     /* [m][width] Mᵀ Y */
     float *wz;    /* [m][width] diag(w) Z */
     float *yhat;  /* [n_test][width] */
-    double *loss; /* [n_alphas][width] leave-one-out losses */
     double *mean; /* [width] training means */
-    int *best;
-    /* This rank's voxels whose best alphas are within the tie tolerance,
-     * for the double-precision re-ranking after the fold. */
-    long *ties;
-    long n_ties, ties_capacity;
 } voxel_workspace;
 
 static void workspace_free(voxel_workspace *w)
 {
-    free(w->ytr); free(w->t); free(w->z); free(w->wz); free(w->yhat);
-    free(w->loss); free(w->mean); free(w->best); free(w->ties);
+    free(w->ytr); free(w->t); free(w->z); free(w->wz); free(w->yhat); free(w->mean);
     memset(w, 0, sizeof *w);
 }
 
-static ba_status workspace_create(long n, long m, long width, int n_alphas,
-                                  voxel_workspace *w, ba_error *err)
+static ba_status workspace_create(long n, long m, long width, voxel_workspace *w,
+                                  ba_error *err)
 {
     memset(w, 0, sizeof *w);
     w->width = width;
@@ -410,11 +320,8 @@ static ba_status workspace_create(long n, long m, long width, int n_alphas,
     w->z = ba_calloc(mw, sizeof(float), "voxel block", err);
     w->wz = ba_calloc(mw, sizeof(float), "voxel block", err);
     w->yhat = ba_calloc(nw, sizeof(float), "voxel block", err);
-    w->loss = ba_calloc((size_t)n_alphas * (size_t)width, sizeof(double), "voxel block", err);
     w->mean = ba_calloc((size_t)width, sizeof(double), "voxel block", err);
-    w->best = ba_calloc((size_t)width, sizeof(int), "voxel block", err);
-    if (!w->ytr || !w->t || !w->z || !w->wz || !w->yhat || !w->loss || !w->mean ||
-        !w->best) {
+    if (!w->ytr || !w->t || !w->z || !w->wz || !w->yhat || !w->mean) {
         workspace_free(w);
         return BA_ERR_NOMEM;
     }
@@ -438,27 +345,13 @@ static void scale_rows(const ba_fold_spectrum *S, const float *z, float *wz, lon
     }
 }
 
-/* Remember local voxel v for the double-precision re-ranking. */
-static ba_status push_tie(voxel_workspace *w, long v, ba_error *err)
+/* The leave-one-out losses of the local voxels [c0, c0 + bw) for every
+ * alpha: loss [n_alphas][bw]. Leaves Z = Mᵀ Y_tr in w->z for the refit. */
+static void block_losses(const ba_fold_spectrum *S, const ba_fold_rows *f,
+                         const ba_ridge_options *opt, const float *y, long vloc, long c0,
+                         long bw, voxel_workspace *w, double *loss_out, double *flops)
 {
-    if (w->n_ties == w->ties_capacity) {
-        long capacity = w->ties_capacity ? 2 * w->ties_capacity : 64;
-        long *grown = realloc(w->ties, (size_t)capacity * sizeof *grown);
-        if (!grown) return ba_fail(err, BA_ERR_NOMEM, "out of memory listing near-tied voxels");
-        w->ties = grown, w->ties_capacity = capacity;
-    }
-    w->ties[w->n_ties++] = v;
-    return BA_OK;
-}
-
-/* One block of voxels [c0, c0 + bw) of this rank for one fold. */
-static ba_status voxel_block(const ba_fold_spectrum *S, const ba_fold_rows *f,
-                             const ba_ridge_options *opt, double tie_tolerance,
-                             const float *y, long vloc, long c0, long bw,
-                             voxel_workspace *w, float *r_out, float *alpha_out, double *flops,
-                             ba_error *err)
-{
-    long ntr = S->n_train, nte = S->n_test, m = S->m;
+    long ntr = S->n_train, m = S->m;
     /* Training rows of Y, centred with their own mean (summed in double,
      * row by row: ba_fold_train_mean gives the same bits for one voxel). */
     for (long j = 0; j < bw; j++) w->mean[j] = 0;
@@ -486,7 +379,7 @@ static ba_status voxel_block(const ba_fold_spectrum *S, const ba_fold_rows *f,
                      w->wz, (size_t)bw, 1.0f, w->t, (size_t)bw);
         }
         const double *den = S->denominator + (size_t)a * ntr;
-        double *loss = w->loss + (size_t)a * bw;
+        double *loss = loss_out + (size_t)a * bw;
         for (long j = 0; j < bw; j++) loss[j] = 0;
         for (long r = 0; r < ntr; r++) {
             const float *row = w->t + r * bw;
@@ -497,193 +390,168 @@ static ba_status voxel_block(const ba_fold_spectrum *S, const ba_fold_rows *f,
             }
         }
     }
-    /* The smallest loss; on an exact tie the earlier (smaller) alpha, as in
-     * scikit-learn. A voxel where another alpha comes within the tolerance
-     * is re-decided in double precision after the fold. */
-    for (long j = 0; j < bw; j++) {
-        int best = 0;
-        for (int a = 1; a < opt->n_alphas; a++)
-            if (w->loss[(size_t)a * bw + j] < w->loss[(size_t)best * bw + j]) best = a;
-        w->best[j] = best;
-        if (tie_tolerance < 0) continue;
-        double limit = w->loss[(size_t)best * bw + j] * (1.0 + tie_tolerance);
-        for (int a = 0; a < opt->n_alphas; a++)
-            if (a != best && w->loss[(size_t)a * bw + j] <= limit) {
-                BA_CHECK(push_tie(w, c0 + j, err));
-                break;
-            }
-    }
+    *flops += 2.0 * (double)ntr * m * bw * (1 + opt->n_alphas);
+}
 
-    /* ŷ_te = B diag(w(α*)) Z, then Pearson r against the test rows. */
-    scale_rows(S, w->z, w->wz, bw, opt->alphas, w->best, 0);
+/* ŷ_te = B diag(w(α*)) Z for the block just scored, then Pearson r
+ * against the test rows: r_out [bw]. */
+static void block_refit(const ba_fold_spectrum *S, const ba_fold_rows *f,
+                        const ba_ridge_options *opt, const float *y, long vloc, long c0,
+                        long bw, const int *best, voxel_workspace *w, float *r_out,
+                        double *flops)
+{
+    long nte = S->n_test, m = S->m;
+    scale_rows(S, w->z, w->wz, bw, opt->alphas, best, 0);
     ba_sgemm(false, (size_t)nte, (size_t)bw, (size_t)m, 1.0f, S->test_basis, (size_t)m, w->wz,
              (size_t)bw, 0.0f, w->yhat, (size_t)bw);
     const float *ytest = y + f->test_begin * vloc + c0;
-    for (long j = 0; j < bw; j++) {
+    for (long j = 0; j < bw; j++)
         r_out[j] = (float)ba_pearson_f32(w->yhat + j, bw, ytest + j, vloc, nte);
-        alpha_out[j] = (float)opt->alphas[w->best[j]];
-    }
-    *flops += 2.0 * (double)ntr * m * bw * (1 + opt->n_alphas) + 2.0 * (double)nte * m * bw;
-    return BA_OK;
+    *flops += 2.0 * (double)nte * m * bw;
 }
 
-/* ------------------------------------------------------------ the driver */
+/* ------------------------------------------------ the solver's operations */
 
-static ba_status check_options(const ba_ridge_data *D, const ba_ridge_options *opt,
-                               ba_error *err)
+typedef struct {
+    ba_grid grid;
+    MPI_Comm column_comm;
+    long vloc;
+    long width; /* local voxels per block */
+    ba_fold_spectrum S;
+    voxel_workspace ws;
+    double feature_flops, voxel_flops;
+} dense_solver;
+
+static ba_status dense_begin(void *self, const ba_ridge_layout *L, const ba_ridge_data *D,
+                             const ba_ridge_options *opt, ba_error *err)
 {
-    if (opt->n_alphas < 1)
-        return ba_fail(err, BA_ERR_USAGE, "need at least one alpha");
-    for (int a = 0; a < opt->n_alphas; a++)
-        if (!(opt->alphas[a] > 0) || !isfinite(opt->alphas[a]))
-            return ba_fail(err, BA_ERR_USAGE, "alpha %g must be positive and finite",
-                           opt->alphas[a]);
-    if (opt->fold_groups > opt->n_folds)
-        return ba_fail(err, BA_ERR_USAGE, "--fold-groups %d exceeds the %d folds",
-                       opt->fold_groups, opt->n_folds);
-    if (D->p < 1) return ba_fail(err, BA_ERR_SHAPE, "X has no features");
+    (void)D;
+    dense_solver *ds = self;
+    ds->vloc = L->v_end - L->v_begin;
+    ds->width = opt->voxel_block > 0 ? opt->voxel_block : 512;
+    if (ds->width > ds->vloc) ds->width = ds->vloc > 0 ? ds->vloc : 1;
+    ba_status rc = ba_grid_create(L->group, &ds->grid, err);
+    if (rc == BA_OK)
+        rc = ba_mpi_check(MPI_Comm_split(L->group, ds->grid.mycol, ds->grid.myrow,
+                                         &ds->column_comm), "grid columns", err);
+    return rc;
+}
+
+static long dense_block_capacity(void *self)
+{
+    return ((dense_solver *)self)->width;
+}
+
+static double dense_fold_units(void *self, const ba_ridge_fold *F)
+{
+    (void)self, (void)F;
+    return 2;
+}
+
+static long dense_n_blocks(void *self, const ba_ridge_fold *F)
+{
+    (void)F;
+    const dense_solver *ds = self;
+    return (ds->vloc + ds->width - 1) / ds->width;
+}
+
+static ba_status dense_prepare_fold(void *self, const ba_ridge_fold *F,
+                                    ba_ridge_progress *progress, ba_error *err)
+{
+    (void)progress;
+    dense_solver *ds = self;
+    const ba_ridge_data *D = F->data;
+    ba_status rc = feature_phase(&ds->grid, ds->column_comm, D, &F->rows, F->opt, &ds->S,
+                                 &ds->feature_flops, err);
+    /* The voxel workspace lives only through the voxel side, so that it
+     * does not add to the feature side's peak. */
+    if (rc == BA_OK) {
+        long mmax = D->n < D->p ? D->n : D->p;
+        rc = workspace_create(D->n > mmax ? D->n : mmax, mmax, ds->width, &ds->ws, err);
+    }
+    return ba_mpi_agree(ds->grid.comm, rc, err);
+}
+
+static ba_status dense_score_block(void *self, const ba_ridge_fold *F, long b,
+                                   ba_ridge_block *B, double *loss, ba_error *err)
+{
+    (void)err;
+    dense_solver *ds = self;
+    long c0 = b * ds->width, bw = ds->vloc - c0 < ds->width ? ds->vloc - c0 : ds->width;
+    *B = (ba_ridge_block){.width = bw, .own_begin = 0, .own_end = bw, .local0 = c0};
+    block_losses(&ds->S, &F->rows, F->opt, F->data->y, ds->vloc, c0, bw, &ds->ws, loss,
+                 &ds->voxel_flops);
     return BA_OK;
 }
+
+static ba_status dense_predict_block(void *self, const ba_ridge_fold *F, const ba_ridge_block *B,
+                                     const int *best, float *r, ba_error *err)
+{
+    (void)err;
+    dense_solver *ds = self;
+    block_refit(&ds->S, &F->rows, F->opt, F->data->y, ds->vloc, B->local0, B->width, best,
+                &ds->ws, r, &ds->voxel_flops);
+    return BA_OK;
+}
+
+static ba_status dense_refine_fold(void *self, const ba_ridge_fold *F, const long *voxels,
+                                   long count, float *r_fold, float *alpha_fold, long *n_group,
+                                   ba_error *err)
+{
+    dense_solver *ds = self;
+    return ba_ridge_rerank_ties(&ds->grid, &ds->S, &F->rows, F->opt, F->data->y, ds->vloc,
+                                voxels, count, r_fold, alpha_fold, n_group, err);
+}
+
+static void dense_end_fold(void *self)
+{
+    dense_solver *ds = self;
+    workspace_free(&ds->ws);
+    spectrum_free(&ds->S);
+}
+
+static ba_status dense_finish(void *self, ba_ridge_result *res, ba_error *err)
+{
+    (void)err;
+    const dense_solver *ds = self;
+    res->timing.feature_flops = ds->feature_flops;
+    res->timing.voxel_flops = ds->voxel_flops;
+    return BA_OK;
+}
+
+static void dense_destroy(void *self)
+{
+    dense_solver *ds = self;
+    dense_end_fold(ds);
+    if (ds->column_comm != MPI_COMM_NULL) MPI_Comm_free(&ds->column_comm);
+    if (ds->grid.nprow > 0 || ds->grid.system_handle) ba_grid_destroy(&ds->grid);
+    ds->column_comm = MPI_COMM_NULL;
+}
+
+static const ba_ridge_solver_ops dense_ops = {
+    .who = "ridge CV",
+    .announce_checkpoints = false,
+    .collective_blocks = false,
+    .near_ties = true,
+    .begin = dense_begin,
+    .block_capacity = dense_block_capacity,
+    .fold_units = dense_fold_units,
+    .n_blocks = dense_n_blocks,
+    .prepare_fold = dense_prepare_fold,
+    .score_block = dense_score_block,
+    .predict_block = dense_predict_block,
+    .refine_fold = dense_refine_fold,
+    .end_fold = dense_end_fold,
+    .finish = dense_finish,
+    .destroy = dense_destroy,
+};
 
 ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
                       const ba_ridge_options *opt, ba_ridge_result *res, ba_error *err)
 {
-    ba_status rc = BA_OK;
-    int K = opt->n_folds;
-    long vloc = L->v_end - L->v_begin;
-    long bounds_store[K + 1 > 1 ? K + 1 : 2];
-    const long *bounds = opt->fold_bounds;
-    memset(res, 0, sizeof *res);
-
-    rc = check_options(D, opt, err);
-    if (rc == BA_OK && !bounds) {
-        rc = ba_kfold_bounds(D->n, K, bounds_store, err);
-        bounds = bounds_store;
-    }
-    for (int k = 0; rc == BA_OK && k < K; k++)
-        if (bounds[k + 1] - bounds[k] < 2 || D->n - (bounds[k + 1] - bounds[k]) < 2)
-            rc = ba_fail(err, BA_ERR_SHAPE,
-                         "fold %d has %ld test and %ld training samples; each needs >= 2",
-                         k, bounds[k + 1] - bounds[k], D->n - (bounds[k + 1] - bounds[k]));
-    if (rc == BA_OK) rc = check_y(L, D, err);
-    BA_CHECK(ba_mpi_agree(L->world, rc, err));
-
-    res->n_folds = K;
-    res->v_local = vloc;
-    res->r_folds = ba_calloc((size_t)K * (size_t)(vloc ? vloc : 1), sizeof(float), "r", err);
-    res->alpha = ba_calloc((size_t)K * (size_t)(vloc ? vloc : 1), sizeof(float), "alpha", err);
-    res->r = ba_calloc((size_t)(vloc ? vloc : 1), sizeof(float), "r", err);
-    rc = (!res->r_folds || !res->alpha || !res->r) ? BA_ERR_NOMEM : BA_OK;
-    BA_CHECK(ba_mpi_agree(L->world, rc, err));
-
-    int done[K > 0 ? K : 1];
-    ba_ridge_checkpoint_load(L, opt, "ridge CV", res, done);
-    for (int k = 0; k < K; k++) res->n_folds_resumed += done[k];
-    int rank = 0;
-    MPI_Comm_rank(L->world, &rank);
-    if (rank == 0 && !opt->quiet && res->n_folds_resumed > 0)
-        fprintf(stderr, "ridge CV: resuming: %d of %d folds done in %s\n", res->n_folds_resumed,
-                K, opt->checkpoint_path);
-
-    ba_grid grid = {0};
-    MPI_Comm column_comm = MPI_COMM_NULL;
-    voxel_workspace ws = {0};
-    ba_fold_spectrum S = {0};
-    long width = opt->voxel_block > 0 ? opt->voxel_block : 512;
-    if (width > vloc) width = vloc > 0 ? vloc : 1;
-    int my_folds = 0;
-    for (int k = L->group_index; k < K; k += L->n_groups) my_folds += !done[k];
-    long blocks = (vloc + width - 1) / width;
-    ba_progress progress;
-    ba_progress_begin(&progress, L->world, opt->quiet, "ridge CV");
-    double done_units = 0, total_units = (double)my_folds * (double)(blocks + 2);
-
-    rc = ba_grid_create(L->group, &grid, err);
-    if (rc == BA_OK)
-        rc = ba_mpi_check(MPI_Comm_split(L->group, grid.mycol, grid.myrow, &column_comm),
-                          "grid columns", err);
-    BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);
-    double tie_tolerance = opt->tie_tolerance == 0 ? BA_RIDGE_TIE_TOLERANCE : opt->tie_tolerance;
-
-    /* Folds run in lock-step rounds across groups so that an error in one
-     * group reaches every rank at the next agreement. */
-    int rounds = (K + L->n_groups - 1) / L->n_groups;
-    for (int round = 0; round < rounds; round++) {
-        int k = round * L->n_groups + L->group_index;
-        int first = round * L->n_groups, last = first + L->n_groups < K ? first + L->n_groups : K;
-        bool round_done = true;
-        for (int j = first; j < last; j++) round_done = round_done && done[j];
-        if (round_done) continue; /* resumed from the checkpoint */
-        if (k < K && !done[k]) {
-            ba_fold_rows f = ba_fold_make(D->n, bounds[k], bounds[k + 1]);
-            double t0 = ba_now();
-            rc = feature_phase(&grid, column_comm, D, &f, opt, &S,
-                               &res->timing.feature_flops, err);
-            res->timing.feature_seconds += ba_now() - t0;
-            done_units += 2;
-            ba_progress_update(&progress, done_units, total_units);
-            /* The voxel workspace lives only through the voxel side, so that
-             * it does not add to the feature side's peak. */
-            if (rc == BA_OK) {
-                long mmax = D->n < D->p ? D->n : D->p;
-                rc = workspace_create(D->n > mmax ? D->n : mmax, mmax, width, opt->n_alphas,
-                                      &ws, err);
-            }
-            rc = ba_mpi_agree(grid.comm, rc, err);
-            float *r_fold = res->r_folds + (size_t)k * vloc;
-            float *alpha_fold = res->alpha + (size_t)k * vloc;
-            if (rc == BA_OK) {
-                double t1 = ba_now();
-                for (long c0 = 0; c0 < vloc && rc == BA_OK; c0 += width) {
-                    long bw = vloc - c0 < width ? vloc - c0 : width;
-                    rc = voxel_block(&S, &f, opt, tie_tolerance, D->y, vloc, c0, bw, &ws,
-                                     r_fold + c0, alpha_fold + c0, &res->timing.voxel_flops,
-                                     err);
-                    done_units += 1;
-                    ba_progress_update(&progress, done_units, total_units);
-                }
-                res->timing.voxel_seconds += ba_now() - t1;
-                rc = ba_mpi_agree(grid.comm, rc, err);
-            }
-            if (rc == BA_OK) {
-                double t1 = ba_now();
-                long tied = 0;
-                rc = ba_ridge_rerank_ties(&grid, &S, &f, opt, D->y, vloc, ws.ties, ws.n_ties,
-                                          r_fold, alpha_fold, &tied, err);
-                res->timing.tied_voxels += tied;
-                res->timing.tie_seconds += ba_now() - t1;
-            }
-            workspace_free(&ws);
-            spectrum_free(&S);
-        }
-        BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);
-        BA_TRY(ba_ridge_end_of_round(L, opt, "ridge CV", !progress.tty, res, done, first, last,
-                                     err), cleanup);
-    }
-
-    /* Each rank holds its group's folds for its voxels; the same voxels sit
-     * on the same group rank in every group, so summing across groups
-     * (every entry has one non-zero contributor) combines them exactly. */
-    double t2 = ba_now();
-    if (L->n_groups > 1 && vloc > 0) {
-        int count = (int)((size_t)K * (size_t)vloc);
-        BA_TRY(ba_mpi_check(MPI_Allreduce(MPI_IN_PLACE, res->r_folds, count, MPI_FLOAT,
-                                          MPI_SUM, L->across), "combining folds", err), cleanup);
-        BA_TRY(ba_mpi_check(MPI_Allreduce(MPI_IN_PLACE, res->alpha, count, MPI_FLOAT,
-                                          MPI_SUM, L->across), "combining folds", err), cleanup);
-    }
-    for (long j = 0; j < vloc; j++) {
-        double s = 0;
-        for (int k = 0; k < K; k++) s += res->r_folds[(size_t)k * vloc + j];
-        res->r[j] = (float)(s / K);
-    }
-    res->timing.exchange_seconds = ba_now() - t2;
-    ba_progress_end(&progress);
-
-cleanup:
-    workspace_free(&ws);
-    if (column_comm != MPI_COMM_NULL) MPI_Comm_free(&column_comm);
-    if (grid.nprow > 0 || grid.system_handle) ba_grid_destroy(&grid);
-    if (rc != BA_OK) ba_ridge_result_free(res);
-    return rc;
+    dense_solver ds;
+    memset(&ds, 0, sizeof ds);
+    ds.column_comm = MPI_COMM_NULL;
+    ba_ridge_solver solver = {&dense_ops, &ds};
+    return ba_ridge_cv_run(L, D, opt, &solver, res, err);
 }

@@ -1,7 +1,8 @@
-/* ridge_ties.c — re-deciding near-tied alphas in double precision.
+/* ties.c — re-deciding near-tied alphas in double precision (ties.h), the
+ * dense solver's helper.
  *
- * Why this exists: the voxel side (ridge.c) ranks the alphas of every voxel
- * by leave-one-out losses computed with float32 GEMMs. Their last bits
+ * Why this exists: the dense solver (solver_dense.c) ranks the alphas of
+ * every voxel by leave-one-out losses computed with float32 GEMMs. Their last bits
  * depend on the BLAS thread count and on the process grid, since different
  * grids round slightly different eigenvectors into the float basis: below
  * 1e-7 relative. For a voxel whose two best alphas are that close the
@@ -16,7 +17,7 @@
  * recomputed from the same double basis. There are few such voxels, so this
  * costs little; they go in batches to bound memory.
  *
- * Per batch of N voxels (formulas at the top of ridge.c):
+ * Per batch of N voxels (formulas at the top of solver_dense.c):
  *   Z = Mᵀ Y_tr                              (pdgemm, m x N)
  *   for each alpha: T = M diag(w) Z          (pdgemm, n_train x N)
  *                   loss_j = Σ_i (r_ij / den_i)²,  r = T (dual) or Y - T
@@ -26,7 +27,7 @@
 #include <string.h>
 
 #include "brainalign/parallel/parallel.h"
-#include "ridge_internal.h"
+#include "ties.h"
 
 enum { TIE_BATCH = 256 }; /* voxels per batch */
 

@@ -1,5 +1,7 @@
-/* ridge_petsc.c — cross-validated ridge with the systems solved by PETSc
- * KSP (see ridge_petsc.h for the formulas, the layout and the options).
+/* solver_krylov.c — the Krylov solver of the ridge CV driver (solver.h):
+ * the ridge systems solved by PETSc KSP (see ridge_petsc.h for the
+ * formulas, the layout and the options); its entry points are
+ * ba_ridge_cv_petsc and ba_ridge_cv_petsc_stats.
  *
  * Vocabulary. B is big x small: X_tr (primal) or X_trᵀ (dual). Each rank
  * of a fold group owns rows [big0, big0 + big_loc) of B and rows [small0,
@@ -20,11 +22,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "brainalign/ridge/folds.h"
-#include "brainalign/io/h5io.h"
-#include "brainalign/parallel/parallel.h"
 #include "brainalign/core/rng.h"
-#include "ridge_internal.h"
+#include "brainalign/parallel/parallel.h"
+#include "solver.h"
 
 /* ------------------------------------------------- PETSc errors -> ba_status */
 
@@ -370,7 +370,7 @@ static ba_status load_features(const ba_ridge_data *D, const ba_fold_rows *f, no
 }
 
 /* StandardScaler with training statistics (ddof 0, a zero std becomes 1),
- * as ridge.c. Primal: columns of b_loc/test_x, sums over the group; dual:
+ * as solver_dense.c. Primal: columns of b_loc/test_x, sums over the group; dual:
  * rows of b_loc/test_x, all local. */
 static ba_status standardise(normal_op *op, ba_error *err)
 {
@@ -390,8 +390,9 @@ static ba_status standardise(normal_op *op, ba_error *err)
         }
         return BA_OK;
     }
-    double *sum = NULL;
-    BA_ALLOC(sum, p, "feature statistics", done);
+    /* Allocated and agreed on before the first collective. */
+    double *sum = ba_calloc((size_t)p, sizeof *sum, "feature statistics", err);
+    BA_TRY(ba_mpi_agree(op->comm, sum ? BA_OK : BA_ERR_NOMEM, err), done);
     for (int pass = 0; pass < 2; pass++) {
         memset(sum, 0, sizeof(double) * (size_t)p);
         for (long r = 0; r < op->big_loc; r++)
@@ -445,7 +446,7 @@ static ba_status operator_setup(run_ctx *R, const ba_fold_rows *f, normal_op *op
     op->comm = L->group;
     op->size = L->group_size;
     op->rank = L->group_rank;
-    op->dual = f->n_train <= D->p; /* scikit-learn's and ridge.c's choice */
+    op->dual = f->n_train <= D->p; /* scikit-learn's and solver_dense.c's choice */
     op->n_train = f->n_train;
     op->n_test = f->n_test;
     op->test_begin = f->test_begin;
@@ -766,8 +767,7 @@ static double probe_value(const void *ctx, long i, int j)
 /* den[a][i]: the leave-one-out denominators (1 - h_ii, or G_ii in the dual
  * form), exact: one right-hand side per training sample. */
 static ba_status hat_exact(run_ctx *R, fold_solver *S, int fold, double *den,
-                           ba_progress *progress, double *done_units, double total_units,
-                           ba_error *err)
+                           ba_ridge_progress *progress, ba_error *err)
 {
     normal_op *op = &S->op;
     const ba_ridge_options *opt = R->opt;
@@ -784,8 +784,7 @@ static ba_status hat_exact(run_ctx *R, fold_solver *S, int fold, double *den,
             for (int j = 0; j < width; j++)
                 den[(size_t)a * op->n_train + i0 + j] = op->dual ? S->den[j] : 1.0 - S->den[j];
         }
-        *done_units += 1;
-        ba_progress_update(progress, *done_units, total_units);
+        ba_ridge_progress_step(progress);
     }
     return BA_OK;
 }
@@ -794,16 +793,16 @@ static ba_status hat_exact(run_ctx *R, fold_solver *S, int fold, double *den,
  * diag(M) ≈ mean_k z_k ⊙ M z_k with M = X(XᵀX + αI)⁻¹Xᵀ (primal) or
  * (XXᵀ + αI)⁻¹ (dual). */
 static ba_status hat_hutchinson(run_ctx *R, fold_solver *S, int fold, double *den,
-                                ba_progress *progress, double *done_units, double total_units,
-                                ba_error *err)
+                                ba_ridge_progress *progress, ba_error *err)
 {
     ba_status rc = BA_OK;
     normal_op *op = &S->op;
     const ba_ridge_options *opt = R->opt;
     int nb = op->nb;
     long ntr = op->n_train;
-    signed char *z = NULL;
-    BA_ALLOC(z, (size_t)ntr * (size_t)nb, "Hutchinson probes", done);
+    /* Allocated and agreed on before the solves' collectives. */
+    signed char *z = ba_calloc((size_t)ntr * (size_t)nb, sizeof *z, "Hutchinson probes", err);
+    BA_TRY(ba_mpi_agree(op->comm, z ? BA_OK : BA_ERR_NOMEM, err), done);
     memset(den, 0, sizeof(double) * (size_t)opt->n_alphas * (size_t)ntr);
     for (int k0 = 0; k0 < R->probes; k0 += nb) {
         int width = R->probes - k0 < nb ? R->probes - k0 : nb;
@@ -833,8 +832,7 @@ static ba_status hat_hutchinson(run_ctx *R, fold_solver *S, int fold, double *de
                 for (int j = 0; j < width; j++)
                     d[row0 + r] += z[(row0 + r) * width + j] * mz[r * nb + j];
         }
-        *done_units += 1;
-        ba_progress_update(progress, *done_units, total_units);
+        ba_ridge_progress_step(progress);
     }
     /* Each entry has one contributor: the sum gathers them. */
     BA_TRY(ba_mpi_check(MPI_Allreduce(MPI_IN_PLACE, den, (int)(opt->n_alphas * ntr), MPI_DOUBLE,
@@ -967,16 +965,21 @@ static ba_status predict_test(fold_solver *S, voxel_work *w, ba_error *err)
                         "prediction", err);
 }
 
-static ba_status voxel_block(run_ctx *R, fold_solver *S, const ba_fold_rows *f, int fold,
-                             const double *den, long v0, voxel_work *w, ba_ridge_result *res,
-                             ba_error *err)
+/* Voxels [v0, v0 + width) of the group (width = min(nb, the rest)): every
+ * alpha's solve and leave-one-out losses, loss [n_alphas][width], the same
+ * on every rank. Keeps, per column, the solution of the best alpha so far
+ * (the smallest loss; on equal losses the smaller alpha index, the
+ * driver's rule) in S->best for the refit. */
+static ba_status voxel_losses(run_ctx *R, fold_solver *S, const ba_fold_rows *f, int fold,
+                              const double *den, long v0, voxel_work *w, double *loss,
+                              ba_error *err)
 {
     normal_op *op = &S->op;
     const ba_ridge_options *opt = R->opt;
     const ba_ridge_layout *L = R->L;
     int nb = op->nb;
     int width = (int)(L->v_total - v0 < nb ? L->v_total - v0 : nb);
-    long n = R->D->n, ntr = op->n_train, vloc = L->v_end - L->v_begin;
+    long ntr = op->n_train;
     BA_CHECK(gather_voxels(R, v0, width, w->pack, w->y, w->counts, w->displs, err));
     for (int j = 0; j < width; j++) w->mean[j] = ba_fold_train_mean(f, w->y, width, j);
     voxel_ctx vc = {w->y, w->mean, f, width};
@@ -1006,26 +1009,32 @@ static ba_status voxel_block(run_ctx *R, fold_solver *S, const ba_fold_rows *f, 
         }
         BA_CHECK(ba_mpi_check(MPI_Allreduce(MPI_IN_PLACE, w->loss, width, MPI_DOUBLE, MPI_SUM,
                                             op->comm), "leave-one-out losses", err));
-        /* On a tie the smaller alpha index wins, as in ridge.c and scikit-learn. */
-        for (int j = 0; j < width; j++)
+        for (int j = 0; j < width; j++) {
+            loss[(size_t)a * width + j] = w->loss[j];
             if (w->loss[j] < w->best_loss[j] || (w->loss[j] == w->best_loss[j] && a < w->best[j])) {
                 w->best_loss[j] = w->loss[j];
                 w->best[j] = a;
                 for (long r = 0; r < op->small_loc; r++) S->best[r * nb + j] = S->sol[r * nb + j];
             }
+        }
     }
-    for (long r = 0; r < op->small_loc; r++)
-        for (int j = width; j < nb; j++) S->best[r * nb + j] = 0;
+    return BA_OK;
+}
+
+/* The refit of the block just scored with the kept solutions: held-out
+ * prediction on every rank, r[j] for the columns this rank owns. */
+static ba_status voxel_predict(fold_solver *S, const ba_fold_rows *f, const ba_ridge_block *B,
+                               voxel_work *w, float *r, ba_error *err)
+{
+    normal_op *op = &S->op;
+    int nb = op->nb;
+    long width = B->width;
+    for (long row = 0; row < op->small_loc; row++)
+        for (int j = (int)width; j < nb; j++) S->best[row * nb + j] = 0;
     BA_CHECK(predict_test(S, w, err));
-    long own0 = L->v_begin > v0 ? L->v_begin : v0;
-    long own1 = L->v_end < v0 + width ? L->v_end : v0 + width;
-    for (long v = own0; v < own1; v++) {
-        int j = (int)(v - v0);
-        res->r_folds[(size_t)fold * vloc + (v - L->v_begin)] =
-            (float)pearson_block(w->yhat + j, nb, w->y + f->test_begin * width + j, width, f->n_test);
-        res->alpha[(size_t)fold * vloc + (v - L->v_begin)] = (float)opt->alphas[w->best[j]];
-    }
-    (void)n;
+    for (long j = B->own_begin; j < B->own_end; j++)
+        r[j] = (float)pearson_block(w->yhat + j, nb, w->y + f->test_begin * width + j, width,
+                                    f->n_test);
     return BA_OK;
 }
 
@@ -1056,91 +1065,6 @@ static ba_status voxel_work_create(const run_ctx *R, const normal_op *op, voxel_
         w->test_displs[q] = (int)(b * op->nb);
     }
     return rc;
-}
-
-/* ------------------------------------------------------------- one fold */
-
-static ba_status run_fold(run_ctx *R, int k, const long *bounds, ba_ridge_result *res,
-                          ba_progress *progress, double *done_units, double total_units,
-                          ba_error *err)
-{
-    ba_status rc = BA_OK;
-    const ba_ridge_data *D = R->D;
-    ba_fold_rows f = ba_fold_make(D->n, bounds[k], bounds[k + 1]);
-    fold_solver S;
-    memset(&S, 0, sizeof S);
-    voxel_work w = {0};
-    double *den = NULL;
-    double t0 = ba_now();
-    double flops0 = 0;
-
-    BA_TRY(operator_setup(R, &f, &S.op, err), done);
-    BA_TRY(solver_create(R, &S, err), done);
-    den = ba_calloc((size_t)R->opt->n_alphas * (size_t)f.n_train, sizeof(double),
-                    "leave-one-out denominators", err);
-    rc = den ? BA_OK : BA_ERR_NOMEM;
-    if (rc == BA_OK) rc = voxel_work_create(R, &S.op, &w, err);
-    BA_TRY(ba_mpi_agree(S.op.comm, rc, err), done);
-
-    flops0 = S.op.flops;
-    if (R->exact_hat) rc = hat_exact(R, &S, k, den, progress, done_units, total_units, err);
-    else rc = hat_hutchinson(R, &S, k, den, progress, done_units, total_units, err);
-    R->flops_hat += S.op.flops - flops0;
-    res->timing.feature_seconds += ba_now() - t0;
-    if (rc != BA_OK) goto done;
-
-    double t1 = ba_now();
-    flops0 = S.op.flops;
-    for (long v0 = 0; v0 < R->L->v_total && rc == BA_OK; v0 += S.op.nb) {
-        rc = voxel_block(R, &S, &f, k, den, v0, &w, res, err);
-        *done_units += 1;
-        ba_progress_update(progress, *done_units, total_units);
-    }
-    R->flops_voxel += S.op.flops - flops0;
-    res->timing.voxel_seconds += ba_now() - t1;
-done:
-    free(den);
-    voxel_work_free(&w);
-    solver_free(&S);
-    return rc;
-}
-
-/* ----------------------------------------------------------- the driver */
-
-static ba_status check_inputs(const ba_ridge_layout *L, const ba_ridge_data *D,
-                              const ba_ridge_options *opt, const long *bounds, ba_error *err)
-{
-    if (opt->n_alphas < 1) return ba_fail(err, BA_ERR_USAGE, "need at least one alpha");
-    for (int a = 0; a < opt->n_alphas; a++)
-        if (!(opt->alphas[a] > 0) || !isfinite(opt->alphas[a]))
-            return ba_fail(err, BA_ERR_USAGE, "alpha %g must be positive and finite",
-                           opt->alphas[a]);
-    if (opt->fold_groups > opt->n_folds)
-        return ba_fail(err, BA_ERR_USAGE, "--fold-groups %d exceeds the %d folds",
-                       opt->fold_groups, opt->n_folds);
-    if (D->p < 1) return ba_fail(err, BA_ERR_SHAPE, "X has no features");
-    for (int k = 0; k < opt->n_folds; k++)
-        if (bounds[k + 1] - bounds[k] < 2 || D->n - (bounds[k + 1] - bounds[k]) < 2)
-            return ba_fail(err, BA_ERR_SHAPE,
-                           "fold %d has %ld test and %ld training samples; each needs >= 2", k,
-                           bounds[k + 1] - bounds[k], D->n - (bounds[k + 1] - bounds[k]));
-    long vloc = L->v_end - L->v_begin;
-    for (long i = 0; i < D->n; i++)
-        for (long j = 0; j < vloc; j++)
-            if (!isfinite(D->y[i * vloc + j]))
-                return ba_fail(err, BA_ERR_VALUE, "Y: sample %ld of voxel %ld is %s", i,
-                               L->v_begin + j, isnan(D->y[i * vloc + j]) ? "NaN" : "infinite");
-    for (long j = 0; j < vloc; j++) {
-        float first = D->y[j];
-        long i = 1;
-        while (i < D->n && D->y[i * vloc + j] == first) i++;
-        if (i == D->n)
-            return ba_fail(err, BA_ERR_VALUE,
-                           "Y: voxel %ld is constant (%g) over all %ld samples; remove it "
-                           "or mask it out",
-                           L->v_begin + j, (double)first, D->n);
-    }
-    return BA_OK;
 }
 
 /* The -ridge_* options (see ridge_petsc.h). */
@@ -1226,114 +1150,184 @@ static void report(const run_ctx *R, const ba_ridge_layout *L)
                 "Hutchinson trace)" : "APPROXIMATE (Hutchinson)");
 }
 
+/* ----------------------------------------------- the solver's operations */
+
+typedef struct {
+    run_ctx R;
+    ba_ridge_petsc_stats *stats_out; /* NULL: not wanted */
+    bool handler_pushed;
+    /* The fold in progress. */
+    fold_solver S;
+    voxel_work w;
+    double *den;         /* [n_alphas][n_train] leave-one-out denominators */
+    bool voxel_side;     /* the hat diagonal is done: S.op.flops now counts voxels */
+    double voxel_flops0; /* S.op.flops when the voxel side began */
+    long v0;             /* first voxel of the block scored last */
+} krylov_solver;
+
+static ba_status krylov_begin(void *self, const ba_ridge_layout *L, const ba_ridge_data *D,
+                              const ba_ridge_options *opt, ba_error *err)
+{
+    krylov_solver *ks = self;
+    run_ctx *R = &ks->R;
+    R->L = L;
+    R->D = D;
+    R->opt = opt;
+    R->nb = opt->voxel_block > 0 ? (int)(opt->voxel_block < 4096 ? opt->voxel_block : 4096) : 64;
+    PetscPushErrorHandler(capture_error, &R->cap);
+    ks->handler_pushed = true;
+    BA_CHECK(read_ridge_options(R, err));
+    R->order = ba_calloc((size_t)opt->n_alphas, sizeof(int), "alpha order", err);
+    if (!R->order) return BA_ERR_NOMEM;
+    alpha_order(opt, R->order);
+    return BA_OK;
+}
+
+static long krylov_block_capacity(void *self)
+{
+    return ((krylov_solver *)self)->R.nb;
+}
+
+/* The hat diagonal's blocks of right-hand sides. */
+static double krylov_fold_units(void *self, const ba_ridge_fold *F)
+{
+    const run_ctx *R = &((krylov_solver *)self)->R;
+    long n_train = F->rows.n_train;
+    return (double)(R->exact_hat ? (n_train + R->nb - 1) / R->nb : (R->probes + R->nb - 1) / R->nb);
+}
+
+/* Blocks of nb voxels by global index, the same on every rank of the group. */
+static long krylov_n_blocks(void *self, const ba_ridge_fold *F)
+{
+    const run_ctx *R = &((krylov_solver *)self)->R;
+    return (F->layout->v_total + R->nb - 1) / R->nb;
+}
+
+static void krylov_end_fold(void *self)
+{
+    krylov_solver *ks = self;
+    if (ks->voxel_side) ks->R.flops_voxel += ks->S.op.flops - ks->voxel_flops0;
+    ks->voxel_side = false;
+    free(ks->den);
+    ks->den = NULL;
+    voxel_work_free(&ks->w);
+    solver_free(&ks->S);
+}
+
+static ba_status krylov_prepare_fold(void *self, const ba_ridge_fold *F,
+                                     ba_ridge_progress *progress, ba_error *err)
+{
+    krylov_solver *ks = self;
+    run_ctx *R = &ks->R;
+    ba_status rc = BA_OK;
+    memset(&ks->S, 0, sizeof ks->S);
+    BA_CHECK(operator_setup(R, &F->rows, &ks->S.op, err));
+    BA_CHECK(solver_create(R, &ks->S, err));
+    ks->den = ba_calloc((size_t)R->opt->n_alphas * (size_t)F->rows.n_train, sizeof(double),
+                        "leave-one-out denominators", err);
+    rc = ks->den ? BA_OK : BA_ERR_NOMEM;
+    if (rc == BA_OK) rc = voxel_work_create(R, &ks->S.op, &ks->w, err);
+    BA_CHECK(ba_mpi_agree(ks->S.op.comm, rc, err));
+
+    double flops0 = ks->S.op.flops;
+    if (R->exact_hat) rc = hat_exact(R, &ks->S, F->index, ks->den, progress, err);
+    else rc = hat_hutchinson(R, &ks->S, F->index, ks->den, progress, err);
+    R->flops_hat += ks->S.op.flops - flops0;
+    if (rc != BA_OK) return rc;
+    ks->voxel_side = true;
+    ks->voxel_flops0 = ks->S.op.flops;
+    return BA_OK;
+}
+
+static ba_status krylov_score_block(void *self, const ba_ridge_fold *F, long b,
+                                    ba_ridge_block *B, double *loss, ba_error *err)
+{
+    krylov_solver *ks = self;
+    const ba_ridge_layout *L = F->layout;
+    long v0 = ks->v0 = b * ks->R.nb;
+    long width = L->v_total - v0 < ks->R.nb ? L->v_total - v0 : ks->R.nb;
+    long own0 = L->v_begin > v0 ? L->v_begin : v0;
+    long own1 = L->v_end < v0 + width ? L->v_end : v0 + width;
+    if (own1 > own0) *B = (ba_ridge_block){width, own0 - v0, own1 - v0, own0 - L->v_begin};
+    else *B = (ba_ridge_block){width, 0, 0, 0};
+    return voxel_losses(&ks->R, &ks->S, &F->rows, F->index, ks->den, v0, &ks->w, loss, err);
+}
+
+static ba_status krylov_predict_block(void *self, const ba_ridge_fold *F, const ba_ridge_block *B,
+                                      const int *best, float *r, ba_error *err)
+{
+    krylov_solver *ks = self;
+    /* The solver keeps only the solution of each column's running best (not
+     * one per alpha), by the driver's rule; a different choice would need
+     * a solution it no longer has. */
+    for (long j = 0; j < B->width; j++)
+        if (best[j] != ks->w.best[j])
+            return ba_fail(err, BA_ERR_INTERNAL,
+                           "ridge CV (PETSc): fold %d, voxel %ld: the driver chose alpha %g "
+                           "but the solver kept the solution of alpha %g (NaN losses?)",
+                           F->index, ks->v0 + j, F->opt->alphas[best[j]], F->opt->alphas[ks->w.best[j]]);
+    return voxel_predict(&ks->S, &F->rows, B, &ks->w, r, err);
+}
+
+static ba_status krylov_finish(void *self, ba_ridge_result *res, ba_error *err)
+{
+    krylov_solver *ks = self;
+    run_ctx *R = &ks->R;
+    const ba_ridge_layout *L = R->L;
+    /* Feature side: the group's flops (as ba_ridge_cv); voxel side: mine. */
+    BA_CHECK(ba_mpi_check(MPI_Allreduce(&R->flops_hat, &res->timing.feature_flops, 1, MPI_DOUBLE,
+                                        MPI_SUM, L->group), "flop counts", err));
+    res->timing.voxel_flops = R->flops_voxel;
+    BA_CHECK(combine_stats(L, &R->stats, err));
+    report(R, L);
+    if (ks->stats_out) *ks->stats_out = R->stats;
+    return BA_OK;
+}
+
+static void krylov_destroy(void *self)
+{
+    krylov_solver *ks = self;
+    krylov_end_fold(ks);
+    if (ks->handler_pushed) PetscPopErrorHandler();
+    ks->handler_pushed = false;
+    free(ks->R.order);
+    ks->R.order = NULL;
+}
+
+static const ba_ridge_solver_ops krylov_ops = {
+    .who = "ridge CV (PETSc)",
+    .announce_checkpoints = true,
+    .collective_blocks = true,
+    .near_ties = false, /* double-precision losses */
+    .begin = krylov_begin,
+    .block_capacity = krylov_block_capacity,
+    .fold_units = krylov_fold_units,
+    .n_blocks = krylov_n_blocks,
+    .prepare_fold = krylov_prepare_fold,
+    .score_block = krylov_score_block,
+    .predict_block = krylov_predict_block,
+    .refine_fold = NULL,
+    .end_fold = krylov_end_fold,
+    .finish = krylov_finish,
+    .destroy = krylov_destroy,
+};
+
 ba_status ba_ridge_cv_petsc_stats(const ba_ridge_layout *L, const ba_ridge_data *D,
                                   const ba_ridge_options *opt, ba_ridge_result *res,
                                   ba_ridge_petsc_stats *stats, ba_error *err)
 {
-    ba_status rc = BA_OK;
-    int K = opt->n_folds;
-    long vloc = L->v_end - L->v_begin;
-    long bounds_store[K + 1 > 1 ? K + 1 : 2];
-    int done[K > 0 ? K : 1]; /* folds finished (this run or a checkpoint) */
-    const long *bounds = opt->fold_bounds;
-    run_ctx R;
-    memset(&R, 0, sizeof R);
     memset(res, 0, sizeof *res);
     if (stats) memset(stats, 0, sizeof *stats);
-    R.L = L;
-    R.D = D;
-    R.opt = opt;
-    R.nb = opt->voxel_block > 0 ? (int)(opt->voxel_block < 4096 ? opt->voxel_block : 4096) : 64;
-
     PetscBool up = PETSC_FALSE;
     PetscInitialized(&up);
-    if (!up) rc = ba_fail(err, BA_ERR_USAGE, "PETSc is not initialised (ba_petsc_initialize)");
-    if (rc == BA_OK && K < 1) rc = ba_fail(err, BA_ERR_USAGE, "need at least one fold");
-    if (rc == BA_OK && !bounds) {
-        rc = ba_kfold_bounds(D->n, K, bounds_store, err);
-        bounds = bounds_store;
-    }
-    if (rc == BA_OK) rc = check_inputs(L, D, opt, bounds, err);
+    ba_status rc = up ? BA_OK : ba_fail(err, BA_ERR_USAGE,
+                                        "PETSc is not initialised (ba_petsc_initialize)");
     BA_CHECK(ba_mpi_agree(L->world, rc, err));
-
-    PetscPushErrorHandler(capture_error, &R.cap);
-    rc = read_ridge_options(&R, err);
-    res->n_folds = K;
-    res->v_local = vloc;
-    size_t cells = (size_t)K * (size_t)(vloc ? vloc : 1);
-    if (rc == BA_OK) {
-        res->r_folds = ba_calloc(cells, sizeof(float), "r", err);
-        res->alpha = ba_calloc(cells, sizeof(float), "alpha", err);
-        res->r = ba_calloc((size_t)(vloc ? vloc : 1), sizeof(float), "r", err);
-        R.order = ba_calloc((size_t)opt->n_alphas, sizeof(int), "alpha order", err);
-        if (!res->r_folds || !res->alpha || !res->r || !R.order) rc = BA_ERR_NOMEM;
-        else alpha_order(opt, R.order);
-    }
-    BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);
-
-    ba_ridge_checkpoint_load(L, opt, "ridge CV (PETSc)", res, done);
-    for (int k = 0; k < K; k++) res->n_folds_resumed += done[k];
-    int world_rank = 0;
-    MPI_Comm_rank(L->world, &world_rank);
-    if (world_rank == 0 && !opt->quiet && res->n_folds_resumed > 0)
-        fprintf(stderr, "ridge CV (PETSc): resuming: %d of %d folds done in %s\n",
-                res->n_folds_resumed, K, opt->checkpoint_path);
-    /* Progress in blocks of right-hand sides of my group's remaining folds. */
-    double done_units = 0, total_units = 0;
-    for (int k = L->group_index; k < K; k += L->n_groups) {
-        if (done[k]) continue;
-        long n_train = D->n - (bounds[k + 1] - bounds[k]);
-        total_units += (double)((R.exact_hat ? (n_train + R.nb - 1) / R.nb
-                                             : (R.probes + R.nb - 1) / R.nb) +
-                                (L->v_total + R.nb - 1) / R.nb);
-    }
-    ba_progress progress;
-    ba_progress_begin(&progress, L->world, opt->quiet, "ridge CV (PETSc)");
-
-    /* Lock-step rounds across groups, as in ridge.c, so an error in one
-     * group reaches every rank. */
-    int rounds = (K + L->n_groups - 1) / L->n_groups;
-    for (int round = 0; round < rounds; round++) {
-        int k = round * L->n_groups + L->group_index;
-        int first = round * L->n_groups, last = first + L->n_groups < K ? first + L->n_groups : K;
-        bool round_done = true;
-        for (int j = first; j < last; j++) round_done = round_done && done[j];
-        if (round_done) continue; /* resumed from the checkpoint */
-        if (k < K && !done[k])
-            rc = run_fold(&R, k, bounds, res, &progress, &done_units, total_units, err);
-        BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);
-        BA_TRY(ba_ridge_end_of_round(L, opt, "ridge CV (PETSc)", true, res, done, first, last,
-                                     err), cleanup);
-    }
-    /* Feature side: the group's flops (as ba_ridge_cv); voxel side: mine. */
-    BA_TRY(ba_mpi_check(MPI_Allreduce(&R.flops_hat, &res->timing.feature_flops, 1, MPI_DOUBLE,
-                                      MPI_SUM, L->group), "flop counts", err), cleanup);
-    res->timing.voxel_flops = R.flops_voxel;
-
-    double t2 = ba_now();
-    if (L->n_groups > 1 && vloc > 0) {
-        int count = (int)cells;
-        BA_TRY(ba_mpi_check(MPI_Allreduce(MPI_IN_PLACE, res->r_folds, count, MPI_FLOAT, MPI_SUM,
-                                          L->across), "combining folds", err), cleanup);
-        BA_TRY(ba_mpi_check(MPI_Allreduce(MPI_IN_PLACE, res->alpha, count, MPI_FLOAT, MPI_SUM,
-                                          L->across), "combining folds", err), cleanup);
-    }
-    for (long j = 0; j < vloc; j++) {
-        double s = 0;
-        for (int k = 0; k < K; k++) s += res->r_folds[(size_t)k * vloc + j];
-        res->r[j] = (float)(s / K);
-    }
-    BA_TRY(combine_stats(L, &R.stats, err), cleanup);
-    res->timing.exchange_seconds = ba_now() - t2;
-    ba_progress_end(&progress);
-    report(&R, L);
-    if (stats) *stats = R.stats;
-
-cleanup:
-    PetscPopErrorHandler();
-    free(R.order);
-    if (rc != BA_OK) ba_ridge_result_free(res);
-    return rc;
+    krylov_solver ks;
+    memset(&ks, 0, sizeof ks);
+    ks.stats_out = stats;
+    ba_ridge_solver solver = {&krylov_ops, &ks};
+    return ba_ridge_cv_run(L, D, opt, &solver, res, err);
 }
 
 ba_status ba_ridge_cv_petsc(const ba_ridge_layout *L, const ba_ridge_data *D,
