@@ -93,6 +93,14 @@ static void bench_shape(bool trans_a, size_t m, size_t n, size_t k, int threads,
     size_t lda = trans_a ? m : k;
     double flops = 2.0 * (double)m * (double)n * (double)k;
     openblas_set_num_threads(threads);
+    /* The kernel's workspace, allocated once as a caller holding one would. */
+    size_t ws_bytes = ba_sgemm_workspace_bytes(m, n, k);
+    void *ws = ws_bytes ? malloc(ws_bytes) : NULL;
+    if (ws_bytes && !ws) {
+        fprintf(stderr, "bench_sgemm: out of memory\n");
+        exit(1);
+    }
+    ba_error err;
     double best[2] = {0, 0};
     for (int path = 0; path < 2; path++) {
         if (path == 0 && !ba_sgemm_kernel_available()) {
@@ -104,9 +112,13 @@ static void bench_shape(bool trans_a, size_t m, size_t n, size_t k, int threads,
         for (int r = -1; r < repeats; r++) { /* r = -1: warm-up */
             double wall = bench_clock_s(CLOCK_MONOTONIC);
             double cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
-            if (path == 0)
-                ba_sgemm(trans_a, m, n, k, 1.0f, a, lda, b, n, 0.0f, c1, n);
-            else
+            if (path == 0) {
+                if (ba_sgemm_ws(trans_a, m, n, k, 1.0f, a, lda, b, n, 0.0f, c1, n, ws, ws_bytes,
+                                &err) != BA_OK) {
+                    fprintf(stderr, "bench_sgemm: %s\n", err.message);
+                    exit(1);
+                }
+            } else
                 cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans,
                             (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)n, 0.0f, c2,
                             (int)n);
@@ -136,7 +148,7 @@ static void bench_shape(bool trans_a, size_t m, size_t n, size_t k, int threads,
         printf("%c %5zu x %5zu x %5zu  %d thread(s)  speed-up %.2fx, max |ba - cblas| / max |cblas| "
                "= %.2g\n", trans_a ? 'T' : 'N', m, n, k, threads, best[0] / best[1], diff / scale);
     }
-    free(a), free(b), free(c1), free(c2), free(secs);
+    free(a), free(b), free(c1), free(c2), free(secs), free(ws);
 }
 
 int main(int argc, char **argv)

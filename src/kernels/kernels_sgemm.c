@@ -410,8 +410,13 @@ static sgemm_plan plan_sgemm(size_t m, size_t n, size_t k)
     double flops = 2.0 * (double)m * (double)n * (double)k;
     if (flops < 4e6) threads = 1; /* not worth waking threads */
     pl.threads = threads;
-    pl.a_floats = round_up((m < MC ? round_up(m, MR) : MC) * pl.kc, 16);
-    size_t b_floats = (n < NC ? round_up(n, NR) : NC) * pl.kc;
+    /* The buffers are sized for the largest k block any product of at most
+     * k columns can have (min(k, KC rounded up to 8)), not for this k's own
+     * block: the size then never shrinks as m, n or k grow, so one workspace
+     * sized for the largest shape serves every smaller one. */
+    size_t kc_bound = round_up(KC, 8) < k ? round_up(KC, 8) : k;
+    pl.a_floats = round_up((m < MC ? round_up(m, MR) : MC) * kc_bound, 16);
+    size_t b_floats = (n < NC ? round_up(n, NR) : NC) * kc_bound;
     /* a multiple of 16 floats: every thread's buffer starts 64-byte aligned */
     pl.buffer_floats = round_up(pl.a_floats + b_floats, 16);
     pl.bytes = 63 + (size_t)threads * pl.buffer_floats * sizeof(float);
@@ -486,15 +491,15 @@ ba_status ba_sgemm_ws(bool trans_a, size_t m, size_t n, size_t k, float alpha, c
     return BA_OK;
 }
 
-void ba_sgemm(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
-              size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
+ba_status ba_sgemm(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                   size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                   ba_error *err)
 {
     size_t bytes = ba_sgemm_workspace_bytes(m, n, k);
-    void *ws = bytes ? malloc(bytes) : NULL;
-    ba_error err;
-    if ((bytes && !ws) ||
-        ba_sgemm_ws(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws, bytes, &err) !=
-            BA_OK)
-        sgemm_blas(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    void *ws = NULL;
+    if (bytes && !(ws = ba_malloc(bytes, "ba_sgemm workspace", err))) return BA_ERR_NOMEM;
+    ba_status rc = ba_sgemm_ws(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ws, bytes,
+                               err);
     free(ws);
+    return rc;
 }

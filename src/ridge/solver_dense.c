@@ -301,11 +301,14 @@ typedef struct {
     float *wz;    /* [m][width] diag(w) Z */
     float *yhat;  /* [n_test][width] */
     double *mean; /* [width] training means */
+    void *gemm;   /* ba_sgemm_ws's packed blocks, for every product below */
+    size_t gemm_bytes;
 } voxel_workspace;
 
 static void workspace_free(voxel_workspace *w)
 {
     free(w->ytr); free(w->t); free(w->z); free(w->wz); free(w->yhat); free(w->mean);
+    free(w->gemm);
     memset(w, 0, sizeof *w);
 }
 
@@ -321,7 +324,15 @@ static ba_status workspace_create(long n, long m, long width, voxel_workspace *w
     w->wz = ba_calloc(mw, sizeof(float), "voxel block", err);
     w->yhat = ba_calloc(nw, sizeof(float), "voxel block", err);
     w->mean = ba_calloc((size_t)width, sizeof(double), "voxel block", err);
-    if (!w->ytr || !w->t || !w->z || !w->wz || !w->yhat || !w->mean) {
+    /* The products are m x width x n_train, n_train x width x m and
+     * n_test x width x m with n_train, n_test <= n; the workspace size
+     * grows with each dimension, so these two bound all three. */
+    size_t g1 = ba_sgemm_workspace_bytes((size_t)m, (size_t)width, (size_t)n);
+    size_t g2 = ba_sgemm_workspace_bytes((size_t)n, (size_t)width, (size_t)m);
+    w->gemm_bytes = g1 > g2 ? g1 : g2;
+    w->gemm = w->gemm_bytes ? ba_malloc(w->gemm_bytes, "voxel block products", err) : NULL;
+    if (!w->ytr || !w->t || !w->z || !w->wz || !w->yhat || !w->mean ||
+        (w->gemm_bytes && !w->gemm)) {
         workspace_free(w);
         return BA_ERR_NOMEM;
     }
@@ -347,9 +358,10 @@ static void scale_rows(const ba_fold_spectrum *S, const float *z, float *wz, lon
 
 /* The leave-one-out losses of the local voxels [c0, c0 + bw) for every
  * alpha: loss [n_alphas][bw]. Leaves Z = Mᵀ Y_tr in w->z for the refit. */
-static void block_losses(const ba_fold_spectrum *S, const ba_fold_rows *f,
+static ba_status block_losses(const ba_fold_spectrum *S, const ba_fold_rows *f,
                          const ba_ridge_options *opt, const float *y, long vloc, long c0,
-                         long bw, voxel_workspace *w, double *loss_out, double *flops)
+                         long bw, voxel_workspace *w, double *loss_out, double *flops,
+                         ba_error *err)
 {
     long ntr = S->n_train, m = S->m;
     /* Training rows of Y, centred with their own mean (summed in double,
@@ -365,18 +377,21 @@ static void block_losses(const ba_fold_spectrum *S, const ba_fold_rows *f,
         for (long j = 0; j < bw; j++) w->ytr[r * bw + j] -= (float)w->mean[j];
 
     /* Z = Mᵀ Y_tr */
-    ba_sgemm(true, (size_t)m, (size_t)bw, (size_t)ntr, 1.0f, S->basis, (size_t)m, w->ytr,
-             (size_t)bw, 0.0f, w->z, (size_t)bw);
+    BA_CHECK(ba_sgemm_ws(true, (size_t)m, (size_t)bw, (size_t)ntr, 1.0f, S->basis, (size_t)m,
+                         w->ytr, (size_t)bw, 0.0f, w->z, (size_t)bw, w->gemm, w->gemm_bytes,
+                         err));
 
     for (int a = 0; a < opt->n_alphas; a++) {
         scale_rows(S, w->z, w->wz, bw, NULL, NULL, opt->alphas[a]);
         if (S->dual) {  /* T = c(α) = M diag(w) Z */
-            ba_sgemm(false, (size_t)ntr, (size_t)bw, (size_t)m, 1.0f, S->basis, (size_t)m,
-                     w->wz, (size_t)bw, 0.0f, w->t, (size_t)bw);
+            BA_CHECK(ba_sgemm_ws(false, (size_t)ntr, (size_t)bw, (size_t)m, 1.0f, S->basis,
+                                 (size_t)m, w->wz, (size_t)bw, 0.0f, w->t, (size_t)bw, w->gemm,
+                                 w->gemm_bytes, err));
         } else {        /* T = Y - M diag(w) Z, the training residuals */
             memcpy(w->t, w->ytr, (size_t)ntr * (size_t)bw * sizeof(float));
-            ba_sgemm(false, (size_t)ntr, (size_t)bw, (size_t)m, -1.0f, S->basis, (size_t)m,
-                     w->wz, (size_t)bw, 1.0f, w->t, (size_t)bw);
+            BA_CHECK(ba_sgemm_ws(false, (size_t)ntr, (size_t)bw, (size_t)m, -1.0f, S->basis,
+                                 (size_t)m, w->wz, (size_t)bw, 1.0f, w->t, (size_t)bw, w->gemm,
+                                 w->gemm_bytes, err));
         }
         const double *den = S->denominator + (size_t)a * ntr;
         double *loss = loss_out + (size_t)a * bw;
@@ -391,23 +406,26 @@ static void block_losses(const ba_fold_spectrum *S, const ba_fold_rows *f,
         }
     }
     *flops += 2.0 * (double)ntr * m * bw * (1 + opt->n_alphas);
+    return BA_OK;
 }
 
 /* ŷ_te = B diag(w(α*)) Z for the block just scored, then Pearson r
  * against the test rows: r_out [bw]. */
-static void block_refit(const ba_fold_spectrum *S, const ba_fold_rows *f,
+static ba_status block_refit(const ba_fold_spectrum *S, const ba_fold_rows *f,
                         const ba_ridge_options *opt, const float *y, long vloc, long c0,
                         long bw, const int *best, voxel_workspace *w, float *r_out,
-                        double *flops)
+                        double *flops, ba_error *err)
 {
     long nte = S->n_test, m = S->m;
     scale_rows(S, w->z, w->wz, bw, opt->alphas, best, 0);
-    ba_sgemm(false, (size_t)nte, (size_t)bw, (size_t)m, 1.0f, S->test_basis, (size_t)m, w->wz,
-             (size_t)bw, 0.0f, w->yhat, (size_t)bw);
+    BA_CHECK(ba_sgemm_ws(false, (size_t)nte, (size_t)bw, (size_t)m, 1.0f, S->test_basis,
+                         (size_t)m, w->wz, (size_t)bw, 0.0f, w->yhat, (size_t)bw, w->gemm,
+                         w->gemm_bytes, err));
     const float *ytest = y + f->test_begin * vloc + c0;
     for (long j = 0; j < bw; j++)
         r_out[j] = (float)ba_pearson_f32(w->yhat + j, bw, ytest + j, vloc, nte);
     *flops += 2.0 * (double)nte * m * bw;
+    return BA_OK;
 }
 
 /* ------------------------------------------------ the solver's operations */
@@ -475,23 +493,19 @@ static ba_status dense_prepare_fold(void *self, const ba_ridge_fold *F,
 static ba_status dense_score_block(void *self, const ba_ridge_fold *F, long b,
                                    ba_ridge_block *B, double *loss, ba_error *err)
 {
-    (void)err;
     dense_solver *ds = self;
     long c0 = b * ds->width, bw = ds->vloc - c0 < ds->width ? ds->vloc - c0 : ds->width;
     *B = (ba_ridge_block){.width = bw, .own_begin = 0, .own_end = bw, .local0 = c0};
-    block_losses(&ds->S, &F->rows, F->opt, F->data->y, ds->vloc, c0, bw, &ds->ws, loss,
-                 &ds->voxel_flops);
-    return BA_OK;
+    return block_losses(&ds->S, &F->rows, F->opt, F->data->y, ds->vloc, c0, bw, &ds->ws, loss,
+                        &ds->voxel_flops, err);
 }
 
 static ba_status dense_predict_block(void *self, const ba_ridge_fold *F, const ba_ridge_block *B,
                                      const int *best, float *r, ba_error *err)
 {
-    (void)err;
     dense_solver *ds = self;
-    block_refit(&ds->S, &F->rows, F->opt, F->data->y, ds->vloc, B->local0, B->width, best,
-                &ds->ws, r, &ds->voxel_flops);
-    return BA_OK;
+    return block_refit(&ds->S, &F->rows, F->opt, F->data->y, ds->vloc, B->local0, B->width, best,
+                       &ds->ws, r, &ds->voxel_flops, err);
 }
 
 static ba_status dense_refine_fold(void *self, const ba_ridge_fold *F, const long *voxels,

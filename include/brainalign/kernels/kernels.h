@@ -127,13 +127,12 @@ size_t ba_sgemm_workspace_bytes(size_t m, size_t n, size_t k);
 ba_status ba_sgemm_ws(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
                       size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
                       void *workspace, size_t workspace_bytes, ba_error *err);
-/* ba_sgemm_ws with a workspace allocated for this call, for callers that
- * hold none yet (the ridge voxel blocks). It keeps the old contract of
- * returning nothing: when its workspace cannot be allocated it computes
- * through cblas_sgemm (same product, other rounding order). Prefer
- * ba_sgemm_ws, which reports that as an error instead. */
-void ba_sgemm(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
-              size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
+/* ba_sgemm_ws with a workspace allocated for this call (tests, tools,
+ * one-off products): BA_ERR_NOMEM when it cannot be allocated, never a
+ * silent fallback to another kernel. */
+ba_status ba_sgemm(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
+                   size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                   ba_error *err);
 void ba_sgemm_ref(bool trans_a, size_t m, size_t n, size_t k, float alpha, const float *a,
                   size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
 /* True when ba_sgemm runs its own AVX-512 kernel: the CPU has AVX-512 F,
