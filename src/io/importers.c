@@ -14,6 +14,7 @@
 #include <nifti1_io.h>
 #include <zlib.h>
 
+#include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/parallel/parallel.h"
 
@@ -125,17 +126,11 @@ static ba_status open_nifti_header(const char *path, nifti_image **out, ba_error
     return BA_OK;
 }
 
-static bool has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* An uncompressed image file shorter than its header says is truncated;
  * say so before nifticlib reads zeros with a warning per row. */
 static ba_status check_image_size(const char *path, const nifti_image *nim, ba_error *err)
 {
-    if (!nim->iname || has_suffix(nim->iname, ".gz")) return BA_OK;
+    if (!nim->iname || ba_has_suffix(nim->iname, ".gz", false)) return BA_OK;
     struct stat st;
     if (stat(nim->iname, &st) != 0)
         return ba_fail(err, BA_ERR_IO, "%s: cannot stat the image file %s", path, nim->iname);

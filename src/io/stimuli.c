@@ -16,6 +16,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/fs.h"
+
 /* ------------------------------------------------------------------------
  * Small string helpers
  * ------------------------------------------------------------------------ */
@@ -39,12 +41,6 @@ static char *trim(char *s)
     size_t n = strlen(s);
     while (n > 0 && is_space(s[n - 1])) s[--n] = '\0';
     return s;
-}
-
-static bool ends_with_ci(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcasecmp(s + n - m, suffix) == 0;
 }
 
 static char *copy_string(const char *s, const char *what, ba_error *err)
@@ -997,8 +993,8 @@ static ba_status detect_format(const char *path, const char *text, ba_stimulus_f
 {
     if (looks_like_textgrid(text)) *format = BA_STIM_TEXTGRID;
     else if (strcasecmp(base_name(path), "align.csv") == 0) *format = BA_STIM_ALIGN_CSV;
-    else if (ends_with_ci(path, ".TextGrid")) *format = BA_STIM_TEXTGRID;
-    else if (ends_with_ci(path, ".tsv") || ends_with_ci(path, ".csv")) *format = BA_STIM_WORDS_TSV;
+    else if (ba_has_suffix_ci(path, ".TextGrid", false)) *format = BA_STIM_TEXTGRID;
+    else if (ba_has_suffix_ci(path, ".tsv", false) || ba_has_suffix_ci(path, ".csv", false)) *format = BA_STIM_WORDS_TSV;
     else
         return ba_fail(err, BA_ERR_USAGE,
                        "%s: cannot tell the stimulus format from the file name (expected "
@@ -1010,7 +1006,7 @@ static ba_status detect_format(const char *path, const char *text, ba_stimulus_f
 static ba_status set_story_name(const char *path, ba_stimulus_format format, const char *given,
                                 char out[256], ba_error *err)
 {
-    char derived[4096];
+    char derived[BA_PATH_MAX];
     if (!given) {
         const char *base = base_name(path);
         if (format == BA_STIM_ALIGN_CSV && base != path) {
@@ -1190,11 +1186,11 @@ static ba_status add_story_entry(const char *dir, const char *entry, entry_list 
             return BA_OK;
         }
         format = BA_STIM_ALIGN_CSV;
-    } else if (S_ISREG(st.st_mode) && ends_with_ci(entry, ".TextGrid") && name_len > 9) {
+    } else if (S_ISREG(st.st_mode) && ba_has_suffix_ci(entry, ".TextGrid", false) && name_len > 9) {
         file = path;
         format = BA_STIM_TEXTGRID;
         name_len -= 9;
-    } else if (S_ISREG(st.st_mode) && ends_with_ci(entry, ".tsv") && name_len > 4) {
+    } else if (S_ISREG(st.st_mode) && ba_has_suffix_ci(entry, ".tsv", false) && name_len > 4) {
         file = path;
         format = BA_STIM_WORDS_TSV;
         name_len -= 4;

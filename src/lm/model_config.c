@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "brainalign/core/limits.h"
+
 const char *ba_arch_name(ba_arch arch)
 {
     switch (arch) {
@@ -241,7 +243,7 @@ done:
 
 ba_status ba_model_config_load(const char *dir, ba_model_config *cfg, ba_error *err)
 {
-    char path[4096];
+    char path[BA_PATH_MAX];
     int n = snprintf(path, sizeof path, "%s/config.json", dir);
     if (n < 0 || (size_t)n >= sizeof path)
         return ba_fail(err, BA_ERR_USAGE, "%.200s...: path too long", dir);

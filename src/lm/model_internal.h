@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 
+#include "brainalign/core/limits.h"
 #include "brainalign/lm/model.h"
 
 /* How the random-checkpoint writer fills a tensor. */
@@ -42,7 +43,7 @@ typedef struct {
 
 struct ba_model {
     ba_model_config cfg;
-    char dir[4096];
+    char dir[BA_PATH_MAX];
     ba_checkpoint *ckpt;
     const ba_model_ops *ops;
     void *impl;

@@ -446,10 +446,10 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     rc = cfg->solver == BA_FIT_SOLVER_PETSC ? ba_ridge_cv_petsc(&L, &D, &ropt, &R, err)
                                             : ba_ridge_cv(&L, &D, &ropt, &R, err);
     if (rc != BA_OK) {
-        /* The engine says "X: ..." or "Y: ..."; name the file it came from. */
-        if (strncmp(err->message, "X:", 2) == 0)
+        /* The engine marks a bad X or Y (err->about); name the file. */
+        if (err->about == BA_ABOUT_X)
             ba_context(err, "%s", study_mode ? cfg->features_path : cfg->x_spec);
-        else if (strncmp(err->message, "Y:", 2) == 0)
+        else if (err->about == BA_ABOUT_Y)
             ba_context(err, "%s", study_mode ? cfg->bold_path : cfg->y_spec);
         goto done;
     }

@@ -108,14 +108,15 @@ static ba_status check_y(const ba_ridge_layout *L, const ba_ridge_data *D, ba_er
     for (long i = 0; i < D->n; i++)
         for (long j = 0; j < vloc; j++)
             if (!isfinite(D->y[i * vloc + j]))
-                return ba_fail(err, BA_ERR_VALUE, "Y: sample %ld of voxel %ld is %s", i,
+                return ba_fail_about(err, BA_ABOUT_Y, BA_ERR_VALUE,
+                                     "Y: sample %ld of voxel %ld is %s", i,
                                L->v_begin + j, isnan(D->y[i * vloc + j]) ? "NaN" : "infinite");
     for (long j = 0; j < vloc; j++) {
         float first = D->y[j];
         long i = 1;
         while (i < D->n && D->y[i * vloc + j] == first) i++;
         if (i == D->n)
-            return ba_fail(err, BA_ERR_VALUE,
+            return ba_fail_about(err, BA_ABOUT_Y, BA_ERR_VALUE,
                            "Y: voxel %ld is constant (%g) over all %ld samples; remove it "
                            "or mask it out",
                            L->v_begin + j, (double)first, D->n);
@@ -160,7 +161,8 @@ static ba_status load_x(const ba_grid *grid, const ba_ridge_data *D, const ba_fo
                     int gj = ba_dmat_global_col(x, grid, j);
                     float value = rows[r * D->p + gj];
                     if (!isfinite(value)) {
-                        rc = ba_fail(err, BA_ERR_VALUE, "X: sample %ld, feature %d is %s",
+                        rc = ba_fail_about(err, BA_ABOUT_X, BA_ERR_VALUE,
+                                     "X: sample %ld, feature %d is %s",
                                      o + r, gj, isnan(value) ? "NaN" : "infinite");
                         goto done;
                     }

@@ -315,7 +315,8 @@ static ba_status read_checked(const ba_ridge_data *D, long row0, long count, flo
         for (long j = 0; j < D->p; j++) {
             float value = rows[r * D->p + j];
             if (!isfinite(value))
-                return ba_fail(err, BA_ERR_VALUE, "X: sample %ld, feature %ld is %s", row0 + r,
+                return ba_fail_about(err, BA_ABOUT_X, BA_ERR_VALUE,
+                                     "X: sample %ld, feature %ld is %s", row0 + r,
                                j, isnan(value) ? "NaN" : "infinite");
         }
     return BA_OK;
@@ -1128,14 +1129,15 @@ static ba_status check_inputs(const ba_ridge_layout *L, const ba_ridge_data *D,
     for (long i = 0; i < D->n; i++)
         for (long j = 0; j < vloc; j++)
             if (!isfinite(D->y[i * vloc + j]))
-                return ba_fail(err, BA_ERR_VALUE, "Y: sample %ld of voxel %ld is %s", i,
+                return ba_fail_about(err, BA_ABOUT_Y, BA_ERR_VALUE,
+                                     "Y: sample %ld of voxel %ld is %s", i,
                                L->v_begin + j, isnan(D->y[i * vloc + j]) ? "NaN" : "infinite");
     for (long j = 0; j < vloc; j++) {
         float first = D->y[j];
         long i = 1;
         while (i < D->n && D->y[i * vloc + j] == first) i++;
         if (i == D->n)
-            return ba_fail(err, BA_ERR_VALUE,
+            return ba_fail_about(err, BA_ABOUT_Y, BA_ERR_VALUE,
                            "Y: voxel %ld is constant (%g) over all %ld samples; remove it "
                            "or mask it out",
                            L->v_begin + j, (double)first, D->n);

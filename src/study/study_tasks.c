@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
 
 /* ------------------------------------------------------------ stages */
@@ -255,7 +256,7 @@ static ba_status fit_task(const ba_study_config *cfg, int c, int subject, int la
 static ba_status collect_task(const ba_study_config *cfg, ba_study_task *t, ba_error *err)
 {
     /* The job runs in another directory than the one the list was made in. */
-    char config[PATH_MAX];
+    char config[BA_PATH_MAX];
     if (!realpath(cfg->path, config)) snprintf(config, sizeof config, "%s", cfg->path);
     snprintf(t->label, sizeof t->label, "summary");
     snprintf(t->output, sizeof t->output, "%s/summary.md", cfg->output_dir);
@@ -407,23 +408,6 @@ ba_status ba_study_task_shell_line(const ba_study_task *task, char *buf, size_t 
 
 /* ------------------------------------------------------------ preparing */
 
-static ba_status make_dirs(const char *path, ba_error *err)
-{
-    char buf[BA_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0777); /* an existing parent is fine; the last mkdir says */
-        *p = '/';
-    }
-    struct stat st;
-    if (mkdir(buf, 0777) != 0 && (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)))
-        return ba_fail(err, BA_ERR_IO, "%s: cannot create the directory (%s)", path,
-                       strerror(errno));
-    return BA_OK;
-}
-
 ba_status ba_study_task_prepare(const ba_study_task *task, ba_error *err)
 {
     char dir[BA_PATH_MAX];
@@ -431,7 +415,7 @@ ba_status ba_study_task_prepare(const ba_study_task *task, ba_error *err)
     char *slash = strrchr(dir, '/');
     if (!slash || slash == dir) return BA_OK; /* the current directory or / */
     *slash = '\0';
-    return make_dirs(dir, err);
+    return ba_make_dirs(dir, err);
 }
 
 /* ------------------------------------------------------------ collecting */
@@ -631,7 +615,7 @@ ba_status ba_study_collect(const ba_study_config *cfg, ba_error *err)
         if (i > 0) BA_TRY(check_same_regions(&fits[0], &fits[i], path, err), done);
     }
     snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir);
-    if (fits[0].n_regions > 0) BA_TRY(make_dirs(tables, err), done);
+    if (fits[0].n_regions > 0) BA_TRY(ba_make_dirs(tables, err), done);
     for (int i = 0; i < n; i++) {
         if (fits[i].n_regions == 0) continue;
         fit_index f = fit_at(cfg, i);
