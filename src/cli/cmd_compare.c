@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "brainalign/core/fs.h"
 #include "brainalign/pipeline/compare.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 
 static void help(const ba_compare_options *d)
@@ -262,6 +263,8 @@ int ba_cmd_compare(int argc, char **argv)
         fflush(stdout); /* before the plotting child writes */
         if (rc == BA_OK && plot) make_plots(&o, quiet);
         fflush(stdout);
+    } else {
+        rc = ba_fault("compare", &err);
     }
     rc = ba_mpi_agree(MPI_COMM_WORLD, rc, &err);
     ba_compare_result_free(&res);

@@ -16,6 +16,7 @@
 
 #include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 
 /* Reads of a 4-D NIfTI go this many bytes of raw volumes at a time. */
@@ -1056,6 +1057,7 @@ static ba_status import_on_this_rank(const ba_import_options *o, ba_import_summa
         const char *story = o->inputs->items[k].story;
         story_result r;
         rc = import_story(&s, story, &r, err);
+        if (rc == BA_OK) rc = ba_fault("import.story", err);
         if (rc == BA_OK) rc = write_story(&f, story, &r, s.n_voxels, err);
         if (rc == BA_OK) {
             summary->n_stories++;
@@ -1082,7 +1084,7 @@ ba_status ba_import_bold(const ba_import_options *o, MPI_Comm comm, ba_import_su
     memset(summary, 0, sizeof *summary);
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    ba_status rc = rank == 0 ? import_on_this_rank(o, summary, err) : BA_OK;
+    ba_status rc = rank == 0 ? import_on_this_rank(o, summary, err) : ba_fault("import", err);
     rc = ba_mpi_agree(comm, rc, err);
     MPI_Bcast(summary, (int)sizeof *summary, MPI_BYTE, 0, comm);
     return rc;

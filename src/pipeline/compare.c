@@ -16,6 +16,7 @@
 #include "brainalign/io/brainmaps.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/io/importers.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/core/stats.h"
 
 /* ------------------------------------------------------------ inputs */
@@ -1066,8 +1067,10 @@ ba_status ba_compare_run(const ba_compare_options *o, ba_compare_result *res, ba
     BA_TRY(build_design(o, &d, err), done);
     BA_TRY(read_r(o->inputs->items[0].path, 0, &first_r, &V, err), done);
     BA_TRY(read_atlas(o, V, &atlas, atlas_path, sizeof atlas_path, err), done);
-    for (size_t i = 0; i < o->inputs->n; i++)
+    for (size_t i = 0; i < o->inputs->n; i++) {
+        BA_TRY(ba_fault("compare.inputs", err), done);
         BA_TRY(check_regions(o->inputs->items[i].path, &atlas, atlas_path, err), done);
+    }
     BA_TRY(region_voxels_build(&atlas, &rv, err), done);
     res->n_regions = atlas.n_regions;
     BA_ALLOC(res->regions, (size_t)atlas.n_regions + 1, "region names", done);

@@ -20,6 +20,7 @@
 #include "brainalign/io/features_io.h"
 #include "brainalign/lm/model.h"
 #include "brainalign/parallel/parallel.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/lm/tokenizer.h"
 
 void ba_features_config_defaults(ba_features_config *cfg)
@@ -767,7 +768,8 @@ static ba_status run_my_windows(window_run *wr, const work_unit *units, size_t n
     for (size_t i = 0; rc == BA_OK && i < n_units; i++) {
         if (units[i].rank != rank) continue;
         double t0 = ba_now(), c0 = process_cpu_seconds();
-        rc = run_window(wr, units[i].story, units[i].window, rows, err);
+        rc = ba_fault("features.story", err);
+        if (rc == BA_OK) rc = run_window(wr, units[i].story, units[i].window, rows, err);
         sum->seconds_forward += ba_now() - t0;
         sum->cpu_seconds_forward += process_cpu_seconds() - c0;
         sum->my_windows++;

@@ -30,6 +30,7 @@
 #include "brainalign/ridge/folds.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/kernels/kernels.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/parallel/scalapack.h"
 #include "ridge_internal.h"
@@ -310,6 +311,7 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
 
     AGREE(ba_dmat_create(grid, n, p, nb, &x, err));
     rc = load_x(grid, D, f, &x, err);
+    if (rc == BA_OK) rc = ba_fault("fit.ridge.features", err);
     BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
     BA_TRY(standardise(grid, column_comm, ntr, &x, err), done);
 
@@ -641,6 +643,7 @@ ba_status ba_ridge_cv(const ba_ridge_layout *L, const ba_ridge_data *D,
                     rc = voxel_block(&S, &f, opt, tie_tolerance, D->y, vloc, c0, bw, &ws,
                                      r_fold + c0, alpha_fold + c0, &res->timing.voxel_flops,
                                      err);
+                    if (rc == BA_OK) rc = ba_fault("fit.ridge.voxels", err);
                     done_units += 1;
                     ba_progress_update(&progress, done_units, total_units);
                 }
