@@ -74,7 +74,9 @@ ba_status ba_read_file(const char *path, unsigned char **data, size_t *len, ba_e
         n += got;
         if (got == 0) break;
     }
-    if (ferror(f)) rc = ba_fail(err, BA_ERR_IO, "%s: read error after %zu bytes", path, n);
+    if (ferror(f))
+        rc = ba_fail(err, BA_ERR_IO, "%s: cannot read: %s (after %zu bytes)", path,
+                     strerror(errno), n);
     else if (n == cap) { /* full to the last byte: room for the NUL */
         unsigned char *grown = realloc(buf, cap + 1);
         if (!grown) rc = ba_fail(err, BA_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it", path, cap + 1);
@@ -115,4 +117,27 @@ ba_status ba_make_dirs(const char *path, ba_error *err)
                            strerror(why));
     }
     return BA_OK;
+}
+
+FILE *ba_partial_open(const char *path, char *temp, size_t size, ba_error *err)
+{
+    int n = size > 0 ? snprintf(temp, size, "%s.partial", path) : -1;
+    if (n < 0 || (size_t)n >= size) {
+        ba_fail(err, BA_ERR_USAGE, "%s: path too long", path);
+        return NULL;
+    }
+    FILE *f = fopen(temp, "w");
+    if (!f) ba_fail(err, BA_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
+    return f;
+}
+
+ba_status ba_partial_close(FILE *f, const char *temp, const char *path, ba_status rc,
+                           ba_error *err)
+{
+    bool written = !ferror(f);
+    if (fclose(f) != 0) written = false;
+    if (rc == BA_OK && written && rename(temp, path) == 0) return BA_OK;
+    remove(temp);
+    if (rc != BA_OK) return rc;
+    return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
 }

@@ -87,45 +87,6 @@ static bool utf8_valid(const char *text)
  * Loading a file as UTF-8 text
  * ------------------------------------------------------------------------ */
 
-static ba_status read_bytes(const char *path, unsigned char **bytes, size_t *n_bytes,
-                            ba_error *err)
-{
-    *bytes = NULL;
-    *n_bytes = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    ba_status rc = BA_OK;
-    unsigned char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            size_t new_cap = cap ? 2 * cap : 1 << 16;
-            unsigned char *grown = realloc(buf, new_cap);
-            if (!grown) {
-                rc = ba_fail(err, BA_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it",
-                             path, new_cap);
-                goto done;
-            }
-            buf = grown;
-            cap = new_cap;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        rc = ba_fail(err, BA_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
-        goto done;
-    }
-    *bytes = buf;
-    *n_bytes = n;
-    buf = NULL;
-done:
-    free(buf);
-    fclose(f);
-    return rc;
-}
-
 static void put_utf8(char **w, uint32_t cp)
 {
     unsigned char *o = (unsigned char *)*w;
@@ -207,7 +168,7 @@ static ba_status load_text(const char *path, char **text, size_t *len, ba_error 
     size_t n = 0;
     *text = NULL;
     *len = 0;
-    BA_CHECK(read_bytes(path, &raw, &n, err));
+    BA_CHECK(ba_read_file(path, &raw, &n, err));
     ba_status rc = BA_OK;
     if (n >= 2 && ((raw[0] == 0xFE && raw[1] == 0xFF) || (raw[0] == 0xFF && raw[1] == 0xFE))) {
         rc = utf16_to_utf8(path, raw + 2, n - 2, raw[0] == 0xFE, text, len, err);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brainalign/core/fs.h"
 #include "brainalign/core/hash.h"
 #include "brainalign/core/rng.h"
 
@@ -211,9 +212,8 @@ ba_status ba_association_set_write(const char *path, const ba_association_set *s
                                    ba_error *err)
 {
     char temp[BA_PATH_MAX + 16];
-    snprintf(temp, sizeof temp, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
+    if (!f) return BA_ERR_IO;
     ba_status rc = BA_OK;
     for (size_t i = 0; rc == BA_OK && i < set->n; i++) {
         const ba_association *a = &set->items[i];
@@ -230,10 +230,7 @@ ba_status ba_association_set_write(const char *path, const ba_association_set *s
         else if (fprintf(f, "%s\n", line) < 0) rc = ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
         free(line);
     }
-    if (fclose(f) != 0 && rc == BA_OK) rc = ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    if (rc == BA_OK && rename(temp, path) != 0) rc = ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    if (rc != BA_OK) remove(temp);
-    return rc;
+    return ba_partial_close(f, temp, path, rc, err);
 }
 
 /* ------------------------------------------------------------ sentences */

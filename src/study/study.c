@@ -220,17 +220,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 
 static ba_status read_text(const char *path, char **text, ba_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open the configuration", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *text = ba_calloc((size_t)(n > 0 ? n : 0) + 1, 1, "configuration text", err);
-    if (!*text) { fclose(f); return BA_ERR_NOMEM; }
-    size_t got = fread(*text, 1, (size_t)(n > 0 ? n : 0), f);
-    fclose(f);
-    (*text)[got] = '\0';
-    return BA_OK;
+    size_t len = 0;
+    return ba_read_file(path, (unsigned char **)text, &len, err);
 }
 
 /* Every condition names a file its source can use; a synthetic study with
@@ -354,18 +345,13 @@ static void substitute_subject(const char *pattern, const char *subject, char *o
 static ba_status write_region_csv(const char *path, const ba_fit_summary *s, ba_error *err)
 {
     char temp[BA_PATH_MAX + 16];
-    snprintf(temp, sizeof temp, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
+    if (!f) return BA_ERR_IO;
     fprintf(f, "region,n_voxels,mean_r,median_r,sem\n");
     for (int g = 0; g < s->roi.n_regions; g++)
         fprintf(f, "%s,%ld,%.6f,%.6f,%.6f\n", s->roi.names[g], s->roi.n_voxels[g], s->roi.mean[g],
                 s->roi.median[g], s->roi.sem[g]);
-    if (fclose(f) != 0 || rename(temp, path) != 0) {
-        remove(temp);
-        return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    }
-    return BA_OK;
+    return ba_partial_close(f, temp, path, BA_OK, err);
 }
 
 typedef struct {
@@ -383,9 +369,8 @@ static ba_status write_summary_md(const ba_study_config *cfg, const summary_tabl
 {
     char path[BA_PATH_MAX + 32], temp[BA_PATH_MAX + 48];
     snprintf(path, sizeof path, "%s/summary.md", cfg->output_dir);
-    snprintf(temp, sizeof temp, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
+    if (!f) return BA_ERR_IO;
     fprintf(f, "# %s — brain scores\n\nConfiguration: `%s`, condition `%s`. Pearson r on held-out "
                "folds (%d folds), mean over voxels.\n\n| fit | mean r |\n| --- | ---: |\n",
             cfg->name[0] ? cfg->name : "study", cfg->path, cfg->condition, cfg->fit.ridge.n_folds);
@@ -402,11 +387,7 @@ static ba_status write_summary_md(const ba_study_config *cfg, const summary_tabl
             fprintf(f, "\n");
         }
     }
-    if (fclose(f) != 0 || rename(temp, path) != 0) {
-        remove(temp);
-        return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    }
-    return BA_OK;
+    return ba_partial_close(f, temp, path, BA_OK, err);
 }
 
 static void summary_free(summary_table *t)

@@ -485,34 +485,16 @@ done:
     return rc;
 }
 
-/* Write through a temporary name so a failure leaves nothing behind. */
-static FILE *open_partial(const char *path, char *temp, size_t size, ba_error *err)
-{
-    snprintf(temp, size, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) ba_fail(err, BA_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
-    return f;
-}
-
-static ba_status close_partial(FILE *f, const char *temp, const char *path, ba_error *err)
-{
-    if (fclose(f) != 0 || rename(temp, path) != 0) {
-        remove(temp);
-        return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    }
-    return BA_OK;
-}
-
 static ba_status write_region_csv(const char *path, const fit_result *r, ba_error *err)
 {
     char temp[BA_PATH_MAX + 16];
-    FILE *f = open_partial(path, temp, sizeof temp, err);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
     if (!f) return BA_ERR_IO;
     fprintf(f, "region,n_voxels,mean_r,median_r,sem\n");
     for (int g = 0; g < r->n_regions; g++)
         fprintf(f, "%s,%lld,%.6f,%.6f,%.6f\n", r->names[g], r->n_voxels[g], r->roi_mean[g],
                 r->roi_median[g], r->roi_sem[g]);
-    return close_partial(f, temp, path, err);
+    return ba_partial_close(f, temp, path, BA_OK, err);
 }
 
 /* The layout of `run`'s summary.md. */
@@ -521,7 +503,7 @@ static ba_status write_summary(const ba_study_config *cfg, const fit_result *fit
 {
     char path[BA_PATH_MAX + 32], temp[BA_PATH_MAX + 48];
     snprintf(path, sizeof path, "%s/summary.md", cfg->output_dir);
-    FILE *f = open_partial(path, temp, sizeof temp, err);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
     if (!f) return BA_ERR_IO;
     fprintf(f, "# %s — brain scores\n\nConfiguration: `%s`, condition `%s`. Pearson r on held-out "
                "folds (%d folds), mean over voxels.\n\n| fit | mean r |\n| --- | ---: |\n",
@@ -540,7 +522,7 @@ static ba_status write_summary(const ba_study_config *cfg, const fit_result *fit
             fprintf(f, "\n");
         }
     }
-    return close_partial(f, temp, path, err);
+    return ba_partial_close(f, temp, path, BA_OK, err);
 }
 
 /* Every fit of a study has the same regions, or none. */

@@ -107,6 +107,7 @@ static void test_exists_and_read(void **state)
     /* a directory opens but cannot be read */
     assert_int_equal(ba_read_file(dir, &data, &len, &err), BA_ERR_IO);
     assert_null(data);
+    assert_non_null(strstr(err.message, "cannot read"));
 }
 
 static void test_make_dirs(void **state)
@@ -143,6 +144,50 @@ static void test_make_dirs(void **state)
     free(longpath);
 }
 
+static void test_partial_write(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char path[BA_PATH_MAX], temp[BA_PATH_MAX + 16];
+    ba_error err;
+    ba_error_clear(&err);
+    snprintf(path, sizeof path, "%s/out.csv", dir);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, &err);
+    assert_non_null(f);
+    assert_true(ba_has_suffix(temp, "out.csv.partial", true));
+    fprintf(f, "a,b\n");
+    assert_false(ba_file_exists(path)); /* nothing under the final name yet */
+    assert_int_equal(ba_partial_close(f, temp, path, BA_OK, &err), BA_OK);
+    assert_false(ba_file_exists(temp));
+    size_t len = 0;
+    char *text = ba_test_read_file(path, &len);
+    assert_string_equal(text, "a,b\n");
+    free(text);
+
+    /* a failure before the close: the old file stays, the partial one goes,
+     * and the caller's error is kept */
+    f = ba_partial_open(path, temp, sizeof temp, &err);
+    assert_non_null(f);
+    fprintf(f, "half");
+    ba_fail(&err, BA_ERR_VALUE, "row 3 is bad");
+    assert_int_equal(ba_partial_close(f, temp, path, BA_ERR_VALUE, &err), BA_ERR_VALUE);
+    assert_string_equal(err.message, "row 3 is bad");
+    assert_false(ba_file_exists(temp));
+    text = ba_test_read_file(path, &len);
+    assert_string_equal(text, "a,b\n");
+    free(text);
+
+    /* a directory that is not there */
+    snprintf(path, sizeof path, "%s/missing/out.csv", dir);
+    assert_null(ba_partial_open(path, temp, sizeof temp, &err));
+    assert_int_equal(err.code, BA_ERR_IO);
+    assert_non_null(strstr(err.message, "cannot write"));
+    /* a temporary name that does not fit */
+    char small[8];
+    assert_null(ba_partial_open("abcdef", small, sizeof small, &err));
+    assert_int_equal(err.code, BA_ERR_USAGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_exists_and_read),
         cmocka_unit_test(test_make_dirs),
+        cmocka_unit_test(test_partial_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

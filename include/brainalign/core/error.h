@@ -17,7 +17,7 @@
  * then " < ..." once. This happens on the failure path only: a success costs
  * one comparison, as before. The origin is a field of its own, so the message
  * (which tests match and users read) is never truncated by it; the CLI prints
- * it after the message in brackets. BA_CHECK and BA_TRY use the variable
+ * it after the message in brackets (not for usage errors). BA_CHECK and BA_TRY use the variable
  * `err` of the enclosing function (every fallible function has one).
  *
  * Which input is to blame: code that checks an input it knows only by its
