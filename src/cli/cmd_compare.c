@@ -12,7 +12,9 @@
 
 #include "args.h"
 #include "commands.h"
+#include "brainalign/core/fs.h"
 #include "brainalign/pipeline/compare.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 
 static void help(const ba_compare_options *d)
@@ -92,12 +94,6 @@ static ba_status add_study_spec(ba_compare_inputs *list, const char *spec, int l
     return ba_compare_inputs_from_study(list, eq + 1, model, layer, err);
 }
 
-static bool file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* tools/plot_compare.py: $BRAINALIGN_TOOLS, next to the executable's
  * source tree (../tools, ../../tools), or the installed share directory. */
 static bool find_plot_script(char *out, size_t size)
@@ -105,9 +101,9 @@ static bool find_plot_script(char *out, size_t size)
     const char *env = getenv("BRAINALIGN_TOOLS");
     if (env) {
         snprintf(out, size, "%s/plot_compare.py", env);
-        if (file_exists(out)) return true;
+        if (ba_file_exists(out)) return true;
     }
-    char exe[PATH_MAX];
+    char exe[BA_PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return false;
     exe[n] = '\0';
@@ -117,7 +113,7 @@ static bool find_plot_script(char *out, size_t size)
     const char *rel[] = {"../tools", "../../tools", "../share/brainalign"};
     for (int i = 0; i < 3; i++) {
         snprintf(out, size, "%s/%s/plot_compare.py", exe, rel[i]);
-        if (file_exists(out)) return true;
+        if (ba_file_exists(out)) return true;
     }
     return false;
 }
@@ -148,7 +144,7 @@ static const char *python_with_matplotlib(void)
 
 static void make_plots(const ba_compare_options *o, bool quiet)
 {
-    char script[PATH_MAX + 64], csv[BA_COMPARE_PATH_MAX + 8], h5[BA_COMPARE_PATH_MAX + 8];
+    char script[PATH_MAX + 64], csv[BA_PATH_MAX + 8], h5[BA_PATH_MAX + 8];
     snprintf(csv, sizeof csv, "%s.csv", o->out_prefix);
     snprintf(h5, sizeof h5, "%s.h5", o->out_prefix);
     bool have_script = find_plot_script(script, sizeof script);
@@ -267,6 +263,8 @@ int ba_cmd_compare(int argc, char **argv)
         fflush(stdout); /* before the plotting child writes */
         if (rc == BA_OK && plot) make_plots(&o, quiet);
         fflush(stdout);
+    } else {
+        rc = ba_fault("compare", &err);
     }
     rc = ba_mpi_agree(MPI_COMM_WORLD, rc, &err);
     ba_compare_result_free(&res);

@@ -40,9 +40,13 @@ int ba_cli_report(const char *command, ba_status rc, const ba_error *err)
 {
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    /* The origin trail follows the message in brackets; a usage error is
+     * the user's to fix, and its place in the code would only be noise. */
+    bool where = rc != BA_ERR_USAGE && err->origin[0];
     if (rank == 0)
-        fprintf(stderr, "brainalign %s: error (%s): %s\n", command,
-                ba_status_name(rc), err->message[0] ? err->message : "(no message)");
+        fprintf(stderr, "brainalign %s: error (%s): %s%s%s%s\n", command,
+                ba_status_name(rc), err->message[0] ? err->message : "(no message)",
+                where ? " [" : "", where ? err->origin : "", where ? "]" : "");
     return 1;
 }
 

@@ -10,18 +10,81 @@ void ba_error_clear(ba_error *err)
     if (!err) return;
     err->code = BA_OK;
     err->message[0] = '\0';
+    err->origin[0] = '\0';
+    err->depth = 0;
+    err->about = BA_ABOUT_NONE;
 }
 
-ba_status ba_fail(ba_error *err, ba_status code, const char *fmt, ...)
+static const char *basename_of(const char *file)
+{
+    const char *slash = strrchr(file, '/');
+    return slash ? slash + 1 : file;
+}
+
+/* Start the trail at (file, line, func). */
+static void set_origin(ba_error *err, const char *file, int line, const char *func)
+{
+    snprintf(err->origin, sizeof err->origin, "%s:%d %s", basename_of(file), line, func);
+    err->depth = 1;
+}
+
+static void vfail(const char *file, int line, const char *func, ba_error *err,
+                  ba_about about, ba_status code, const char *fmt, va_list ap)
+{
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    err->code = code;
+    err->about = about;
+    set_origin(err, file, line, func);
+}
+
+ba_status ba_fail_at(const char *file, int line, const char *func, ba_error *err,
+                     ba_status code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        vfail(file, line, func, err, BA_ABOUT_NONE, code, fmt, ap);
         va_end(ap);
-        err->code = code;
     }
     return code;
+}
+
+ba_status ba_fail_about_at(const char *file, int line, const char *func, ba_error *err,
+                           ba_about about, ba_status code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vfail(file, line, func, err, about, code, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void ba_error_trace(ba_error *err, const char *file, int line, const char *func)
+{
+    if (!err) return;
+    /* A record never cleared nor failed into may hold anything: bound it. */
+    err->origin[sizeof err->origin - 1] = '\0';
+    if (err->depth <= 0 || err->depth > 1 << 20 || !err->origin[0]) {
+        set_origin(err, file, line, func);
+        return;
+    }
+    size_t len = strlen(err->origin);
+    if (err->depth < BA_ERROR_TRACE_DEPTH) {
+        char place[BA_ERROR_ORIGIN_MAX];
+        int n = snprintf(place, sizeof place, " < %s:%d %s", basename_of(file), line, func);
+        /* A place that does not fit whole is not added: the trail ends " < ...". */
+        if (n > 0 && len + (size_t)n + 6 < sizeof err->origin) {
+            memcpy(err->origin + len, place, (size_t)n + 1);
+        } else if (len + 6 < sizeof err->origin) {
+            memcpy(err->origin + len, " < ...", 7);
+            err->depth = BA_ERROR_TRACE_DEPTH;
+        }
+    } else if (err->depth == BA_ERROR_TRACE_DEPTH && len + 6 < sizeof err->origin) {
+        memcpy(err->origin + len, " < ...", 7);
+    }
+    err->depth++;
 }
 
 ba_status ba_context(ba_error *err, const char *fmt, ...)
@@ -32,10 +95,21 @@ ba_status ba_context(ba_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char joined[2 * BA_ERROR_MESSAGE_MAX + 2];
-    snprintf(joined, sizeof joined, "%s: %s", prefix, err->message);
-    memcpy(err->message, joined, BA_ERROR_MESSAGE_MAX - 1);
     err->message[BA_ERROR_MESSAGE_MAX - 1] = '\0';
+    size_t msg = strlen(err->message), pre = strlen(prefix);
+    /* The root cause stays whole: when both do not fit, the context is
+     * shortened ("...: "), and dropped when not even that fits. */
+    size_t room = BA_ERROR_MESSAGE_MAX - 1 - msg; /* bytes free for "prefix: " */
+    if (room < 2 + 4) return err->code;
+    if (pre + 2 > room) {
+        pre = room - 2 - 3;
+        memcpy(prefix + pre, "...", 4);
+        pre += 3;
+    }
+    memmove(err->message + pre + 2, err->message, msg + 1);
+    memcpy(err->message, prefix, pre);
+    err->message[pre] = ':';
+    err->message[pre + 1] = ' ';
     return err->code;
 }
 

@@ -2,6 +2,7 @@
  * (see atlas_readers.h). */
 #include "brainalign/io/atlas_readers.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "brainalign/core/fs.h"
+#include "brainalign/core/parse.h"
 #include "brainalign/parallel/parallel.h"
 
 /* ---- a bounds-checked big-endian reader ------------------------------------ */
@@ -47,31 +50,6 @@ static ba_status read_string(be_reader *r, const char *what, char **out, ba_erro
     s[len] = '\0';
     r->pos += (size_t)len;
     *out = s;
-    return BA_OK;
-}
-
-static ba_status read_whole_file(const char *path, unsigned char **data, size_t *n, ba_error *err)
-{
-    *data = NULL;
-    *n = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ba_fail(err, BA_ERR_IO, "%s: no such file or not readable", path);
-    ba_status rc = BA_OK;
-    long size = -1;
-    if (fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
-    if (size < 0 || fseek(fp, 0, SEEK_SET) != 0)
-        rc = ba_fail(err, BA_ERR_IO, "%s: cannot find the file's size", path);
-    unsigned char *buf = NULL;
-    if (rc == BA_OK) {
-        buf = ba_malloc((size_t)size + 1, "file contents", err);
-        if (!buf) rc = BA_ERR_NOMEM;
-    }
-    if (rc == BA_OK && fread(buf, 1, (size_t)size, fp) != (size_t)size)
-        rc = ba_fail(err, BA_ERR_IO, "%s: read error", path);
-    fclose(fp);
-    if (rc != BA_OK) { free(buf); return rc; }
-    *data = buf;
-    *n = (size_t)size;
     return BA_OK;
 }
 
@@ -230,7 +208,7 @@ ba_status ba_annot_read(const char *path, ba_annot *annot, ba_error *err)
     memset(annot, 0, sizeof *annot);
     unsigned char *bytes = NULL;
     size_t n = 0;
-    BA_CHECK(read_whole_file(path, &bytes, &n, err));
+    BA_CHECK(ba_read_file(path, &bytes, &n, err));
     be_reader r = {bytes, n, 0, path};
     ba_status rc = parse_annot(&r, annot, err);
     free(bytes);
@@ -353,15 +331,6 @@ void ba_label_table_free(ba_label_table *t)
     memset(t, 0, sizeof *t);
 }
 
-static bool parse_int(const char *s, long *out)
-{
-    char *end = NULL;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end != '\0') return false;
-    *out = v;
-    return true;
-}
-
 static ba_status table_add(ba_label_table *t, int *cap, long index, const char *name,
                            const char *path, long line_no, ba_error *err)
 {
@@ -416,7 +385,7 @@ ba_status ba_label_table_read(const char *path, ba_label_table *t, ba_error *err
         int n = split_fields(line, field, 8);
         if (n == 0) continue;
         long index = 0;
-        if (!parse_int(field[0], &index)) {
+        if (!ba_parse_long(field[0], LONG_MIN, LONG_MAX, &index)) {
             if (!seen_data) { seen_data = true; continue; } /* a header line */
             rc = ba_fail(err, BA_ERR_FORMAT, "%s:%ld: '%s' is not a label index", path, line_no,
                          field[0]);

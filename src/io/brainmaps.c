@@ -11,6 +11,7 @@
 #include <gifti_io.h>
 #include <nifti1_io.h>
 
+#include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/parallel/parallel.h"
 
@@ -27,12 +28,6 @@ static void temporary_name(const char *path, const char *ext, char *out, size_t 
     int stem_len = (int)(strlen(base) - strlen(ext));
     snprintf(out, size, "%.*s.%.*s.partial-%ld%s", dir_len, path, stem_len, base,
              (long)getpid(), ext);
-}
-
-static bool has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 static ba_status commit_file(const char *temp, const char *final, ba_error *err)
@@ -117,7 +112,7 @@ static ba_status check_volume(const char *path, const ba_brain_space *space, ba_
 {
     if (space->kind != BA_SPACE_VOLUME || !space->mask)
         return ba_fail(err, BA_ERR_USAGE, "%s: a NIfTI map needs a volume space (a mask)", path);
-    if (!has_suffix(path, ".nii") && !has_suffix(path, ".nii.gz"))
+    if (!ba_has_suffix(path, ".nii", false) && !ba_has_suffix(path, ".nii.gz", false))
         return ba_fail(err, BA_ERR_USAGE, "%s: a NIfTI map's name must end in .nii or .nii.gz",
                        path);
     return BA_OK;
@@ -128,7 +123,7 @@ ba_status ba_map_write_volume(const char *path, const ba_brain_space *space,
 {
     BA_CHECK(check_volume(path, space, err));
     char temp[BA_PATH_MAX];
-    temporary_name(path, has_suffix(path, ".gz") ? ".nii.gz" : ".nii", temp, sizeof temp);
+    temporary_name(path, ba_has_suffix(path, ".gz", false) ? ".nii.gz" : ".nii", temp, sizeof temp);
     BA_CHECK(write_volume_file(temp, path, space, values, n_maps, err));
     return commit_file(temp, path, err);
 }

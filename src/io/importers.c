@@ -14,7 +14,9 @@
 #include <nifti1_io.h>
 #include <zlib.h>
 
+#include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 
 /* Reads of a 4-D NIfTI go this many bytes of raw volumes at a time. */
@@ -125,17 +127,11 @@ static ba_status open_nifti_header(const char *path, nifti_image **out, ba_error
     return BA_OK;
 }
 
-static bool has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* An uncompressed image file shorter than its header says is truncated;
  * say so before nifticlib reads zeros with a warning per row. */
 static ba_status check_image_size(const char *path, const nifti_image *nim, ba_error *err)
 {
-    if (!nim->iname || has_suffix(nim->iname, ".gz")) return BA_OK;
+    if (!nim->iname || ba_has_suffix(nim->iname, ".gz", false)) return BA_OK;
     struct stat st;
     if (stat(nim->iname, &st) != 0)
         return ba_fail(err, BA_ERR_IO, "%s: cannot stat the image file %s", path, nim->iname);
@@ -1061,6 +1057,7 @@ static ba_status import_on_this_rank(const ba_import_options *o, ba_import_summa
         const char *story = o->inputs->items[k].story;
         story_result r;
         rc = import_story(&s, story, &r, err);
+        if (rc == BA_OK) rc = ba_fault("import.story", err);
         if (rc == BA_OK) rc = write_story(&f, story, &r, s.n_voxels, err);
         if (rc == BA_OK) {
             summary->n_stories++;
@@ -1087,7 +1084,7 @@ ba_status ba_import_bold(const ba_import_options *o, MPI_Comm comm, ba_import_su
     memset(summary, 0, sizeof *summary);
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    ba_status rc = rank == 0 ? import_on_this_rank(o, summary, err) : BA_OK;
+    ba_status rc = rank == 0 ? import_on_this_rank(o, summary, err) : ba_fault("import", err);
     rc = ba_mpi_agree(comm, rc, err);
     MPI_Bcast(summary, (int)sizeof *summary, MPI_BYTE, 0, comm);
     return rc;

@@ -16,6 +16,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/fs.h"
+
 /* ------------------------------------------------------------------------
  * Small string helpers
  * ------------------------------------------------------------------------ */
@@ -39,12 +41,6 @@ static char *trim(char *s)
     size_t n = strlen(s);
     while (n > 0 && is_space(s[n - 1])) s[--n] = '\0';
     return s;
-}
-
-static bool ends_with_ci(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcasecmp(s + n - m, suffix) == 0;
 }
 
 static char *copy_string(const char *s, const char *what, ba_error *err)
@@ -90,45 +86,6 @@ static bool utf8_valid(const char *text)
 /* ------------------------------------------------------------------------
  * Loading a file as UTF-8 text
  * ------------------------------------------------------------------------ */
-
-static ba_status read_bytes(const char *path, unsigned char **bytes, size_t *n_bytes,
-                            ba_error *err)
-{
-    *bytes = NULL;
-    *n_bytes = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    ba_status rc = BA_OK;
-    unsigned char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            size_t new_cap = cap ? 2 * cap : 1 << 16;
-            unsigned char *grown = realloc(buf, new_cap);
-            if (!grown) {
-                rc = ba_fail(err, BA_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it",
-                             path, new_cap);
-                goto done;
-            }
-            buf = grown;
-            cap = new_cap;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        rc = ba_fail(err, BA_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
-        goto done;
-    }
-    *bytes = buf;
-    *n_bytes = n;
-    buf = NULL;
-done:
-    free(buf);
-    fclose(f);
-    return rc;
-}
 
 static void put_utf8(char **w, uint32_t cp)
 {
@@ -211,7 +168,7 @@ static ba_status load_text(const char *path, char **text, size_t *len, ba_error 
     size_t n = 0;
     *text = NULL;
     *len = 0;
-    BA_CHECK(read_bytes(path, &raw, &n, err));
+    BA_CHECK(ba_read_file(path, &raw, &n, err));
     ba_status rc = BA_OK;
     if (n >= 2 && ((raw[0] == 0xFE && raw[1] == 0xFF) || (raw[0] == 0xFF && raw[1] == 0xFE))) {
         rc = utf16_to_utf8(path, raw + 2, n - 2, raw[0] == 0xFE, text, len, err);
@@ -997,8 +954,8 @@ static ba_status detect_format(const char *path, const char *text, ba_stimulus_f
 {
     if (looks_like_textgrid(text)) *format = BA_STIM_TEXTGRID;
     else if (strcasecmp(base_name(path), "align.csv") == 0) *format = BA_STIM_ALIGN_CSV;
-    else if (ends_with_ci(path, ".TextGrid")) *format = BA_STIM_TEXTGRID;
-    else if (ends_with_ci(path, ".tsv") || ends_with_ci(path, ".csv")) *format = BA_STIM_WORDS_TSV;
+    else if (ba_has_suffix_ci(path, ".TextGrid", false)) *format = BA_STIM_TEXTGRID;
+    else if (ba_has_suffix_ci(path, ".tsv", false) || ba_has_suffix_ci(path, ".csv", false)) *format = BA_STIM_WORDS_TSV;
     else
         return ba_fail(err, BA_ERR_USAGE,
                        "%s: cannot tell the stimulus format from the file name (expected "
@@ -1010,7 +967,7 @@ static ba_status detect_format(const char *path, const char *text, ba_stimulus_f
 static ba_status set_story_name(const char *path, ba_stimulus_format format, const char *given,
                                 char out[256], ba_error *err)
 {
-    char derived[4096];
+    char derived[BA_PATH_MAX];
     if (!given) {
         const char *base = base_name(path);
         if (format == BA_STIM_ALIGN_CSV && base != path) {
@@ -1190,11 +1147,11 @@ static ba_status add_story_entry(const char *dir, const char *entry, entry_list 
             return BA_OK;
         }
         format = BA_STIM_ALIGN_CSV;
-    } else if (S_ISREG(st.st_mode) && ends_with_ci(entry, ".TextGrid") && name_len > 9) {
+    } else if (S_ISREG(st.st_mode) && ba_has_suffix_ci(entry, ".TextGrid", false) && name_len > 9) {
         file = path;
         format = BA_STIM_TEXTGRID;
         name_len -= 9;
-    } else if (S_ISREG(st.st_mode) && ends_with_ci(entry, ".tsv") && name_len > 4) {
+    } else if (S_ISREG(st.st_mode) && ba_has_suffix_ci(entry, ".tsv", false) && name_len > 4) {
         file = path;
         format = BA_STIM_WORDS_TSV;
         name_len -= 4;

@@ -6,6 +6,8 @@
  * random-checkpoint writer. The architectures themselves live in
  * arch/<arch>.c behind ba_model_ops. */
 #include "brainalign/lm/model.h"
+#include "brainalign/core/fs.h"
+#include "brainalign/core/hash.h"
 #include "brainalign/core/rng.h"
 
 #include <dirent.h>
@@ -470,10 +472,8 @@ ba_status ba_model_next_logprobs(ba_model_ctx *ctx, const ba_weight *head, const
  * are the same however the checkpoint is sharded. */
 static void rng_seed(ba_rng *r, uint64_t seed, const char *name)
 {
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a of the name picks the stream */
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        h = (h ^ *p) * 0x100000001b3ULL;
-    ba_rng_seed(r, seed, h);
+    /* The FNV-1a of the name picks the stream. */
+    ba_rng_seed(r, seed, ba_fnv1a_str(BA_FNV1A_OFFSET, name));
 }
 
 /* Uniform in (0, 1], so that log() below is finite. */
@@ -584,7 +584,7 @@ static ba_status write_index(const char *dir, const ba_random_tensor *layout, si
         json_object_set_new(map, layout[i].name, json_string(shard));
     }
     json_object_set_new(root, "weight_map", map);
-    char path[4200];
+    char path[BA_PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     int bad = json_dump_file(root, path, JSON_INDENT(2));
     json_decref(root);
@@ -613,7 +613,7 @@ static ba_status write_weights(const char *dir, const ba_random_tensor *layout, 
 {
     ba_status rc = BA_OK;
     size_t *bytes = NULL, *shard_of = NULL, total = 0;
-    char path[4200];
+    char path[BA_PATH_MAX + 128];
     if ((size_t)spec->n_shards > n)
         return ba_fail(err, BA_ERR_USAGE, "%d shards asked for, the checkpoint has only %zu "
                        "tensors", spec->n_shards, n);
@@ -651,12 +651,6 @@ static const char *TOKENIZER_FILES[] = {
     "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
 };
 
-static bool is_file(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 static ba_status copy_file(const char *from, const char *to, ba_error *err)
 {
     FILE *in = fopen(from, "rb");
@@ -683,9 +677,9 @@ static ba_status count_vocabulary(const char *dir, int *count, ba_error *err)
 {
     const char *names[] = {"vocab.json", "encoder.json"};
     for (int i = 0; i < 2; i++) {
-        char path[4200];
+        char path[BA_PATH_MAX + 128];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (!is_file(path)) continue;
+        if (!ba_file_exists(path)) continue;
         json_error_t jerr;
         json_t *root = json_load_file(path, 0, &jerr);
         if (!root)
@@ -699,11 +693,11 @@ static ba_status count_vocabulary(const char *dir, int *count, ba_error *err)
         return BA_OK;
     }
     /* tokenizer.model / tokenizer.json: ask the tokenizer itself. */
-    char path[4200];
+    char path[BA_PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/tokenizer.model", dir);
-    bool sp = is_file(path);
+    bool sp = ba_file_exists(path);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (sp || is_file(path)) {
+    if (sp || ba_file_exists(path)) {
         ba_tokenizer *tok = NULL;
         BA_CHECK(ba_tokenizer_load(dir, &tok, err));
         *count = (int)ba_tokenizer_vocab_size(tok);
@@ -719,10 +713,10 @@ static ba_status copy_tokenizer(const char *from, const char *to, ba_error *err)
 {
     int copied = 0;
     for (size_t i = 0; i < sizeof TOKENIZER_FILES / sizeof *TOKENIZER_FILES; i++) {
-        char src[4200], dst[4200];
+        char src[BA_PATH_MAX + 128], dst[BA_PATH_MAX + 128];
         snprintf(src, sizeof src, "%s/%s", from, TOKENIZER_FILES[i]);
         snprintf(dst, sizeof dst, "%s/%s", to, TOKENIZER_FILES[i]);
-        if (!is_file(src)) continue;
+        if (!ba_file_exists(src)) continue;
         BA_CHECK(copy_file(src, dst, err));
         copied++;
     }
@@ -830,7 +824,7 @@ ba_status ba_model_write_random(const ba_random_checkpoint *spec, const char *ou
     ba_random_checkpoint s = *spec;
     ba_random_tensor *layout = NULL;
     size_t n_tensors = 0;
-    char temp[4200] = "", path[4300];
+    char temp[BA_PATH_MAX + 128] = "", path[BA_PATH_MAX + 256];
     struct stat sb;
     if (stat(out_dir, &sb) == 0)
         return ba_fail(err, BA_ERR_IO, "%s: already exists; choose a new output directory",

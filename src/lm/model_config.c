@@ -13,6 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "brainalign/core/fs.h"
+#include "brainalign/core/limits.h"
+
 const char *ba_arch_name(ba_arch arch)
 {
     switch (arch) {
@@ -241,40 +244,16 @@ done:
 
 ba_status ba_model_config_load(const char *dir, ba_model_config *cfg, ba_error *err)
 {
-    char path[4096];
+    char path[BA_PATH_MAX];
     int n = snprintf(path, sizeof path, "%s/config.json", dir);
     if (n < 0 || (size_t)n >= sizeof path)
         return ba_fail(err, BA_ERR_USAGE, "%.200s...: path too long", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    ba_status rc = BA_OK;
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap = cap ? 2 * cap : 16384;
-            if (cap > (size_t)64 << 20) {
-                rc = ba_fail(err, BA_ERR_FORMAT, "%s: larger than 64 MB, not a config", path);
-                goto done;
-            }
-            char *grown = realloc(text, cap);
-            if (!grown) {
-                rc = ba_fail(err, BA_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap);
-                goto done;
-            }
-            text = grown;
-        }
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        rc = ba_fail(err, BA_ERR_IO, "%s: read error", path);
-        goto done;
-    }
-    rc = ba_model_config_parse(text ? text : "", len, path, cfg, err);
-done:
-    fclose(f);
+    unsigned char *text = NULL;
+    size_t len = 0;
+    BA_CHECK(ba_read_file(path, &text, &len, err));
+    ba_status rc = len > (size_t)64 << 20
+                       ? ba_fail(err, BA_ERR_FORMAT, "%s: larger than 64 MB, not a config", path)
+                       : ba_model_config_parse((const char *)text, len, path, cfg, err);
     free(text);
     return rc;
 }

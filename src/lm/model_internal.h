@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 
+#include "brainalign/core/limits.h"
 #include "brainalign/kernels/kernels.h"
 #include "brainalign/lm/model.h"
 
@@ -51,7 +52,7 @@ typedef struct {
  * contexts (on any threads) may read them at once. */
 struct ba_model {
     ba_model_config cfg;
-    char dir[4096];
+    char dir[BA_PATH_MAX];
     ba_checkpoint *ckpt;
     const ba_model_ops *ops;
     void *impl;

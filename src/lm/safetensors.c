@@ -15,7 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ST_PATH_MAX 4096
+#include "brainalign/core/fs.h"
+
 /* The reference implementation refuses headers above 100 MB too. */
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
 
@@ -81,7 +82,7 @@ size_t ba_tensor_spec_bytes(const ba_tensor_spec *spec)
 /* ---- one file ------------------------------------------------------------- */
 
 struct ba_safetensors {
-    char path[ST_PATH_MAX];
+    char path[BA_PATH_MAX];
     void *map;
     size_t map_len;
     json_t *header;      /* kept alive: tensor names point into it */
@@ -371,32 +372,17 @@ const char *ba_safetensors_metadata(const ba_safetensors *st, const char *key)
 /* ---- checkpoint directories ----------------------------------------------- */
 
 struct ba_checkpoint {
-    char dir[ST_PATH_MAX];
+    char dir[BA_PATH_MAX];
     ba_safetensors **files;
     size_t n_files;
     ba_tensor *tensors; /* copies of every file's entries, sorted by name */
     size_t n_tensors;
 };
 
-static bool file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static ba_status join_path(char *out, size_t cap, const char *dir, const char *name,
-                           ba_error *err)
-{
-    int n = snprintf(out, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap)
-        return ba_fail(err, BA_ERR_USAGE, "%s/%s: path too long", dir, name);
-    return BA_OK;
-}
-
 static ba_status add_file(ba_checkpoint *ck, const char *name, ba_error *err)
 {
-    char path[ST_PATH_MAX];
-    BA_CHECK(join_path(path, sizeof path, ck->dir, name, err));
+    char path[BA_PATH_MAX];
+    BA_CHECK(ba_join_path(path, sizeof path, ck->dir, name, err));
     ba_safetensors **grown = realloc(ck->files, (ck->n_files + 1) * sizeof *grown);
     if (!grown) return ba_fail(err, BA_ERR_NOMEM, "%s: cannot grow the shard list", ck->dir);
     ck->files = grown;
@@ -447,9 +433,9 @@ static ba_status open_sharded(ba_checkpoint *ck, const char *index_path, ba_erro
             goto done;
         }
         if (file_named(ck, shard)) continue;
-        char path[ST_PATH_MAX];
-        BA_TRY(join_path(path, sizeof path, ck->dir, shard, err), done);
-        if (!file_exists(path)) {
+        char path[BA_PATH_MAX];
+        BA_TRY(ba_join_path(path, sizeof path, ck->dir, shard, err), done);
+        if (!ba_file_exists(path)) {
             rc = ba_fail(err, BA_ERR_IO, "%s: shard '%s' (holding tensor '%s') does not exist "
                          "in %s", index_path, shard, tname, ck->dir);
             goto done;
@@ -509,7 +495,7 @@ ba_status ba_checkpoint_open(const char *dir, ba_checkpoint **out, ba_error *err
     ba_status rc = BA_OK;
     ba_checkpoint *ck = ba_calloc(1, sizeof *ck, "checkpoint handle", err);
     if (!ck) return BA_ERR_NOMEM;
-    char single[ST_PATH_MAX], index[ST_PATH_MAX];
+    char single[BA_PATH_MAX], index[BA_PATH_MAX];
     int n = snprintf(ck->dir, sizeof ck->dir, "%s", dir);
     if (n < 0 || (size_t)n >= sizeof ck->dir) {
         rc = ba_fail(err, BA_ERR_USAGE, "%.200s...: path too long", dir);
@@ -524,11 +510,11 @@ ba_status ba_checkpoint_open(const char *dir, ba_checkpoint **out, ba_error *err
         rc = ba_fail(err, BA_ERR_IO, "%s: not a checkpoint directory (not a directory)", dir);
         goto fail;
     }
-    BA_TRY(join_path(single, sizeof single, dir, "model.safetensors", err), fail);
-    BA_TRY(join_path(index, sizeof index, dir, "model.safetensors.index.json", err), fail);
-    if (file_exists(single)) {
+    BA_TRY(ba_join_path(single, sizeof single, dir, "model.safetensors", err), fail);
+    BA_TRY(ba_join_path(index, sizeof index, dir, "model.safetensors.index.json", err), fail);
+    if (ba_file_exists(single)) {
         BA_TRY(add_file(ck, "model.safetensors", err), fail);
-    } else if (file_exists(index)) {
+    } else if (ba_file_exists(index)) {
         BA_TRY(open_sharded(ck, index, err), fail);
     } else {
         rc = ba_fail(err, BA_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json "
@@ -578,8 +564,8 @@ ba_status ba_checkpoint_get(const ba_checkpoint *ck, const char *name, const ba_
 /* ---- writing -------------------------------------------------------------- */
 
 struct ba_st_writer {
-    char path[ST_PATH_MAX];
-    char temp_path[ST_PATH_MAX];
+    char path[BA_PATH_MAX];
+    char temp_path[BA_PATH_MAX];
     FILE *f;
     size_t expected; /* data bytes the header promises */
     size_t written;

@@ -17,23 +17,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/fs.h"
+
 #include "tokenizer_bpe.h"
 #include "tokenizer_internal.h"
 #include "tokenizer_sp.h"
-
-static ba_status join_path(const char *dir, const char *name, char *out, size_t cap,
-                           ba_error *err)
-{
-    if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap)
-        return ba_fail(err, BA_ERR_USAGE, "%s/%s: path too long", dir, name);
-    return BA_OK;
-}
-
-static bool is_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
 
 /* A BPE tokenizer.json is SentencePiece-like when it falls back to bytes
  * or its pieces use U+2581 "▁" for the space. */
@@ -93,12 +81,12 @@ static ba_status open_hf_json(const char *dir, const char *path, ba_tokenizer *t
 static ba_status open_gpt2_pair(const char *dir, const char *vocab_name, const char *merges_name,
                                 ba_tokenizer *tok, bool *found, ba_error *err)
 {
-    char vocab[4096], merges[4096];
-    BA_CHECK(join_path(dir, vocab_name, vocab, sizeof vocab, err));
-    BA_CHECK(join_path(dir, merges_name, merges, sizeof merges, err));
-    *found = is_file(vocab);
+    char vocab[BA_PATH_MAX], merges[BA_PATH_MAX];
+    BA_CHECK(ba_join_path(vocab, sizeof vocab, dir, vocab_name, err));
+    BA_CHECK(ba_join_path(merges, sizeof merges, dir, merges_name, err));
+    *found = ba_file_exists(vocab);
     if (!*found) return BA_OK;
-    if (!is_file(merges))
+    if (!ba_file_exists(merges))
         return ba_fail(err, BA_ERR_IO, "%s: missing (%s needs its merges file)", merges, vocab);
     return ba_bpe_open_files(vocab, merges, tok, err);
 }
@@ -108,16 +96,16 @@ static ba_status open_by_format(const char *dir, ba_tokenizer *tok, ba_error *er
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return ba_fail(err, BA_ERR_IO, "%s: tokenizer directory does not exist", dir);
-    char path[4096];
-    BA_CHECK(join_path(dir, "tokenizer.json", path, sizeof path, err));
-    if (is_file(path)) return open_hf_json(dir, path, tok, err);
+    char path[BA_PATH_MAX];
+    BA_CHECK(ba_join_path(path, sizeof path, dir, "tokenizer.json", err));
+    if (ba_file_exists(path)) return open_hf_json(dir, path, tok, err);
     bool found;
     BA_CHECK(open_gpt2_pair(dir, "vocab.json", "merges.txt", tok, &found, err));
     if (found) return BA_OK;
     BA_CHECK(open_gpt2_pair(dir, "encoder.json", "vocab.bpe", tok, &found, err));
     if (found) return BA_OK;
-    BA_CHECK(join_path(dir, "tokenizer.model", path, sizeof path, err));
-    if (is_file(path)) return ba_sp_tokenizer_open(dir, tok, err);
+    BA_CHECK(ba_join_path(path, sizeof path, dir, "tokenizer.model", err));
+    if (ba_file_exists(path)) return ba_sp_tokenizer_open(dir, tok, err);
     return ba_fail(err, BA_ERR_IO,
                    "%s: no tokenizer found: expected tokenizer.json, vocab.json + merges.txt, "
                    "encoder.json + vocab.bpe or tokenizer.model",

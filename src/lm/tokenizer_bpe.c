@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "brainalign/core/fs.h"
+#include "brainalign/core/hash.h"
 #include "brainalign/lm/tokenizer.h"
 
 /* ------------------------------------------------------------------------ */
@@ -103,8 +105,9 @@ static size_t utf8_put_small(uint32_t cp, char *out)
 
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    /* FNV-1a from this table's own start value (not the standard offset:
+     * kept so that the tables probe as before), then a fold of high bits. */
+    uint64_t h = ba_fnv1a(1469598103934665603ULL, s, n);
     return h ^ (h >> 29);
 }
 
@@ -934,41 +937,6 @@ static ba_status bpe_decode(const void *impl, const int32_t *ids, size_t n_ids, 
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                   */
 
-static ba_status read_whole_file(const char *path, char **data, size_t *len, ba_error *err)
-{
-    *data = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = ba_malloc(cap, "file contents", err);
-    if (!buf) { fclose(f); return BA_ERR_NOMEM; }
-    for (;;) {
-        if (n == cap) {
-            char *bigger = realloc(buf, 2 * cap);
-            if (!bigger) {
-                free(buf);
-                fclose(f);
-                return ba_fail(err, BA_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it",
-                               path, 2 * cap);
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buf);
-        return ba_fail(err, BA_ERR_IO, "%s: read error", path);
-    }
-    *data = buf;
-    *len = n;
-    return BA_OK;
-}
-
 static ba_status new_model(const char *source, bpe_model **out, ba_error *err)
 {
     bpe_model *m = ba_calloc(1, sizeof *m, "BPE model", err);
@@ -1039,7 +1007,7 @@ ba_status ba_bpe_open_files(const char *vocab_path, const char *merges_path, ba_
         rc = ba_fail(err, BA_ERR_FORMAT, "%s: expected a JSON object token -> id", vocab_path);
         goto done;
     }
-    BA_TRY(read_whole_file(merges_path, &merges, &merges_len, err), done);
+    BA_TRY(ba_read_file(merges_path, (unsigned char **)&merges, &merges_len, err), done);
     BA_TRY(new_model(vocab_path, &m, err), done);
     int32_t max_id;
     BA_TRY(vocab_max_id(vocab_path, "vocabulary", root, &max_id, err), done);
@@ -1469,7 +1437,7 @@ static ba_status ensure_directory(const char *dir, ba_error *err)
 /* Write both files under temporary names, then rename them into place. */
 static ba_status trainer_write(const bpe_trainer *t, const char *dir, ba_error *err)
 {
-    char vocab[4096], merges[4096], vocab_tmp[4096], merges_tmp[4096];
+    char vocab[BA_PATH_MAX], merges[BA_PATH_MAX], vocab_tmp[BA_PATH_MAX], merges_tmp[BA_PATH_MAX];
     BA_CHECK(path_in(dir, "vocab.json", vocab, sizeof vocab, err));
     BA_CHECK(path_in(dir, "merges.txt", merges, sizeof merges, err));
     BA_CHECK(path_in(dir, "vocab.json.tmp", vocab_tmp, sizeof vocab_tmp, err));

@@ -17,7 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SP_PATH_MAX 4096
+#include "brainalign/core/fs.h"
+#include "brainalign/core/hash.h"
+
 #define SP_SPACE_SYMBOL "\xE2\x96\x81" /* U+2581 LOWER ONE EIGHTH BLOCK "▁" */
 #define SP_SPACE_SYMBOL_LEN 3
 #define SP_REPLACEMENT_CHAR "\xEF\xBF\xBD" /* U+FFFD, stands for a byte that is not UTF-8 */
@@ -70,7 +72,7 @@ typedef struct {
 } sp_merge_index;
 
 typedef struct {
-    char source[SP_PATH_MAX]; /* the file it was read from, for messages */
+    char source[BA_PATH_MAX]; /* the file it was read from, for messages */
     sp_merge_rule rule;
     int32_t n_pieces, cap_pieces;
     sp_piece *pieces;
@@ -95,12 +97,9 @@ static const char *piece_text(const sp_model *m, int32_t id)
 
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    /* FNV-1a from this table's own start value (not the standard offset:
+     * kept so that the table probes as before). */
+    return ba_fnv1a(1469598103934665603ULL, s, n);
 }
 
 static uint64_t hash_u64(uint64_t x)
@@ -619,45 +618,6 @@ static ba_status finish_model_proto(sp_model *m, const sp_trainer_spec *t,
     return BA_OK;
 }
 
-static ba_status read_whole_file(const char *path, uint8_t **data, size_t *len, ba_error *err)
-{
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    ba_status rc = BA_OK;
-    size_t cap = 1 << 20, n = 0;
-    uint8_t *buf = ba_malloc(cap, "tokenizer file contents", err);
-    if (!buf) {
-        rc = BA_ERR_NOMEM;
-        goto done;
-    }
-    for (;;) {
-        if (n == cap) {
-            uint8_t *grown = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-            if (!grown) {
-                rc = ba_fail(err, BA_ERR_NOMEM, "%s: cannot hold more than %zu bytes", path, cap);
-                goto done;
-            }
-            buf = grown;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) rc = ba_fail(err, BA_ERR_IO, "%s: read error after %zu bytes", path, n);
-done:
-    fclose(f);
-    if (rc != BA_OK) {
-        free(buf);
-        return rc;
-    }
-    *data = buf;
-    *len = n;
-    return BA_OK;
-}
-
 static ba_status load_model_proto(const char *path, sp_model **out, ba_error *err)
 {
     *out = NULL;
@@ -665,7 +625,7 @@ static ba_status load_model_proto(const char *path, sp_model **out, ba_error *er
     size_t len = 0;
     sp_model *m = NULL;
     ba_status rc;
-    BA_TRY(read_whole_file(path, &data, &len, err), fail);
+    BA_TRY(ba_read_file(path, &data, &len, err), fail);
     BA_TRY(sp_model_new(path, SP_MERGE_BY_SCORE, &m, err), fail);
     if (len == 0) {
         rc = ba_fail(err, BA_ERR_FORMAT, "%s: empty file, expected a SentencePiece model", path);
@@ -1662,7 +1622,7 @@ static bool is_regular_file(const char *path)
 
 ba_status ba_sp_tokenizer_open(const char *dir, ba_tokenizer *tok, ba_error *err)
 {
-    char path[SP_PATH_MAX];
+    char path[BA_PATH_MAX];
     sp_model *m = NULL;
     if (snprintf(path, sizeof path, "%s/tokenizer.model", dir) >= (int)sizeof path)
         return ba_fail(err, BA_ERR_USAGE, "%s: directory name too long", dir);

@@ -26,20 +26,22 @@ ba_status ba_mpi_agree(MPI_Comm comm, ba_status rc, ba_error *err)
     int first = size;
     MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
     if (first == size) return BA_OK;
-    int code = (int)rc;
-    char message[BA_ERROR_MESSAGE_MAX];
+    /* The whole record travels: message, origin trail and blamed input. */
+    ba_error sent;
     if (rank == first) {
-        if (err) memcpy(message, err->message, sizeof message);
-        else snprintf(message, sizeof message, "%s", ba_status_name(rc));
+        if (err) {
+            sent = *err;
+            sent.message[sizeof sent.message - 1] = '\0';
+            sent.origin[sizeof sent.origin - 1] = '\0';
+        } else {
+            ba_error_clear(&sent);
+            snprintf(sent.message, sizeof sent.message, "%s", ba_status_name(rc));
+        }
+        sent.code = rc;
     }
-    MPI_Bcast(&code, 1, MPI_INT, first, comm);
-    MPI_Bcast(message, (int)sizeof message, MPI_CHAR, first, comm);
-    if (err) {
-        memcpy(err->message, message, sizeof message);
-        err->message[sizeof message - 1] = '\0';
-        err->code = (ba_status)code;
-    }
-    return (ba_status)code;
+    MPI_Bcast(&sent, (int)sizeof sent, MPI_BYTE, first, comm);
+    if (err) *err = sent;
+    return sent.code;
 }
 
 void ba_split_range(long total, int parts, int index, long *begin, long *end)

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brainalign/core/fs.h"
+#include "brainalign/core/hash.h"
 #include "brainalign/core/rng.h"
 
 static const char *const GRANULARITY_NAMES[] = {"sentence", "word"};
@@ -209,10 +211,9 @@ ba_status ba_association_set_read(const char *path, ba_association_set *set, ba_
 ba_status ba_association_set_write(const char *path, const ba_association_set *set,
                                    ba_error *err)
 {
-    char temp[BA_ASSOC_PATH_MAX + 16];
-    snprintf(temp, sizeof temp, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
+    char temp[BA_PATH_MAX + 16];
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
+    if (!f) return BA_ERR_IO;
     ba_status rc = BA_OK;
     for (size_t i = 0; rc == BA_OK && i < set->n; i++) {
         const ba_association *a = &set->items[i];
@@ -229,10 +230,7 @@ ba_status ba_association_set_write(const char *path, const ba_association_set *s
         else if (fprintf(f, "%s\n", line) < 0) rc = ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
         free(line);
     }
-    if (fclose(f) != 0 && rc == BA_OK) rc = ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    if (rc == BA_OK && rename(temp, path) != 0) rc = ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    if (rc != BA_OK) remove(temp);
-    return rc;
+    return ba_partial_close(f, temp, path, rc, err);
 }
 
 /* ------------------------------------------------------------ sentences */
@@ -465,13 +463,6 @@ static ba_status push_text(builder *b, const char *text, long association, ba_er
     return BA_OK;
 }
 
-static uint64_t fnv1a_string(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
 /* The random control's words for the insertion of rank `rank`: n_words
  * consecutive words of another story of the pool. */
 static ba_status push_random_text(builder *b, const ba_story *story, const ba_story *pool,
@@ -485,7 +476,7 @@ static ba_status push_random_text(builder *b, const ba_story *story, const ba_st
         return ba_fail(err, BA_ERR_USAGE, "story \"%s\": the random control takes its words from "
                        "other stories, and there is none", story->name);
     ba_rng rng;
-    ba_rng_seed(&rng, o->seed ^ fnv1a_string(story->name), (uint64_t)rank);
+    ba_rng_seed(&rng, o->seed ^ ba_fnv1a_str(BA_FNV1A_OFFSET, story->name), (uint64_t)rank);
     size_t pick = (size_t)(ba_rng_uniform(&rng) * (double)n_others), seen = 0;
     const ba_story *other = NULL;
     for (size_t s = 0; s < n_pool && !other; s++) {

@@ -11,10 +11,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/hash.h"
 #include "brainalign/io/atlas.h"
 #include "brainalign/io/brainmaps.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/io/importers.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/core/stats.h"
 
 /* ------------------------------------------------------------ inputs */
@@ -29,7 +31,7 @@ ba_status ba_compare_inputs_add(ba_compare_inputs *list, const char *model,
         return ba_fail(err, BA_ERR_USAGE, "%s: condition '%s' and subject '%s' must be "
                        "non-empty names of fewer than %d bytes", path, condition ? condition : "",
                        subject ? subject : "", BA_COMPARE_LABEL_MAX);
-    if (strlen(path) >= BA_COMPARE_PATH_MAX)
+    if (strlen(path) >= BA_PATH_MAX)
         return ba_fail(err, BA_ERR_USAGE, "%.200s...: path too long", path);
     char label[BA_COMPARE_LABEL_MAX];
     if (model && model[0]) snprintf(label, sizeof label, "%s", model);
@@ -129,7 +131,7 @@ ba_status ba_compare_model_label(const char *scores_path, char *label, size_t si
         return ba_context(err, "%s: not a scores.h5 written by `fit` (give the model's name "
                           "explicitly)", scores_path);
     }
-    char features[BA_COMPARE_PATH_MAX], model_type[96] = "model";
+    char features[BA_PATH_MAX], model_type[96] = "model";
     first_word(inputs, features, sizeof features);
     features_identity(features, model_type, sizeof model_type, condition, condition_size);
     int layer = layer_of_config(config);
@@ -206,7 +208,7 @@ static ba_status add_subject_dir(ba_compare_inputs *list, const char *dir, const
     for (size_t i = 0; rc == BA_OK && i < n; i++) {
         int l = layer_file(names[i]);
         if (l < 0 || (layer >= 0 && l != layer)) continue;
-        char path[BA_COMPARE_PATH_MAX + 300], label[BA_COMPARE_LABEL_MAX];
+        char path[BA_PATH_MAX + 300], label[BA_COMPARE_LABEL_MAX];
         char recorded[BA_COMPARE_LABEL_MAX] = "";
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         rc = ba_compare_model_label(path, label, sizeof label, recorded, sizeof recorded, err);
@@ -235,14 +237,14 @@ static bool has_layer_files(const char *dir)
 ba_status ba_compare_inputs_from_study(ba_compare_inputs *list, const char *study_dir,
                                        const char *model, int layer, ba_error *err)
 {
-    char scores[BA_COMPARE_PATH_MAX + 16];
+    char scores[BA_PATH_MAX + 16];
     snprintf(scores, sizeof scores, "%s/scores", study_dir);
     char **entries = NULL;
     size_t n = 0, added = 0;
     BA_CHECK(list_dir(scores, &entries, &n, err));
     ba_status rc = BA_OK;
     for (size_t i = 0; rc == BA_OK && i < n; i++) {
-        char dir[2 * BA_COMPARE_PATH_MAX];
+        char dir[2 * BA_PATH_MAX];
         snprintf(dir, sizeof dir, "%s/%s", scores, entries[i]);
         if (!is_dir(dir)) continue;
         if (has_layer_files(dir)) { /* scores/<subject>/layer-L.h5 */
@@ -253,7 +255,7 @@ ba_status ba_compare_inputs_from_study(ba_compare_inputs *list, const char *stud
         size_t n_subjects = 0;
         rc = list_dir(dir, &subjects, &n_subjects, err);
         for (size_t s = 0; rc == BA_OK && s < n_subjects; s++) {
-            char sub[3 * BA_COMPARE_PATH_MAX];
+            char sub[3 * BA_PATH_MAX];
             snprintf(sub, sizeof sub, "%s/%s", dir, subjects[s]);
             if (is_dir(sub))
                 rc = add_subject_dir(list, sub, model, entries[i], subjects[s], layer, &added, err);
@@ -533,17 +535,11 @@ static double region_mean(const float *r, const region_voxels *rv, int g)
     return s / (double)n;
 }
 
-static uint64_t hash_string(uint64_t h, const char *s)
-{
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
 /* One stream per model, condition and region, whatever the input order. */
 static uint64_t stream_seed(uint64_t seed, const char *model, const char *condition, int region)
 {
-    uint64_t h = hash_string(0xcbf29ce484222325ULL, model);
-    h = hash_string(h ^ 0x1f, condition);
+    uint64_t h = ba_fnv1a_str(BA_FNV1A_OFFSET, model);
+    h = ba_fnv1a_str(h ^ 0x1f, condition);
     return seed ^ h ^ ((uint64_t)region * 0x9e3779b97f4a7c15ULL);
 }
 
@@ -997,7 +993,7 @@ static ba_status write_maps(const ba_compare_options *o, const design *d,
         for (int c = 1; rc == BA_OK && c < md->n_conditions; c++) {
             model_key(md->conditions[c], cond, sizeof cond);
             const float *values = data[m].delta_r + (size_t)c * V;
-            char a[BA_COMPARE_PATH_MAX + 400], b[BA_COMPARE_PATH_MAX + 400];
+            char a[BA_PATH_MAX + 400], b[BA_PATH_MAX + 400];
             if (space.kind == BA_SPACE_VOLUME) {
                 snprintf(a, sizeof a, "%s_%s_%s_delta_r.nii.gz", o->out_prefix, key, cond);
                 rc = ba_map_write_volume(a, &space, values, 1, err);
@@ -1032,8 +1028,8 @@ static ba_status write_outputs(const ba_compare_options *o, const design *d,
                                const region_voxels *rv, const char *atlas_path,
                                ba_compare_result *res, ba_error *err)
 {
-    char csv[BA_COMPARE_PATH_MAX + 16], md[BA_COMPARE_PATH_MAX + 16], h5[BA_COMPARE_PATH_MAX + 16];
-    char csv_tmp[BA_COMPARE_PATH_MAX + 32], md_tmp[BA_COMPARE_PATH_MAX + 32];
+    char csv[BA_PATH_MAX + 16], md[BA_PATH_MAX + 16], h5[BA_PATH_MAX + 16];
+    char csv_tmp[BA_PATH_MAX + 32], md_tmp[BA_PATH_MAX + 32];
     snprintf(csv, sizeof csv, "%s.csv", o->out_prefix);
     snprintf(md, sizeof md, "%s.md", o->out_prefix);
     snprintf(h5, sizeof h5, "%s.h5", o->out_prefix);
@@ -1065,14 +1061,16 @@ ba_status ba_compare_run(const ba_compare_options *o, ba_compare_result *res, ba
     model_data *data = NULL;
     ba_atlas atlas = {0};
     region_voxels rv = {0};
-    char atlas_path[BA_COMPARE_PATH_MAX] = "";
+    char atlas_path[BA_PATH_MAX] = "";
     float *first_r = NULL;
     long V = 0;
     BA_TRY(build_design(o, &d, err), done);
     BA_TRY(read_r(o->inputs->items[0].path, 0, &first_r, &V, err), done);
     BA_TRY(read_atlas(o, V, &atlas, atlas_path, sizeof atlas_path, err), done);
-    for (size_t i = 0; i < o->inputs->n; i++)
+    for (size_t i = 0; i < o->inputs->n; i++) {
+        BA_TRY(ba_fault("compare.inputs", err), done);
         BA_TRY(check_regions(o->inputs->items[i].path, &atlas, atlas_path, err), done);
+    }
     BA_TRY(region_voxels_build(&atlas, &rv, err), done);
     res->n_regions = atlas.n_regions;
     BA_ALLOC(res->regions, (size_t)atlas.n_regions + 1, "region names", done);

@@ -15,9 +15,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "brainalign/core/fs.h"
+#include "brainalign/core/hash.h"
 #include "brainalign/io/features_io.h"
 #include "brainalign/lm/model.h"
 #include "brainalign/parallel/parallel.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/lm/tokenizer.h"
 
 void ba_features_config_defaults(ba_features_config *cfg)
@@ -64,12 +67,6 @@ void ba_feature_window_span(size_t k, size_t n, size_t context, size_t stride, s
 
 /* ------------------------------------------------------ checkpoint identity */
 
-static void fnv1a(uint64_t *h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) *h = (*h ^ p[i]) * 0x100000001b3ULL;
-}
-
 /* Hash `limit` bytes of a file (all of it when limit is 0). */
 static ba_status hash_file(uint64_t *h, const char *path, size_t limit, ba_error *err)
 {
@@ -80,7 +77,7 @@ static ba_status hash_file(uint64_t *h, const char *path, size_t limit, ba_error
     while ((limit == 0 || done < limit) &&
            (got = fread(buf, 1, limit && limit - done < sizeof buf ? limit - done : sizeof buf,
                         f)) > 0) {
-        fnv1a(h, buf, got);
+        *h = ba_fnv1a(*h, buf, got);
         done += got;
     }
     bool bad = ferror(f) || (limit && done < limit);
@@ -107,15 +104,14 @@ static ba_status hash_safetensors_header(uint64_t *h, const char *dir, const cha
     if (got != 8 || header > (uint64_t)sb.st_size - 8 || header > (100u << 20))
         return ba_fail(err, BA_ERR_FORMAT, "%s: not a safetensors file (bad header length)", path);
     long long size = (long long)sb.st_size;
-    fnv1a(h, name, strlen(name) + 1);
-    fnv1a(h, &size, sizeof size);
+    *h = ba_fnv1a(*h, name, strlen(name) + 1);
+    *h = ba_fnv1a(*h, &size, sizeof size);
     return hash_file(h, path, 8 + (size_t)header, err);
 }
 
 static int is_safetensors_entry(const struct dirent *e)
 {
-    size_t n = strlen(e->d_name);
-    return e->d_name[0] != '.' && n > 12 && strcmp(e->d_name + n - 12, ".safetensors") == 0;
+    return e->d_name[0] != '.' && ba_has_suffix(e->d_name, ".safetensors", true);
 }
 
 ba_status ba_checkpoint_identity(const char *model_dir, char *out, size_t size, ba_error *err)
@@ -124,16 +120,16 @@ ba_status ba_checkpoint_identity(const char *model_dir, char *out, size_t size, 
         "config.json", "vocab.json", "merges.txt", "encoder.json", "vocab.bpe",
         "tokenizer.json", "tokenizer.model", "model.safetensors.index.json",
     };
-    char absolute[PATH_MAX], path[BA_PATH_MAX + 64];
+    char absolute[BA_PATH_MAX], path[BA_PATH_MAX + 64];
     if (!realpath(model_dir, absolute))
         return ba_fail(err, BA_ERR_IO, "%s: cannot resolve the path: %s", model_dir,
                        strerror(errno));
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = BA_FNV1A_OFFSET;
     for (size_t i = 0; i < sizeof SMALL_FILES / sizeof *SMALL_FILES; i++) {
         snprintf(path, sizeof path, "%s/%s", model_dir, SMALL_FILES[i]);
         struct stat sb;
         if (stat(path, &sb) != 0) continue;
-        fnv1a(&h, SMALL_FILES[i], strlen(SMALL_FILES[i]) + 1);
+        h = ba_fnv1a(h, SMALL_FILES[i], strlen(SMALL_FILES[i]) + 1);
         BA_CHECK(hash_file(&h, path, 0, err));
     }
     struct dirent **list = NULL;
@@ -159,12 +155,6 @@ typedef struct {
     char path[BA_PATH_MAX + 600];
 } forced_entry;
 
-static bool has_suffix_ci(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n > m && strcasecmp(s + n - m, suffix) == 0;
-}
-
 /* The file of directory entry `entry` in `format`, and its story name. */
 static bool forced_match(const char *dir, const char *entry, ba_stimulus_format format,
                          forced_entry *out)
@@ -182,9 +172,9 @@ static bool forced_match(const char *dir, const char *entry, ba_stimulus_format 
         return strlen(entry) < sizeof out->name;
     }
     if (!S_ISREG(sb.st_mode)) return false;
-    if (format == BA_STIM_TEXTGRID && has_suffix_ci(entry, ".TextGrid")) ext = ".TextGrid";
-    else if (format == BA_STIM_WORDS_TSV && has_suffix_ci(entry, ".tsv")) ext = ".tsv";
-    else if (format != BA_STIM_TEXTGRID && has_suffix_ci(entry, ".csv")) ext = ".csv";
+    if (format == BA_STIM_TEXTGRID && ba_has_suffix_ci(entry, ".TextGrid", true)) ext = ".TextGrid";
+    else if (format == BA_STIM_WORDS_TSV && ba_has_suffix_ci(entry, ".tsv", true)) ext = ".tsv";
+    else if (format != BA_STIM_TEXTGRID && ba_has_suffix_ci(entry, ".csv", true)) ext = ".csv";
     if (!ext) return false;
     size_t stem = strlen(entry) - strlen(ext);
     if (stem >= sizeof out->name) return false;
@@ -781,7 +771,8 @@ static ba_status run_my_windows(window_run *wr, const work_unit *units, size_t n
     for (size_t i = 0; rc == BA_OK && i < n_units; i++) {
         if (units[i].rank != rank) continue;
         double t0 = ba_now(), c0 = process_cpu_seconds();
-        rc = run_window(wr, units[i].story, units[i].window, rows, err);
+        rc = ba_fault("features.story", err);
+        if (rc == BA_OK) rc = run_window(wr, units[i].story, units[i].window, rows, err);
         sum->seconds_forward += ba_now() - t0;
         sum->cpu_seconds_forward += process_cpu_seconds() - c0;
         sum->my_windows++;

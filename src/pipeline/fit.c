@@ -11,6 +11,7 @@
 #include "brainalign/io/features_io.h"
 #include "brainalign/ridge/folds.h"
 #include "brainalign/io/h5io.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/ridge/ridge_petsc.h"
 
@@ -301,32 +302,39 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     hsize_t vdims[1] = {(hsize_t)in->v}, kdims[2] = {(hsize_t)K, (hsize_t)in->v};
     hsize_t vstart[1] = {(hsize_t)L->v_begin}, vcount[1] = {(hsize_t)mine};
     hsize_t kstart[2] = {0, (hsize_t)L->v_begin}, kcount[2] = {mine ? (hsize_t)K : 0, (hsize_t)mine};
-    rc = ba_h5_create_dataset(&f, "/r", BA_H5_F32, 1, vdims, err);
-    if (rc == BA_OK) rc = ba_h5_write(&f, "/r", BA_H5_F32, vstart, vcount, R->r, err);
-    if (rc == BA_OK) rc = ba_h5_create_dataset(&f, "/r_folds", BA_H5_F32, 2, kdims, err);
-    if (rc == BA_OK) rc = ba_h5_write(&f, "/r_folds", BA_H5_F32, kstart, kcount, R->r_folds, err);
-    if (rc == BA_OK) rc = ba_h5_create_dataset(&f, "/alpha", BA_H5_F32, 2, kdims, err);
-    if (rc == BA_OK) rc = ba_h5_write(&f, "/alpha", BA_H5_F32, kstart, kcount, R->alpha, err);
+    /* Every step is collective over comm: a failure on one rank is agreed
+     * on before the next step, so that all ranks take the same path (and
+     * abandon the file together) instead of waiting in different calls. */
+#define STEP(call)                                                             \
+    do {                                                                       \
+        if (rc == BA_OK) rc = ba_mpi_agree(comm, (call), err);                 \
+    } while (0)
+    STEP(ba_h5_create_dataset(&f, "/r", BA_H5_F32, 1, vdims, err));
+    STEP(ba_fault("fit.scores", err));
+    STEP(ba_h5_write(&f, "/r", BA_H5_F32, vstart, vcount, R->r, err));
+    STEP(ba_h5_create_dataset(&f, "/r_folds", BA_H5_F32, 2, kdims, err));
+    STEP(ba_h5_write(&f, "/r_folds", BA_H5_F32, kstart, kcount, R->r_folds, err));
+    STEP(ba_h5_create_dataset(&f, "/alpha", BA_H5_F32, 2, kdims, err));
+    STEP(ba_h5_write(&f, "/alpha", BA_H5_F32, kstart, kcount, R->alpha, err));
     if (rc == BA_OK && cfg->atlas_path) {
-        ba_status trc = rank == 0 ? ba_roi_table_compute(&sum->atlas, r_all, &sum->roi, err) : BA_OK;
-        rc = ba_mpi_agree(comm, trc, err);
+        STEP(rank == 0 ? ba_roi_table_compute(&sum->atlas, r_all, &sum->roi, err) : BA_OK);
         int nr = sum->atlas.n_regions;
         hsize_t rdims[1] = {(hsize_t)nr};
-        if (rc == BA_OK) rc = ba_h5_write_strings(&f, "/roi/name", sum->atlas.names, (size_t)nr, 0, err);
-        if (rc == BA_OK) rc = ba_h5_create_dataset(&f, "/roi/n_voxels", BA_H5_I64, 1, rdims, err);
+        hsize_t st[1] = {0}, ct[1] = {rank == 0 ? (hsize_t)nr : 0};
+        STEP(ba_h5_write_strings(&f, "/roi/name", sum->atlas.names, (size_t)nr, 0, err));
+        STEP(ba_h5_create_dataset(&f, "/roi/n_voxels", BA_H5_I64, 1, rdims, err));
+        long long *nv = NULL;
         if (rc == BA_OK) {
-            long long *nv = ba_calloc((size_t)nr + 1, sizeof *nv, "ROI counts", err);
+            nv = ba_calloc((size_t)nr + 1, sizeof *nv, "ROI counts", err);
             for (int g = 0; nv && rank == 0 && g < nr; g++) nv[g] = sum->roi.n_voxels[g];
-            hsize_t st[1] = {0}, ct[1] = {rank == 0 ? (hsize_t)nr : 0};
-            rc = nv ? ba_h5_write(&f, "/roi/n_voxels", BA_H5_I64, st, ct, nv, err) : BA_ERR_NOMEM;
-            free(nv);
         }
+        STEP(nv ? ba_h5_write(&f, "/roi/n_voxels", BA_H5_I64, st, ct, nv, err) : BA_ERR_NOMEM);
+        free(nv);
         const char *names[3] = {"/roi/mean_r", "/roi/median_r", "/roi/sem_r"};
         double *cols[3] = {sum->roi.mean, sum->roi.median, sum->roi.sem};
         for (int c = 0; rc == BA_OK && c < 3; c++) {
-            rc = ba_h5_create_dataset(&f, names[c], BA_H5_F64, 1, rdims, err);
-            hsize_t st[1] = {0}, ct[1] = {rank == 0 ? (hsize_t)nr : 0};
-            if (rc == BA_OK) rc = ba_h5_write(&f, names[c], BA_H5_F64, st, ct, cols[c], err);
+            STEP(ba_h5_create_dataset(&f, names[c], BA_H5_F64, 1, rdims, err));
+            STEP(ba_h5_write(&f, names[c], BA_H5_F64, st, ct, cols[c], err));
         }
     }
     char config[8192];
@@ -336,13 +344,12 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
              cfg->features_path ? cfg->features_path : cfg->x_spec,
              cfg->bold_path ? cfg->bold_path : cfg->y_spec,
              cfg->atlas_path ? " " : "", cfg->atlas_path ? cfg->atlas_path : "");
-    if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "config", config, err);
-    if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "inputs", inputs, err);
-    if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "version", BRAINALIGN_VERSION, err);
-    if (rc == BA_OK)
-        rc = ba_h5_set_attr_str(&f, "/", "command", cfg->command_line ? cfg->command_line : "", err);
-    if (rc == BA_OK && cfg->study_config)
-        rc = ba_h5_set_attr_str(&f, "/", "study_config", cfg->study_config, err);
+    STEP(ba_h5_set_attr_str(&f, "/", "config", config, err));
+    STEP(ba_h5_set_attr_str(&f, "/", "inputs", inputs, err));
+    STEP(ba_h5_set_attr_str(&f, "/", "version", BRAINALIGN_VERSION, err));
+    STEP(ba_h5_set_attr_str(&f, "/", "command", cfg->command_line ? cfg->command_line : "", err));
+    if (cfg->study_config) STEP(ba_h5_set_attr_str(&f, "/", "study_config", cfg->study_config, err));
+#undef STEP
     if (rc != BA_OK) ba_h5_abandon(&f);
     else rc = ba_h5_close(&f, err);
 done:
@@ -446,10 +453,10 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     rc = cfg->solver == BA_FIT_SOLVER_PETSC ? ba_ridge_cv_petsc(&L, &D, &ropt, &R, err)
                                             : ba_ridge_cv(&L, &D, &ropt, &R, err);
     if (rc != BA_OK) {
-        /* The engine says "X: ..." or "Y: ..."; name the file it came from. */
-        if (strncmp(err->message, "X:", 2) == 0)
+        /* The engine marks a bad X or Y (err->about); name the file. */
+        if (err->about == BA_ABOUT_X)
             ba_context(err, "%s", study_mode ? cfg->features_path : cfg->x_spec);
-        else if (strncmp(err->message, "Y:", 2) == 0)
+        else if (err->about == BA_ABOUT_Y)
             ba_context(err, "%s", study_mode ? cfg->bold_path : cfg->y_spec);
         goto done;
     }

@@ -13,6 +13,7 @@
 #include "brainalign/io/features_io.h"
 #include "brainalign/ridge/folds.h"
 #include "brainalign/io/h5io.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/ridge/ridge.h"
 #include "brainalign/core/rng.h"
@@ -643,8 +644,10 @@ static ba_status synth_on_one_rank(const ba_synth_options *o, ba_error *err)
     BA_TRY(write_features(o, &S, "features.h5", "baseline", NULL, err), done);
     if (o->n_assoc_regions > 0) BA_TRY(write_association_files(o, &S, err), done);
     BA_TRY(write_atlas(o, &S, err), done);
-    for (int subject = 0; subject < o->n_subjects; subject++)
+    for (int subject = 0; subject < o->n_subjects; subject++) {
+        BA_TRY(ba_fault("synth.subject", err), done);
         BA_TRY(write_subject(o, &S, subject, err), done);
+    }
     if (!o->quiet)
         fprintf(stderr, "synth: %zu stories, %ld TRs, %ld voxels in %d regions, %d subjects%s -> %s/\n",
                 S.n_stories, S.n_tr_total, o->n_voxels, o->n_regions, o->n_subjects,
@@ -659,6 +662,6 @@ ba_status ba_synth_run(const ba_synth_options *o, MPI_Comm comm, ba_error *err)
 {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    ba_status rc = rank == 0 ? synth_on_one_rank(o, err) : BA_OK;
+    ba_status rc = rank == 0 ? synth_on_one_rank(o, err) : ba_fault("synth", err);
     return ba_mpi_agree(comm, rc, err);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/ridge/folds.h"
 #include "checkpoint.h"
@@ -129,14 +130,14 @@ static ba_status check_y(const ba_ridge_layout *L, const ba_ridge_data *D, ba_er
     for (long i = 0; i < D->n; i++)
         for (long j = 0; j < vloc; j++)
             if (!isfinite(D->y[i * vloc + j]))
-                return ba_fail(err, BA_ERR_VALUE, "Y: sample %ld of voxel %ld is %s", i,
+                return ba_fail_about(err, BA_ABOUT_Y, BA_ERR_VALUE, "Y: sample %ld of voxel %ld is %s", i,
                                L->v_begin + j, isnan(D->y[i * vloc + j]) ? "NaN" : "infinite");
     for (long j = 0; j < vloc; j++) {
         float first = D->y[j];
         long i = 1;
         while (i < D->n && D->y[i * vloc + j] == first) i++;
         if (i == D->n)
-            return ba_fail(err, BA_ERR_VALUE,
+            return ba_fail_about(err, BA_ABOUT_Y, BA_ERR_VALUE,
                            "Y: voxel %ld is constant (%g) over all %ld samples; remove it "
                            "or mask it out",
                            L->v_begin + j, (double)first, D->n);
@@ -235,6 +236,7 @@ static ba_status run_fold(const ba_ridge_solver *S, const ba_ridge_fold *F, fold
                 rc = choose_alphas(W->loss, opt->n_alphas, &B, opt->tie_tolerance,
                                    ties ? &W->ties : NULL, W->best, err);
             if (rc == BA_OK) rc = ops->predict_block(S->self, F, &B, W->best, W->r, err);
+            if (rc == BA_OK) rc = ba_fault("fit.ridge.voxels", err);
             for (long j = B.own_begin; rc == BA_OK && j < B.own_end; j++) {
                 long v = B.local0 + (j - B.own_begin);
                 r_fold[v] = W->r[j];

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "brainalign/kernels/kernels.h"
+#include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/parallel/scalapack.h"
 #include "solver.h"
@@ -74,7 +75,7 @@ static ba_status load_x(const ba_grid *grid, const ba_ridge_data *D, const ba_fo
                     int gj = ba_dmat_global_col(x, grid, j);
                     float value = rows[r * D->p + gj];
                     if (!isfinite(value)) {
-                        rc = ba_fail(err, BA_ERR_VALUE, "X: sample %ld, feature %d is %s",
+                        rc = ba_fail_about(err, BA_ABOUT_X, BA_ERR_VALUE, "X: sample %ld, feature %d is %s",
                                      o + r, gj, isnan(value) ? "NaN" : "infinite");
                         goto done;
                     }
@@ -225,6 +226,7 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
 
     AGREE(ba_dmat_create(grid, n, p, nb, &x, err));
     rc = load_x(grid, D, f, &x, err);
+    if (rc == BA_OK) rc = ba_fault("fit.ridge.features", err);
     BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
     BA_TRY(standardise(grid, column_comm, ntr, &x, err), done);
 

@@ -315,7 +315,7 @@ static ba_status read_checked(const ba_ridge_data *D, long row0, long count, flo
         for (long j = 0; j < D->p; j++) {
             float value = rows[r * D->p + j];
             if (!isfinite(value))
-                return ba_fail(err, BA_ERR_VALUE, "X: sample %ld, feature %ld is %s", row0 + r,
+                return ba_fail_about(err, BA_ABOUT_X, BA_ERR_VALUE, "X: sample %ld, feature %ld is %s", row0 + r,
                                j, isnan(value) ? "NaN" : "infinite");
         }
     return BA_OK;

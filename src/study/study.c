@@ -3,6 +3,7 @@
 #include "brainalign/study/study.h"
 
 #include <ini.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/fs.h"
+#include "brainalign/core/hash.h"
+#include "brainalign/core/parse.h"
 #include "brainalign/pipeline/compare.h"
 #include "brainalign/pipeline/design.h"
 #include "brainalign/pipeline/features.h"
@@ -30,22 +34,15 @@ static void resolve(const char *base, const char *value, char *out, size_t size)
     else snprintf(out, size, "%s/%s", base, value);
 }
 
+/* Whole-text numbers (core/parse.h); each key checks its own range. */
 static bool parse_long(const char *value, long *out)
 {
-    char *end = NULL;
-    long v = strtol(value, &end, 10);
-    if (end == value || *end) return false;
-    *out = v;
-    return true;
+    return ba_parse_long(value, LONG_MIN, LONG_MAX, out);
 }
 
 static bool parse_double(const char *value, double *out)
 {
-    char *end = NULL;
-    double v = strtod(value, &end);
-    if (end == value || *end) return false;
-    *out = v;
-    return true;
+    return ba_parse_double(value, -HUGE_VAL, HUGE_VAL, out);
 }
 
 static bool parse_bool(const char *value, bool *out)
@@ -78,12 +75,6 @@ static bool parse_names(const char *value, char names[][BA_STUDY_NAME_MAX], int 
 
 #define KEY(s, k) (strcmp(section, s) == 0 && strcmp(name, k) == 0)
 #define BAD(...) do { snprintf(st->problem, sizeof st->problem, __VA_ARGS__); return 0; } while (0)
-
-static bool has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
 
 /* The condition called `name` (created on first mention), or NULL. */
 static ba_study_condition *condition_named(ba_study_config *c, const char *name, size_t len)
@@ -119,7 +110,7 @@ static int on_condition(parse_state *st, const char *name, const char *value)
     if (!dot) {
         char path[BA_PATH_MAX];
         resolve(st->base_dir, value, path, sizeof path);
-        if (has_suffix(value, ".h5")) snprintf(k->features, sizeof k->features, "%s", path);
+        if (ba_has_suffix(value, ".h5", false)) snprintf(k->features, sizeof k->features, "%s", path);
         else snprintf(k->associations, sizeof k->associations, "%s", path);
     } else if (!strcmp(dot, ".policy")) {
         if (ba_augment_policy_parse(value, &k->augment, &err)) BAD("[conditions] %s: %s", name, err.message);
@@ -229,17 +220,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 
 static ba_status read_text(const char *path, char **text, ba_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open the configuration", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *text = ba_calloc((size_t)(n > 0 ? n : 0) + 1, 1, "configuration text", err);
-    if (!*text) { fclose(f); return BA_ERR_NOMEM; }
-    size_t got = fread(*text, 1, (size_t)(n > 0 ? n : 0), f);
-    fclose(f);
-    (*text)[got] = '\0';
-    return BA_OK;
+    size_t len = 0;
+    return ba_read_file(path, (unsigned char **)text, &len, err);
 }
 
 /* Every condition names a file its source can use; a synthetic study with
@@ -353,22 +335,6 @@ void ba_study_config_free(ba_study_config *cfg)
 
 /* ------------------------------------------------------------ running */
 
-static ba_status make_dir(const char *path, ba_error *err)
-{
-    char buf[BA_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0777);
-        *p = '/';
-    }
-    struct stat st;
-    if (mkdir(buf, 0777) != 0 && (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)))
-        return ba_fail(err, BA_ERR_IO, "%s: cannot create the directory", path);
-    return BA_OK;
-}
-
 static void substitute_subject(const char *pattern, const char *subject, char *out, size_t size)
 {
     const char *at = strstr(pattern, "{subject}");
@@ -379,18 +345,13 @@ static void substitute_subject(const char *pattern, const char *subject, char *o
 static ba_status write_region_csv(const char *path, const ba_fit_summary *s, ba_error *err)
 {
     char temp[BA_PATH_MAX + 16];
-    snprintf(temp, sizeof temp, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
+    if (!f) return BA_ERR_IO;
     fprintf(f, "region,n_voxels,mean_r,median_r,sem\n");
     for (int g = 0; g < s->roi.n_regions; g++)
         fprintf(f, "%s,%ld,%.6f,%.6f,%.6f\n", s->roi.names[g], s->roi.n_voxels[g], s->roi.mean[g],
                 s->roi.median[g], s->roi.sem[g]);
-    if (fclose(f) != 0 || rename(temp, path) != 0) {
-        remove(temp);
-        return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    }
-    return BA_OK;
+    return ba_partial_close(f, temp, path, BA_OK, err);
 }
 
 typedef struct {
@@ -408,9 +369,8 @@ static ba_status write_summary_md(const ba_study_config *cfg, const summary_tabl
 {
     char path[BA_PATH_MAX + 32], temp[BA_PATH_MAX + 48];
     snprintf(path, sizeof path, "%s/summary.md", cfg->output_dir);
-    snprintf(temp, sizeof temp, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
+    if (!f) return BA_ERR_IO;
     fprintf(f, "# %s — brain scores\n\nConfiguration: `%s`, condition `%s`. Pearson r on held-out "
                "folds (%d folds), mean over voxels.\n\n| fit | mean r |\n| --- | ---: |\n",
             cfg->name[0] ? cfg->name : "study", cfg->path, cfg->condition, cfg->fit.ridge.n_folds);
@@ -427,11 +387,7 @@ static ba_status write_summary_md(const ba_study_config *cfg, const summary_tabl
             fprintf(f, "\n");
         }
     }
-    if (fclose(f) != 0 || rename(temp, path) != 0) {
-        remove(temp);
-        return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    }
-    return BA_OK;
+    return ba_partial_close(f, temp, path, BA_OK, err);
 }
 
 static void summary_free(summary_table *t)
@@ -472,22 +428,15 @@ static ba_status summary_add(summary_table *t, int capacity, const char *label,
 
 /* ------------------------------------------------------------ features */
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h;
-}
-
 /* A hash of a file's bytes (0 when it cannot be read). */
 static uint64_t file_hash(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = BA_FNV1A_OFFSET;
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = fnv1a(h, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = ba_fnv1a(h, buf, n);
     fclose(f);
     return h;
 }
@@ -565,7 +514,7 @@ static ba_status model_features(const ba_study_config *cfg, const ba_study_condi
     int fresh = 0;
     ba_status rc = BA_OK;
     if (rank == 0) {
-        rc = make_dir(dir, err);
+        rc = ba_make_dirs(dir, err);
         fresh = rc == BA_OK && features_up_to_date(path, cfg->model_dir, recipe);
     }
     BA_CHECK(ba_mpi_agree(comm, rc, err));
@@ -654,11 +603,11 @@ static ba_status fit_condition(ba_study_config *cfg, int c, const char *features
         substitute_subject(cfg->bold_pattern, cfg->subjects[s], bold, sizeof bold);
         snprintf(dir, sizeof dir, "%s/scores/%s%s%s", cfg->output_dir, cond, cond[0] ? "/" : "",
                  cfg->subjects[s]);
-        rc = rank == 0 ? make_dir(dir, err) : BA_OK;
+        rc = rank == 0 ? ba_make_dirs(dir, err) : BA_OK;
         if (rc == BA_OK) {
             char tables[BA_PATH_MAX + 16];
             snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir);
-            rc = rank == 0 ? make_dir(tables, err) : BA_OK;
+            rc = rank == 0 ? ba_make_dirs(tables, err) : BA_OK;
         }
         if ((rc = ba_mpi_agree(comm, rc, err)) != BA_OK) break;
         for (int l = 0; l < cfg->n_layers && rc == BA_OK; l++) {
@@ -753,7 +702,7 @@ ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
 {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    ba_status rc = rank == 0 ? make_dir(cfg->output_dir, err) : BA_OK;
+    ba_status rc = rank == 0 ? ba_make_dirs(cfg->output_dir, err) : BA_OK;
     BA_CHECK(ba_mpi_agree(comm, rc, err));
     BA_CHECK(ensure_synth(cfg, comm, err));
 

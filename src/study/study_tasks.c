@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
 
 /* ------------------------------------------------------------ stages */
@@ -255,7 +256,7 @@ static ba_status fit_task(const ba_study_config *cfg, int c, int subject, int la
 static ba_status collect_task(const ba_study_config *cfg, ba_study_task *t, ba_error *err)
 {
     /* The job runs in another directory than the one the list was made in. */
-    char config[PATH_MAX];
+    char config[BA_PATH_MAX];
     if (!realpath(cfg->path, config)) snprintf(config, sizeof config, "%s", cfg->path);
     snprintf(t->label, sizeof t->label, "summary");
     snprintf(t->output, sizeof t->output, "%s/summary.md", cfg->output_dir);
@@ -407,23 +408,6 @@ ba_status ba_study_task_shell_line(const ba_study_task *task, char *buf, size_t 
 
 /* ------------------------------------------------------------ preparing */
 
-static ba_status make_dirs(const char *path, ba_error *err)
-{
-    char buf[BA_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0777); /* an existing parent is fine; the last mkdir says */
-        *p = '/';
-    }
-    struct stat st;
-    if (mkdir(buf, 0777) != 0 && (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)))
-        return ba_fail(err, BA_ERR_IO, "%s: cannot create the directory (%s)", path,
-                       strerror(errno));
-    return BA_OK;
-}
-
 ba_status ba_study_task_prepare(const ba_study_task *task, ba_error *err)
 {
     char dir[BA_PATH_MAX];
@@ -431,7 +415,7 @@ ba_status ba_study_task_prepare(const ba_study_task *task, ba_error *err)
     char *slash = strrchr(dir, '/');
     if (!slash || slash == dir) return BA_OK; /* the current directory or / */
     *slash = '\0';
-    return make_dirs(dir, err);
+    return ba_make_dirs(dir, err);
 }
 
 /* ------------------------------------------------------------ collecting */
@@ -501,34 +485,16 @@ done:
     return rc;
 }
 
-/* Write through a temporary name so a failure leaves nothing behind. */
-static FILE *open_partial(const char *path, char *temp, size_t size, ba_error *err)
-{
-    snprintf(temp, size, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) ba_fail(err, BA_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
-    return f;
-}
-
-static ba_status close_partial(FILE *f, const char *temp, const char *path, ba_error *err)
-{
-    if (fclose(f) != 0 || rename(temp, path) != 0) {
-        remove(temp);
-        return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    }
-    return BA_OK;
-}
-
 static ba_status write_region_csv(const char *path, const fit_result *r, ba_error *err)
 {
     char temp[BA_PATH_MAX + 16];
-    FILE *f = open_partial(path, temp, sizeof temp, err);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
     if (!f) return BA_ERR_IO;
     fprintf(f, "region,n_voxels,mean_r,median_r,sem\n");
     for (int g = 0; g < r->n_regions; g++)
         fprintf(f, "%s,%lld,%.6f,%.6f,%.6f\n", r->names[g], r->n_voxels[g], r->roi_mean[g],
                 r->roi_median[g], r->roi_sem[g]);
-    return close_partial(f, temp, path, err);
+    return ba_partial_close(f, temp, path, BA_OK, err);
 }
 
 /* The layout of `run`'s summary.md. */
@@ -537,7 +503,7 @@ static ba_status write_summary(const ba_study_config *cfg, const fit_result *fit
 {
     char path[BA_PATH_MAX + 32], temp[BA_PATH_MAX + 48];
     snprintf(path, sizeof path, "%s/summary.md", cfg->output_dir);
-    FILE *f = open_partial(path, temp, sizeof temp, err);
+    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
     if (!f) return BA_ERR_IO;
     fprintf(f, "# %s — brain scores\n\nConfiguration: `%s`, condition `%s`. Pearson r on held-out "
                "folds (%d folds), mean over voxels.\n\n| fit | mean r |\n| --- | ---: |\n",
@@ -556,7 +522,7 @@ static ba_status write_summary(const ba_study_config *cfg, const fit_result *fit
             fprintf(f, "\n");
         }
     }
-    return close_partial(f, temp, path, err);
+    return ba_partial_close(f, temp, path, BA_OK, err);
 }
 
 /* Every fit of a study has the same regions, or none. */
@@ -631,7 +597,7 @@ ba_status ba_study_collect(const ba_study_config *cfg, ba_error *err)
         if (i > 0) BA_TRY(check_same_regions(&fits[0], &fits[i], path, err), done);
     }
     snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir);
-    if (fits[0].n_regions > 0) BA_TRY(make_dirs(tables, err), done);
+    if (fits[0].n_regions > 0) BA_TRY(ba_make_dirs(tables, err), done);
     for (int i = 0; i < n; i++) {
         if (fits[i].n_regions == 0) continue;
         fit_index f = fit_at(cfg, i);

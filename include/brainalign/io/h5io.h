@@ -16,8 +16,7 @@
 #include <stdbool.h>
 
 #include "brainalign/core/error.h"
-
-#define BA_PATH_MAX 4096
+#include "brainalign/core/limits.h"
 
 typedef struct {
     hid_t id;

@@ -69,11 +69,11 @@
 #include <stdint.h>
 
 #include "brainalign/core/error.h"
+#include "brainalign/core/limits.h"
 #include "brainalign/io/stimuli.h"
 
 #define BA_SENTENCE_PAUSE_S 0.5
 #define BA_ASSOC_NAME_MAX 128
-#define BA_ASSOC_PATH_MAX 4096
 
 typedef enum { BA_GRANULARITY_SENTENCE = 0, BA_GRANULARITY_WORD } ba_assoc_granularity;
 typedef enum {
@@ -94,7 +94,7 @@ typedef struct {
 } ba_association;
 
 typedef struct {
-    char path[BA_ASSOC_PATH_MAX]; /* file read from ("" when built in memory) */
+    char path[BA_PATH_MAX]; /* file read from ("" when built in memory) */
     char name[BA_ASSOC_NAME_MAX]; /* the condition name: the file's stem     */
     ba_association *items;
     size_t n, cap;

@@ -60,15 +60,15 @@
 #include <stdint.h>
 
 #include "brainalign/core/error.h"
+#include "brainalign/core/limits.h"
 
 #define BA_COMPARE_LABEL_MAX 128
-#define BA_COMPARE_PATH_MAX 4096
 
 typedef struct {
     char model[BA_COMPARE_LABEL_MAX];
     char condition[BA_COMPARE_LABEL_MAX];
     char subject[BA_COMPARE_LABEL_MAX];
-    char path[BA_COMPARE_PATH_MAX];
+    char path[BA_PATH_MAX];
 } ba_compare_input;
 
 typedef struct {
