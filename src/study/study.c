@@ -14,6 +14,8 @@
 #include "brainalign/pipeline/design.h"
 #include "brainalign/pipeline/features.h"
 #include "brainalign/parallel/parallel.h"
+#include "brainalign/study/plan.h"
+#include "brainalign/study/report.h"
 
 /* ------------------------------------------------------------ parsing */
 
@@ -369,107 +371,6 @@ static ba_status make_dir(const char *path, ba_error *err)
     return BA_OK;
 }
 
-static void substitute_subject(const char *pattern, const char *subject, char *out, size_t size)
-{
-    const char *at = strstr(pattern, "{subject}");
-    if (!at) snprintf(out, size, "%s", pattern);
-    else snprintf(out, size, "%.*s%s%s", (int)(at - pattern), pattern, subject, at + 9);
-}
-
-static ba_status write_region_csv(const char *path, const ba_fit_summary *s, ba_error *err)
-{
-    char temp[BA_PATH_MAX + 16];
-    snprintf(temp, sizeof temp, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    fprintf(f, "region,n_voxels,mean_r,median_r,sem\n");
-    for (int g = 0; g < s->roi.n_regions; g++)
-        fprintf(f, "%s,%ld,%.6f,%.6f,%.6f\n", s->roi.names[g], s->roi.n_voxels[g], s->roi.mean[g],
-                s->roi.median[g], s->roi.sem[g]);
-    if (fclose(f) != 0 || rename(temp, path) != 0) {
-        remove(temp);
-        return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    }
-    return BA_OK;
-}
-
-typedef struct {
-    int n;              /* fits done */
-    int n_regions;
-    char **names;       /* region names (owned) */
-    char (*label)[2 * BA_STUDY_NAME_MAX];
-    double *mean_r;     /* [fit] overall */
-    double *roi_mean;   /* [fit][region] */
-    long *n_voxels;
-} summary_table;
-
-static ba_status write_summary_md(const ba_study_config *cfg, const summary_table *t,
-                                  ba_error *err)
-{
-    char path[BA_PATH_MAX + 32], temp[BA_PATH_MAX + 48];
-    snprintf(path, sizeof path, "%s/summary.md", cfg->output_dir);
-    snprintf(temp, sizeof temp, "%s.partial", path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    fprintf(f, "# %s — brain scores\n\nConfiguration: `%s`, condition `%s`. Pearson r on held-out "
-               "folds (%d folds), mean over voxels.\n\n| fit | mean r |\n| --- | ---: |\n",
-            cfg->name[0] ? cfg->name : "study", cfg->path, cfg->condition, cfg->fit.ridge.n_folds);
-    for (int i = 0; i < t->n; i++) fprintf(f, "| %s | %.4f |\n", t->label[i], t->mean_r[i]);
-    if (t->n_regions > 0) {
-        fprintf(f, "\n## Mean r by region\n\n| region | voxels |");
-        for (int i = 0; i < t->n; i++) fprintf(f, " %s |", t->label[i]);
-        fprintf(f, "\n| --- | ---: |");
-        for (int i = 0; i < t->n; i++) fprintf(f, " ---: |");
-        fprintf(f, "\n");
-        for (int g = 0; g < t->n_regions; g++) {
-            fprintf(f, "| %s | %ld |", t->names[g], t->n_voxels[g]);
-            for (int i = 0; i < t->n; i++) fprintf(f, " %.4f |", t->roi_mean[(size_t)i * t->n_regions + g]);
-            fprintf(f, "\n");
-        }
-    }
-    if (fclose(f) != 0 || rename(temp, path) != 0) {
-        remove(temp);
-        return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
-    }
-    return BA_OK;
-}
-
-static void summary_free(summary_table *t)
-{
-    if (t->names)
-        for (int g = 0; g < t->n_regions; g++) free(t->names[g]);
-    free(t->names); free(t->label); free(t->mean_r); free(t->roi_mean); free(t->n_voxels);
-    memset(t, 0, sizeof *t);
-}
-
-/* Rank 0 keeps the row of one fit. */
-static ba_status summary_add(summary_table *t, int capacity, const char *label,
-                             const ba_fit_summary *s, ba_error *err)
-{
-    if (!t->label) {
-        t->label = ba_calloc((size_t)capacity, sizeof *t->label, "summary", err);
-        t->mean_r = ba_calloc((size_t)capacity, sizeof(double), "summary", err);
-        if (!t->label || !t->mean_r) return BA_ERR_NOMEM;
-    }
-    if (s->roi.n_regions > 0 && !t->names) {
-        t->n_regions = s->roi.n_regions;
-        t->names = ba_calloc((size_t)t->n_regions, sizeof(char *), "summary", err);
-        t->roi_mean = ba_calloc((size_t)capacity * t->n_regions, sizeof(double), "summary", err);
-        t->n_voxels = ba_calloc((size_t)t->n_regions, sizeof(long), "summary", err);
-        if (!t->names || !t->roi_mean || !t->n_voxels) return BA_ERR_NOMEM;
-        for (int g = 0; g < t->n_regions; g++) {
-            t->names[g] = strdup(s->roi.names[g]);
-            t->n_voxels[g] = s->roi.n_voxels[g];
-        }
-    }
-    snprintf(t->label[t->n], sizeof t->label[t->n], "%s", label);
-    t->mean_r[t->n] = s->mean_r;
-    for (int g = 0; g < t->n_regions && g < s->roi.n_regions; g++)
-        t->roi_mean[(size_t)t->n * t->n_regions + g] = s->roi.mean[g];
-    t->n++;
-    return BA_OK;
-}
-
 /* ------------------------------------------------------------ features */
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
@@ -550,17 +451,17 @@ static bool features_up_to_date(const char *path, const char *model_dir, const c
     return same;
 }
 
-/* [model]: extract the features of one condition (k NULL: the baseline)
- * into OUTPUT/features/<condition>.h5, unless they are there already. */
-static ba_status model_features(const ba_study_config *cfg, const ba_study_condition *k,
-                                MPI_Comm comm, char *path, size_t size, ba_error *err)
+/* [model]: extract the features of one condition into
+ * OUTPUT/features/<condition>.h5, unless they are there already. */
+static ba_status model_features(const ba_study_plan *plan, const ba_plan_condition *pc,
+                                MPI_Comm comm, ba_error *err)
 {
+    const ba_study_config *cfg = plan->cfg;
+    const ba_study_condition *k = pc->source;
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    const char *name = k ? k->name : cfg->condition;
-    char dir[BA_PATH_MAX + 16], recipe[3 * BA_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/features", cfg->output_dir);
-    snprintf(path, size, "%s/%s.h5", dir, name);
+    const char *name = pc->name, *dir = plan->features_dir, *path = pc->features;
+    char recipe[3 * BA_PATH_MAX];
     features_recipe(cfg, k, recipe, sizeof recipe);
     int fresh = 0;
     ba_status rc = BA_OK;
@@ -604,95 +505,58 @@ static ba_status model_features(const ba_study_config *cfg, const ba_study_condi
     return ba_features_run(&fc, comm, &sum, err);
 }
 
-/* The features file of condition c (-1: the baseline), made if needed. */
-static ba_status condition_features(const ba_study_config *cfg, int c, MPI_Comm comm, char *path,
-                                    size_t size, ba_error *err)
+static ba_status ensure_synth(const ba_study_plan *plan, MPI_Comm comm, ba_error *err)
 {
-    const ba_study_condition *k = c >= 0 ? &cfg->conditions[c] : NULL;
-    if (k && k->features[0]) {
-        snprintf(path, size, "%s", k->features);
-        return BA_OK;
-    }
-    if (cfg->model_dir[0]) return model_features(cfg, k, comm, path, size, err);
-    snprintf(path, size, "%s", cfg->features_path);
-    return BA_OK;
-}
-
-static ba_status ensure_synth(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
-{
-    if (!cfg->synth) return BA_OK;
-    char dir[BA_PATH_MAX + 8];
-    snprintf(dir, sizeof dir, "%s/synth", cfg->output_dir);
+    const ba_study_config *cfg = plan->cfg;
+    if (!plan->synth_dir) return BA_OK;
     ba_synth_options o = cfg->synth_options;
-    o.out_dir = dir;
+    o.out_dir = plan->synth_dir;
     o.quiet = cfg->quiet;
     return ba_synth_run(&o, comm, err);
 }
 
 /* ------------------------------------------------------------ fits */
 
-/* Where condition c's outputs go (c < 0: the baseline). With conditions:
- * scores/<condition>/<subject>/ and tables/<condition>-<subject>-...;
- * without: scores/<subject>/ and tables/<subject>-.... */
-static void condition_prefix(const ba_study_config *cfg, int c, char *out, size_t size)
+/* Every subject and layer of plan condition c, in the plan's order; rank 0
+ * keeps the report of each fit in report[] (plan->fits order). */
+static ba_status fit_condition(const ba_study_plan *plan, int c, MPI_Comm comm,
+                               ba_report_fit *report, ba_error *err)
 {
-    if (cfg->n_conditions == 0) out[0] = '\0';
-    else snprintf(out, size, "%s", c >= 0 ? cfg->conditions[c].name : cfg->condition);
-}
-
-/* Every subject and layer of one condition. */
-static ba_status fit_condition(ba_study_config *cfg, int c, const char *features, MPI_Comm comm,
-                               summary_table *table, int capacity, ba_error *err)
-{
+    const ba_study_config *cfg = plan->cfg;
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
     ba_status rc = BA_OK;
-    char cond[BA_STUDY_NAME_MAX];
-    condition_prefix(cfg, c, cond, sizeof cond);
     for (int s = 0; s < cfg->n_subjects && rc == BA_OK; s++) {
-        char bold[BA_PATH_MAX], dir[BA_PATH_MAX + 300];
-        substitute_subject(cfg->bold_pattern, cfg->subjects[s], bold, sizeof bold);
-        snprintf(dir, sizeof dir, "%s/scores/%s%s%s", cfg->output_dir, cond, cond[0] ? "/" : "",
-                 cfg->subjects[s]);
-        rc = rank == 0 ? make_dir(dir, err) : BA_OK;
-        if (rc == BA_OK) {
-            char tables[BA_PATH_MAX + 16];
-            snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir);
-            rc = rank == 0 ? make_dir(tables, err) : BA_OK;
-        }
+        const ba_plan_fit *first = ba_study_plan_fit(plan, c, s, 0);
+        rc = rank == 0 ? make_dir(first->scores_dir, err) : BA_OK;
+        if (rc == BA_OK) rc = rank == 0 ? make_dir(plan->tables_dir, err) : BA_OK;
         if ((rc = ba_mpi_agree(comm, rc, err)) != BA_OK) break;
         for (int l = 0; l < cfg->n_layers && rc == BA_OK; l++) {
-            char out[BA_PATH_MAX + 400], csv[BA_PATH_MAX + 400], label[3 * BA_STUDY_NAME_MAX];
-            snprintf(out, sizeof out, "%s/layer-%d.h5", dir, cfg->layers[l]);
-            snprintf(csv, sizeof csv, "%s/tables/%s%s%s-layer-%d.csv", cfg->output_dir, cond,
-                     cond[0] ? "-" : "", cfg->subjects[s], cfg->layers[l]);
-            snprintf(label, sizeof label, "%s%s%s layer %d", cond, cond[0] ? " " : "",
-                     cfg->subjects[s], cfg->layers[l]);
+            const ba_plan_fit *p = ba_study_plan_fit(plan, c, s, l);
             ba_fit_config fit = cfg->fit;
             fit.design.delays = fit.delays; /* the copy points at its own array */
             fit.ridge.alphas = fit.alphas;
-            fit.features_path = features;
-            fit.bold_path = bold;
+            fit.features_path = plan->conditions[c].features;
+            fit.bold_path = p->bold;
             fit.atlas_path = cfg->atlas_path[0] ? cfg->atlas_path : NULL;
-            fit.out_path = out;
-            fit.layers[0] = cfg->layers[l];
+            fit.out_path = p->scores;
+            fit.layers[0] = p->layer_number;
             fit.n_layers = 1;
             fit.design.tr_s = cfg->tr_s;
             fit.ridge.quiet = cfg->quiet;
             fit.study_config = cfg->text;
-            char command[BA_PATH_MAX + 32];
-            snprintf(command, sizeof command, "brainalign run %s", cfg->path);
-            fit.command_line = command;
+            fit.command_line = plan->command;
             if (rank == 0 && !cfg->quiet)
-                fprintf(stderr, "run: fitting %s (%s)\n", label, bold);
+                fprintf(stderr, "run: fitting %s (%s)\n", p->label, p->bold);
             ba_fit_summary sum;
             rc = ba_fit_run(&fit, comm, &sum, err);
             if (rc != BA_OK) break;
             if (rank == 0) {
-                rc = summary_add(table, capacity, label, &sum, err);
-                if (rc == BA_OK && sum.roi.n_regions > 0) rc = write_region_csv(csv, &sum, err);
+                ba_report_fit *r = &report[p - plan->fits];
+                rc = ba_report_fit_from_summary(p->label, &sum, r, err);
+                if (rc == BA_OK && r->n_regions > 0) rc = ba_report_write_table(p->table, r, err);
                 if (rc == BA_OK && !cfg->quiet)
-                    printf("%-32s mean r = %.4f\n", label, sum.mean_r);
+                    printf("%-32s mean r = %.4f\n", p->label, sum.mean_r);
             }
             ba_fit_summary_free(&sum);
             rc = ba_mpi_agree(comm, rc, err);
@@ -703,23 +567,17 @@ static ba_status fit_condition(ba_study_config *cfg, int c, const char *features
 
 /* Rank 0: every condition against the baseline (compare.h), layer by layer:
  * OUTPUT/compare.{csv,md,h5}. */
-static ba_status compare_conditions(const ba_study_config *cfg, ba_error *err)
+static ba_status compare_conditions(const ba_study_plan *plan, ba_error *err)
 {
+    const ba_study_config *cfg = plan->cfg;
     ba_compare_inputs inputs = {0};
     ba_status rc = BA_OK;
-    for (int c = -1; rc == BA_OK && c < cfg->n_conditions; c++) {
-        const char *name = c >= 0 ? cfg->conditions[c].name : cfg->condition;
-        for (int s = 0; rc == BA_OK && s < cfg->n_subjects; s++)
-            for (int l = 0; rc == BA_OK && l < cfg->n_layers; l++) {
-                char path[BA_PATH_MAX + 400];
-                snprintf(path, sizeof path, "%s/scores/%s/%s/layer-%d.h5", cfg->output_dir, name,
-                         cfg->subjects[s], cfg->layers[l]);
-                rc = ba_compare_inputs_add(&inputs, NULL, name, cfg->subjects[s], path, err);
-            }
+    for (int i = 0; rc == BA_OK && i < plan->n_fits; i++) {
+        const ba_plan_fit *p = &plan->fits[i];
+        rc = ba_compare_inputs_add(&inputs, NULL, plan->conditions[p->condition].name,
+                                   cfg->subjects[p->subject], p->scores, err);
     }
-    char prefix[BA_PATH_MAX + 16], command[BA_PATH_MAX + 32];
-    snprintf(prefix, sizeof prefix, "%s/compare", cfg->output_dir);
-    snprintf(command, sizeof command, "brainalign run %s", cfg->path);
+    const char *prefix = plan->compare_prefix;
     ba_compare_options o;
     ba_compare_options_defaults(&o);
     o.inputs = &inputs;
@@ -731,7 +589,7 @@ static ba_status compare_conditions(const ba_study_config *cfg, ba_error *err)
     o.confidence = cfg->compare_confidence;
     o.fdr = cfg->compare_fdr;
     o.seed = cfg->compare_seed;
-    o.command_line = command;
+    o.command_line = plan->command;
     ba_compare_result res = {0};
     if (rc == BA_OK) rc = ba_compare_run(&o, &res, err);
     if (rc == BA_OK && !cfg->quiet) {
@@ -749,29 +607,46 @@ static ba_status compare_conditions(const ba_study_config *cfg, ba_error *err)
     return rc;
 }
 
-ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
+/* The plan's steps in order: the synthetic study, then per condition its
+ * features and fits, the report, the comparison. */
+static ba_status run_plan(const ba_study_plan *plan, MPI_Comm comm, ba_report_fit *report,
+                          ba_error *err)
 {
+    const ba_study_config *cfg = plan->cfg;
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
     ba_status rc = rank == 0 ? make_dir(cfg->output_dir, err) : BA_OK;
     BA_CHECK(ba_mpi_agree(comm, rc, err));
-    BA_CHECK(ensure_synth(cfg, comm, err));
-
-    summary_table table = {0};
-    int capacity = (cfg->n_conditions + 1) * cfg->n_subjects * cfg->n_layers;
-    for (int c = -1; c < cfg->n_conditions && rc == BA_OK; c++) {
-        char features[BA_PATH_MAX];
-        rc = condition_features(cfg, c, comm, features, sizeof features, err);
-        if (rc == BA_OK) rc = fit_condition(cfg, c, features, comm, &table, capacity, err);
+    BA_CHECK(ensure_synth(plan, comm, err));
+    for (int c = 0; c < plan->n_conditions && rc == BA_OK; c++) {
+        if (plan->conditions[c].extract) rc = model_features(plan, &plan->conditions[c], comm, err);
+        if (rc == BA_OK) rc = fit_condition(plan, c, comm, report, err);
     }
-    if (rc == BA_OK && rank == 0) rc = write_summary_md(cfg, &table, err);
+    if (rc == BA_OK && rank == 0) rc = ba_report_write_summary(plan, report, plan->n_fits, err);
     if (rc == BA_OK && rank == 0 && !cfg->quiet)
-        printf("\nwrote %s/summary.md\n", cfg->output_dir);
-    summary_free(&table);
+        printf("\nwrote %s\n", plan->summary);
     rc = ba_mpi_agree(comm, rc, err);
-    if (rc == BA_OK && cfg->n_conditions > 0) {
-        rc = rank == 0 ? compare_conditions(cfg, err) : BA_OK;
+    if (rc == BA_OK && plan->compare) {
+        rc = rank == 0 ? compare_conditions(plan, err) : BA_OK;
         rc = ba_mpi_agree(comm, rc, err);
     }
+    return rc;
+}
+
+ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
+{
+    ba_study_plan plan;
+    ba_status rc = ba_study_plan_build(cfg, &plan, err);
+    ba_report_fit *report = NULL;
+    if (rc == BA_OK) {
+        report = ba_calloc((size_t)plan.n_fits, sizeof *report, "study report", err);
+        if (!report) rc = BA_ERR_NOMEM;
+    }
+    /* the same outcome on every rank before the collectives of the run */
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc == BA_OK) rc = run_plan(&plan, comm, report, err);
+    for (int i = 0; report && i < plan.n_fits; i++) ba_report_fit_free(&report[i]);
+    free(report);
+    if (plan.cfg) ba_study_plan_free(&plan);
     return rc;
 }
