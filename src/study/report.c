@@ -162,7 +162,7 @@ ba_status ba_report_write_summary(const ba_study_plan *plan, const ba_report_fit
     if (!f) return BA_ERR_IO;
     fprintf(f, "# %s — brain scores\n\nConfiguration: `%s`, condition `%s`. Pearson r on held-out "
                "folds (%d folds), mean over voxels.\n\n| fit | mean r |\n| --- | ---: |\n",
-            cfg->name[0] ? cfg->name : "study", cfg->path, cfg->condition, cfg->fit.ridge.n_folds);
+            cfg->name[0] ? cfg->name : "study", cfg->path, cfg->condition, cfg->fit.n_folds);
     for (int i = 0; i < n; i++) fprintf(f, "| %s | %.4f |\n", fits[i].label, fits[i].mean_r);
     int regions = n > 0 ? fits[0].n_regions : 0;
     if (regions > 0) {

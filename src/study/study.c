@@ -3,7 +3,6 @@
 #include "brainalign/study/study.h"
 
 #include <ini.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +49,6 @@ static bool parse_double(const char *value, double *out)
     return true;
 }
 
-static bool parse_bool(const char *value, bool *out)
-{
-    if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcmp(value, "1")) *out = true;
-    else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") || !strcmp(value, "0")) *out = false;
-    else return false;
-    return true;
-}
-
 /* "a, b ,c" -> names; false if too many or one is empty. */
 static bool parse_names(const char *value, char names[][BA_STUDY_NAME_MAX], int max, int *n)
 {
@@ -79,7 +70,8 @@ static bool parse_names(const char *value, char names[][BA_STUDY_NAME_MAX], int 
 }
 
 #define KEY(s, k) (strcmp(section, s) == 0 && strcmp(name, k) == 0)
-#define BAD(...) do { snprintf(st->problem, sizeof st->problem, __VA_ARGS__); return 0; } while (0)
+/* inih goes on after a bad line and reports the first: keep its message */
+#define BAD(...) do { if (!st->problem[0]) snprintf(st->problem, sizeof st->problem, __VA_ARGS__); return 0; } while (0)
 
 static bool has_suffix(const char *s, const char *suffix)
 {
@@ -150,7 +142,13 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     if (name == NULL) { /* a section header (newer inih) */
         return 1;
     }
-    if (KEY("study", "name")) snprintf(c->name, sizeof c->name, "%s", value);
+    const ba_option *option = ba_option_find_key(&ba_fit_option_table, section, name);
+    if (option) {
+        char where[160];
+        snprintf(where, sizeof where, "[%s] %s", section, name);
+        if (ba_option_parse(option, &c->fit, value, where, &err) != BA_OK) BAD("%s", err.message);
+    }
+    else if (KEY("study", "name")) snprintf(c->name, sizeof c->name, "%s", value);
     else if (KEY("study", "output")) resolve(st->base_dir, value, c->output_dir, sizeof c->output_dir);
     else if (KEY("study", "condition")) snprintf(c->condition, sizeof c->condition, "%s", value);
     else if (strcmp(section, "synth") == 0) {
@@ -201,30 +199,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         if (!parse_names(value, c->subjects, BA_STUDY_MAX_SUBJECTS, &c->n_subjects)) BAD("[bold] subjects: a comma-separated list of names");
     }
     else if (KEY("bold", "path")) resolve(st->base_dir, value, c->bold_pattern, sizeof c->bold_pattern);
-    else if (KEY("bold", "tr")) { if (!parse_double(value, &c->tr_s) || !(c->tr_s > 0)) BAD("[bold] tr must be a positive number of seconds"); }
     else if (KEY("atlas", "path")) resolve(st->base_dir, value, c->atlas_path, sizeof c->atlas_path);
-    else if (KEY("alignment", "aggregate")) {
-        if (!strcmp(value, "sum")) c->fit.design.aggregate = BA_AGGREGATE_SUM;
-        else if (!strcmp(value, "mean")) c->fit.design.aggregate = BA_AGGREGATE_MEAN;
-        else if (!strcmp(value, "lanczos")) c->fit.design.aggregate = BA_AGGREGATE_LANCZOS;
-        else BAD("[alignment] aggregate is sum, mean or lanczos, not '%s'", value);
-    }
-    else if (KEY("alignment", "tr_offset")) { if (!parse_double(value, &c->fit.design.tr_offset_s)) BAD("[alignment] tr_offset: seconds"); }
-    else if (KEY("alignment", "delays")) {
-        if (ba_parse_int_list(value, c->fit.delays, BA_MAX_DELAYS, &c->fit.design.n_delays, &err)) BAD("[alignment] delays: %s", err.message);
-    }
-    else if (KEY("cv", "folds")) { if (!parse_long(value, &l) || l < 2) BAD("[cv] folds must be >= 2"); c->fit.ridge.n_folds = (int)l; }
-    else if (KEY("cv", "alphas")) {
-        if (ba_parse_alphas(value, c->fit.alphas, BA_MAX_ALPHAS, &c->fit.ridge.n_alphas, &err)) BAD("[cv] alphas: %s", err.message);
-    }
-    else if (KEY("cv", "story_folds")) { if (!parse_bool(value, &c->fit.story_folds)) BAD("[cv] story_folds is true or false"); }
-    else if (KEY("cv", "fold_groups")) { if (!parse_long(value, &l) || l < 1) BAD("[cv] fold_groups must be >= 1"); c->fit.ridge.fold_groups = (int)l; }
-    else if (KEY("cv", "tie_tolerance")) {
-        double t = 0;
-        if (!parse_double(value, &t) || !(t >= 0) || !isfinite(t)) BAD("[cv] tie_tolerance must be a number >= 0 (0 turns it off)");
-        c->fit.ridge.tie_tolerance = t > 0 ? t : -1.0;
-    }
-    else if (KEY("cv", "voxel_block")) { if (!parse_long(value, &l) || l < 1) BAD("[cv] voxel_block must be >= 1"); c->fit.ridge.voxel_block = l; }
     else BAD("unknown key '%s' in section [%s]", name, section);
     return 1;
 }
@@ -314,7 +289,7 @@ static ba_status check_config(ba_study_config *c, const parse_state *st, ba_erro
 ba_status ba_study_config_load(const char *path, ba_study_config *cfg, ba_error *err)
 {
     memset(cfg, 0, sizeof *cfg);
-    ba_fit_config_defaults(&cfg->fit);
+    ba_fit_options_defaults(&cfg->fit);
     ba_synth_defaults(&cfg->synth_options);
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     snprintf(cfg->condition, sizeof cfg->condition, "baseline");
@@ -533,19 +508,19 @@ static ba_status fit_condition(const ba_study_plan *plan, int c, MPI_Comm comm,
         if ((rc = ba_mpi_agree(comm, rc, err)) != BA_OK) break;
         for (int l = 0; l < cfg->n_layers && rc == BA_OK; l++) {
             const ba_plan_fit *p = ba_study_plan_fit(plan, c, s, l);
-            ba_fit_config fit = cfg->fit;
-            fit.design.delays = fit.delays; /* the copy points at its own array */
-            fit.ridge.alphas = fit.alphas;
+            ba_fit_config fit;
+            ba_fit_config_defaults(&fit);
+            ba_fit_options_apply(&cfg->fit, &fit);
             fit.features_path = plan->conditions[c].features;
             fit.bold_path = p->bold;
             fit.atlas_path = cfg->atlas_path[0] ? cfg->atlas_path : NULL;
             fit.out_path = p->scores;
             fit.layers[0] = p->layer_number;
             fit.n_layers = 1;
-            fit.design.tr_s = cfg->tr_s;
             fit.ridge.quiet = cfg->quiet;
             fit.study_config = cfg->text;
             fit.command_line = plan->command;
+            fit.stop_requested = cfg->stop_requested;
             if (rank == 0 && !cfg->quiet)
                 fprintf(stderr, "run: fitting %s (%s)\n", p->label, p->bold);
             ba_fit_summary sum;

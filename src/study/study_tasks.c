@@ -82,20 +82,32 @@ static void exact_double(double v, char *buf, size_t size)
         }
 }
 
-static void join_doubles(const double *v, int n, char *buf, size_t size)
+/* Every option of a stage's table that has an INI key, in table order,
+ * spelled as the stage's command line reads it: those marked
+ * BA_OPT_ALWAYS, the others when not at their default. */
+static ba_status table_options(const ba_option_table *table, const void *opts, ba_study_task *t,
+                               ba_error *err)
 {
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < n && used < size; i++) {
-        char one[32];
-        exact_double(v[i], one, sizeof one);
-        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? "," : "", one);
+    unsigned char defaults[1024]; /* the stage's options struct at its defaults */
+    if (table->size > sizeof defaults)
+        return ba_fail(err, BA_ERR_INTERNAL, "the %s options (%zu bytes) exceed %zu bytes",
+                       table->stage, table->size, sizeof defaults);
+    table->defaults(defaults);
+    for (int i = 0; i < table->n_options; i++) {
+        const ba_option *o = &table->options[i];
+        if (!o->section) continue;
+        if (!(o->flags & BA_OPT_ALWAYS) && ba_option_equal(o, opts, defaults)) continue;
+        if (o->type == BA_OPT_FLAG) {
+            if (*(const bool *)((const char *)opts + o->offset))
+                BA_CHECK(add_arg(t, err, "--%s", o->name));
+            continue;
+        }
+        char value[BA_MAX_ALPHAS * 26 + 1];
+        ba_option_format(o, opts, value, sizeof value);
+        BA_CHECK(add_arg(t, err, "--%s", o->name));
+        BA_CHECK(add_arg(t, err, "%s", value));
     }
-}
-
-static const char *aggregate_name(ba_aggregate a)
-{
-    return a == BA_AGGREGATE_MEAN ? "mean" : a == BA_AGGREGATE_LANCZOS ? "lanczos" : "sum";
+    return BA_OK;
 }
 
 static ba_status synth_task(const ba_study_plan *plan, ba_study_task *t, ba_error *err)
@@ -177,8 +189,6 @@ static ba_status fit_task(const ba_study_plan *plan, const ba_plan_fit *p, ba_st
                           ba_error *err)
 {
     const ba_study_config *cfg = plan->cfg;
-    const ba_fit_config *f = &cfg->fit;
-    char list[BA_MAX_ALPHAS * 26 + 1];
     snprintf(t->label, sizeof t->label, "%s", p->task_label);
     snprintf(t->output, sizeof t->output, "%s", p->scores);
     BA_CHECK(add_arg(t, err, "fit"));
@@ -186,26 +196,7 @@ static ba_status fit_task(const ba_study_plan *plan, const ba_plan_fit *p, ba_st
     OPT(t, "--bold", "%s", p->bold);
     OPT(t, "--layer", "%d", p->layer_number);
     if (cfg->atlas_path[0]) OPT(t, "--atlas", "%s", cfg->atlas_path);
-    join_ints(f->delays, f->design.n_delays, list, sizeof list);
-    OPT(t, "--delays", "%s", list);
-    OPT(t, "--aggregate", "%s", aggregate_name(f->design.aggregate));
-    char number[32];
-    exact_double(f->design.tr_offset_s, number, sizeof number);
-    OPT(t, "--tr-offset", "%s", number);
-    exact_double(cfg->tr_s, number, sizeof number);
-    if (cfg->tr_s > 0) OPT(t, "--tr", "%s", number);
-    OPT(t, "--folds", "%d", f->ridge.n_folds);
-    if (f->story_folds) BA_CHECK(add_arg(t, err, "--story-folds"));
-    join_doubles(f->alphas, f->ridge.n_alphas, list, sizeof list);
-    OPT(t, "--alphas", "%s", list);
-    OPT(t, "--fold-groups", "%d", f->ridge.fold_groups);
-    /* 0 leaves fit's own default */
-    if (f->ridge.voxel_block > 0) OPT(t, "--voxel-block", "%ld", f->ridge.voxel_block);
-    if (f->ridge.block_size > 0) OPT(t, "--block-size", "%d", f->ridge.block_size);
-    if (f->ridge.tie_tolerance != 0) {
-        exact_double(f->ridge.tie_tolerance > 0 ? f->ridge.tie_tolerance : 0, number, sizeof number);
-        OPT(t, "--tie-tolerance", "%s", number);
-    }
+    BA_CHECK(table_options(&ba_fit_option_table, &cfg->fit, t, err));
     OPT(t, "--out", "%s", t->output);
     return BA_OK;
 }

@@ -33,11 +33,13 @@
 #define BRAINALIGN_STUDY_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdbool.h>
 
 #include "brainalign/pipeline/associations.h"
 #include "brainalign/core/error.h"
 #include "brainalign/pipeline/fit.h"
+#include "brainalign/pipeline/fit_options.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/lm/model.h"
 #include "brainalign/pipeline/synth.h"
@@ -79,10 +81,10 @@ typedef struct {
     char subjects[BA_STUDY_MAX_SUBJECTS][BA_STUDY_NAME_MAX];
     int n_subjects;
     char bold_pattern[BA_PATH_MAX]; /* "{subject}" is replaced */
-    double tr_s;                   /* 0: from bold.h5 */
     char atlas_path[BA_PATH_MAX];
 
-    ba_fit_config fit;             /* alignment and cross-validation */
+    ba_fit_options fit;            /* [alignment], [cv], [bold] tr (fit_options.h) */
+    volatile sig_atomic_t *stop_requested; /* set by a signal handler: stop the fits */
     bool quiet;
 
     /* Conditions besides the baseline (`condition` above is the baseline's
