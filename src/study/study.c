@@ -142,11 +142,16 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     if (name == NULL) { /* a section header (newer inih) */
         return 1;
     }
-    const ba_option *option = ba_option_find_key(&ba_fit_option_table, section, name);
-    if (option) {
-        char where[160];
-        snprintf(where, sizeof where, "[%s] %s", section, name);
-        if (ba_option_parse(option, &c->fit, value, where, &err) != BA_OK) BAD("%s", err.message);
+    const ba_option *fit_option = ba_option_find_key(&ba_fit_option_table, section, name);
+    const ba_option *features_option = ba_option_find_key(&ba_features_option_table, section, name);
+    char where[160];
+    snprintf(where, sizeof where, "[%s] %s", section, name);
+    if (fit_option) {
+        if (ba_option_parse(fit_option, &c->fit, value, where, &err) != BA_OK) BAD("%s", err.message);
+    }
+    else if (features_option) {
+        if (ba_option_parse(features_option, &c->features, value, where, &err) != BA_OK)
+            BAD("%s", err.message);
     }
     else if (KEY("study", "name")) snprintf(c->name, sizeof c->name, "%s", value);
     else if (KEY("study", "output")) resolve(st->base_dir, value, c->output_dir, sizeof c->output_dir);
@@ -182,13 +187,6 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (KEY("compare", "seed")) { if (!parse_long(value, &l) || l < 0) BAD("[compare] seed must be >= 0"); c->compare_seed = (uint64_t)l; }
     else if (KEY("features", "path")) { st->seen_features = true; resolve(st->base_dir, value, c->features_path, sizeof c->features_path); }
     else if (KEY("model", "path")) { st->seen_model = true; resolve(st->base_dir, value, c->model_dir, sizeof c->model_dir); }
-    else if (KEY("model", "context")) { if (!parse_long(value, &c->context) || c->context < 2) BAD("[model] context must be a whole number >= 2"); }
-    else if (KEY("model", "stride")) { if (!parse_long(value, &c->stride) || c->stride < 1) BAD("[model] stride must be a whole number >= 1"); }
-    else if (KEY("model", "bos")) {
-        if (strcmp(value, "auto") && strcmp(value, "yes") && strcmp(value, "no")) BAD("[model] bos is auto, yes or no");
-        snprintf(c->bos, sizeof c->bos, "%s", value);
-    }
-    else if (KEY("model", "matmul")) { if (ba_matmul_parse(value, &c->matmul, &err)) BAD("[model] matmul is f32 or bf16"); }
     else if (KEY("stimuli", "dir")) resolve(st->base_dir, value, c->stimuli_dir, sizeof c->stimuli_dir);
     else if (KEY("stimuli", "format")) snprintf(c->stimuli_format, sizeof c->stimuli_format, "%s", value);
     else if (KEY("stimuli", "stories")) snprintf(c->stories, sizeof c->stories, "%s", value);
@@ -293,9 +291,8 @@ ba_status ba_study_config_load(const char *path, ba_study_config *cfg, ba_error 
     ba_synth_defaults(&cfg->synth_options);
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     snprintf(cfg->condition, sizeof cfg->condition, "baseline");
-    snprintf(cfg->bos, sizeof cfg->bos, "auto");
     snprintf(cfg->stimuli_format, sizeof cfg->stimuli_format, "auto");
-    cfg->context = 1024;
+    ba_features_options_defaults(&cfg->features);
     ba_compare_options co;
     ba_compare_options_defaults(&co);
     cfg->compare_permutations = co.n_permutations;
@@ -388,6 +385,9 @@ static size_t split_stories(char *buf, char **names, size_t max)
 static void features_recipe(const ba_study_config *cfg, const ba_study_condition *k,
                             char *out, size_t size)
 {
+    char bos[16];
+    ba_option_format(ba_option_find(&ba_features_option_table, "bos"), &cfg->features, bos,
+                     sizeof bos);
     int n = snprintf(out, size, "brainalign run %s: features --model %s --stimuli %s --format %s "
                      "--stories '%s' --layers", cfg->path, cfg->model_dir, cfg->stimuli_dir,
                      cfg->stimuli_format, cfg->stories);
@@ -395,11 +395,14 @@ static void features_recipe(const ba_study_config *cfg, const ba_study_condition
         n += snprintf(out + n, size - (size_t)n, "%s%d", l ? "," : " ", cfg->layers[l]);
     if (n > 0 && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n, " --context %ld --stride %ld --bos %s --condition %s",
-                      cfg->context, cfg->stride, cfg->bos, k ? k->name : cfg->condition);
+                      cfg->features.context, cfg->features.stride,
+                      bos,
+                      k ? k->name : cfg->condition);
     /* only when not the default, so that f32 features made before the
      * option existed are still reused */
-    if (cfg->matmul != BA_MATMUL_F32 && n > 0 && (size_t)n < size)
-        n += snprintf(out + n, size - (size_t)n, " --matmul %s", ba_matmul_name(cfg->matmul));
+    if (cfg->features.matmul != BA_MATMUL_F32 && n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, " --matmul %s",
+                      ba_matmul_name((ba_matmul)cfg->features.matmul));
     if (k && n > 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n, " --associations %s (fnv1a %016llx) --policy %s "
                  "--every %d --seed %llu --pause %g", k->associations,
@@ -460,13 +463,10 @@ static ba_status model_features(const ba_study_plan *plan, const ba_plan_conditi
     fc.stories = n_names ? names : NULL;
     fc.n_stories = n_names;
     BA_CHECK(ba_stimulus_format_parse(cfg->stimuli_format, &fc.format, err));
-    BA_CHECK(ba_bos_mode_parse(cfg->bos, &fc.bos, err));
     fc.all_layers = false;
     memcpy(fc.layers, cfg->layers, (size_t)cfg->n_layers * sizeof *cfg->layers);
     fc.n_layers = cfg->n_layers;
-    fc.context = cfg->context;
-    fc.stride = cfg->stride;
-    fc.matmul = cfg->matmul;
+    ba_features_options_apply(&cfg->features, &fc);
     fc.condition = name;
     if (k) {
         fc.associations = k->associations;

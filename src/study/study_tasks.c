@@ -169,10 +169,7 @@ static ba_status model_features_task(const ba_study_plan *plan, const ba_plan_co
     if (cfg->stories[0]) OPT(t, "--stories", "%s", cfg->stories);
     join_ints(cfg->layers, cfg->n_layers, layers, sizeof layers);
     OPT(t, "--layers", "%s", layers);
-    OPT(t, "--context", "%ld", cfg->context);
-    if (cfg->stride > 0) OPT(t, "--stride", "%ld", cfg->stride);
-    OPT(t, "--bos", "%s", cfg->bos);
-    if (cfg->matmul != BA_MATMUL_F32) OPT(t, "--matmul", "%s", ba_matmul_name(cfg->matmul));
+    BA_CHECK(table_options(&ba_features_option_table, &cfg->features, t, err));
     OPT(t, "--condition", "%s", pc->name);
     if (k) {
         OPT(t, "--associations", "%s", k->associations);

@@ -2,12 +2,14 @@
  * integers parse into their own type with range checks (no wrap-around),
  * every option reads back what it prints, the table's names and keys are
  * unique, the help lines keep their layout, and ba_fit_options_apply gives
- * the fit configuration the values (tie tolerance 0: off). */
+ * the fit configuration the values (tie tolerance 0: off); the same for
+ * the features stage's table (features_options.h). */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "test_util.h"
+#include "brainalign/pipeline/features_options.h"
 #include "brainalign/pipeline/fit_options.h"
 
 static const ba_option *find(const char *name)
@@ -192,6 +194,44 @@ static void test_apply(void **state)
     assert_int_equal(cfg.design.aggregate, BA_AGGREGATE_MEAN);
 }
 
+static void test_features_table(void **state)
+{
+    (void)state;
+    const ba_option_table *t = &ba_features_option_table;
+    ba_features_options o, d;
+    ba_features_options_defaults(&o);
+    ba_features_options_defaults(&d);
+    ba_error err;
+    const ba_option *context = ba_option_find(t, "context");
+    assert_non_null(context);
+    assert_ptr_equal(ba_option_find_key(t, "model", "context"), context);
+    assert_int_equal(ba_option_parse(context, &o, "0", "--context", &err), BA_ERR_USAGE);
+    assert_int_equal(ba_option_parse(context, &o, "99999999999999999999", "--context", &err),
+                     BA_ERR_USAGE);
+    assert_true(o.context == BA_FEATURES_DEFAULT_CONTEXT);
+    const char *values[][2] = {{"context", "512"}, {"stride", "128"}, {"bos", "no"},
+                               {"matmul", "bf16"}};
+    assert_int_equal(t->n_options, 4);
+    for (size_t i = 0; i < 4; i++) {
+        const ba_option *opt = ba_option_find(t, values[i][0]);
+        assert_non_null(opt);
+        assert_int_equal(ba_option_parse(opt, &o, values[i][1], values[i][0], &err), BA_OK);
+        assert_false(ba_option_equal(opt, &o, &d));
+        char text[64];
+        ba_option_format(opt, &o, text, sizeof text);
+        assert_string_equal(text, values[i][1]);
+    }
+    assert_int_equal(ba_option_parse(ba_option_find(t, "bos"), &o, "maybe", "--bos", &err),
+                     BA_ERR_USAGE);
+    assert_string_equal(err.message, "--bos is auto, yes or no, not 'maybe'");
+    ba_features_config cfg;
+    ba_features_config_defaults(&cfg);
+    ba_features_options_apply(&o, &cfg);
+    assert_true(cfg.context == 512 && cfg.stride == 128);
+    assert_int_equal(cfg.bos, BA_BOS_NO);
+    assert_int_equal(cfg.matmul, BA_MATMUL_BF16);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +241,7 @@ int main(void)
         cmocka_unit_test(test_names_and_keys_unique),
         cmocka_unit_test(test_help_layout),
         cmocka_unit_test(test_apply),
+        cmocka_unit_test(test_features_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -251,7 +251,7 @@ static void test_model_study_matmul(void **state)
     write_text(ini, text);
     ba_study_config cfg;
     load(ini, &cfg);
-    assert_int_equal(cfg.matmul, BA_MATMUL_BF16);
+    assert_int_equal(cfg.features.matmul, BA_MATMUL_BF16);
     ba_study_task_list list;
     tasks_of(&cfg, BA_STAGE_FEATURES, &list);
     assert_int_equal(list.n, 1);
@@ -761,6 +761,13 @@ static void test_ini_integer_out_of_range(void **state)
         {"folds = 1", "study.ini:8: [cv] folds: '1' is not a whole number >= 2"},
         {"tie_tolerance = -1", "study.ini:8: [cv] tie_tolerance"},
     };
+    /* and a [model] key from the features table */
+    write_text(ini, "[study]\noutput = o\n[model]\npath = /m\ncontext = 99999999999999999999\n");
+    ba_study_config model;
+    ba_error model_err;
+    assert_int_equal(ba_study_config_load(ini, &model, &model_err), BA_ERR_USAGE);
+    assert_non_null(strstr(model_err.message, "study.ini:5: [model] context: '99999999999999999999'"));
+    ba_study_config_free(&model);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char text[1024];
         snprintf(text, sizeof text, "[study]\noutput = o\n[synth]\nstories = 2\n[fit]\nlayers = 1\n"

@@ -39,6 +39,7 @@
 #include "brainalign/pipeline/associations.h"
 #include "brainalign/core/error.h"
 #include "brainalign/pipeline/fit.h"
+#include "brainalign/pipeline/features_options.h"
 #include "brainalign/pipeline/fit_options.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/lm/model.h"
@@ -68,9 +69,7 @@ typedef struct {
     char synth_stimuli[BA_PATH_MAX];
     char features_path[BA_PATH_MAX];  /* [features] path */
     char model_dir[BA_PATH_MAX];      /* [model] path */
-    long context, stride;
-    char bos[8];
-    ba_matmul matmul;                 /* [model] matmul = f32 (default) | bf16 */
+    ba_features_options features;     /* [model] context, stride, bos, matmul */
     char stimuli_dir[BA_PATH_MAX];
     char stimuli_format[32];
     char stories[4096];            /* comma-separated, empty: all */
