@@ -155,15 +155,15 @@ int ba_cmd_features(int argc, char **argv)
         } else if (ba_args_value(&a, "--every")) {
             if (ba_args_long(&a, "--every", &number)) {
                 if (number < 1 || number > INT_MAX)
-                    snprintf(a.error, sizeof a.error, "--every: '%s' is not a whole number from 1 "
-                             "to %d", a.value, INT_MAX);
+                    snprintf(a.error, sizeof a.error, "--every %s must be a whole number from 1 to "
+                             "%d", a.value, INT_MAX);
                 else cfg.augment.every_k = (int)number;
             }
             policy_given = true;
         } else if (ba_args_value(&a, "--seed")) {
             if (ba_args_long(&a, "--seed", &number)) {
                 if (number < 0)
-                    snprintf(a.error, sizeof a.error, "--seed: '%s' is not a whole number >= 0",
+                    snprintf(a.error, sizeof a.error, "--seed %s must be a whole number >= 0",
                              a.value);
                 else cfg.augment.seed = (uint64_t)number;
             }

@@ -9,6 +9,15 @@
 static const char *const BOS[] = {"auto", "yes", "no", NULL};
 static const char *const MATMUL[] = {"f32", "bf16", NULL};
 
+/* ba_matmul_parse, whose message the command line has always given */
+static ba_status parse_matmul(const char *text, int *value, ba_error *err)
+{
+    ba_matmul m = BA_MATMUL_F32;
+    BA_CHECK(ba_matmul_parse(text, &m, err));
+    *value = (int)m;
+    return BA_OK;
+}
+
 #define OFF(field) offsetof(ba_features_options, field)
 
 static const ba_option FEATURES_OPTIONS[] = {
@@ -25,7 +34,7 @@ static const ba_option FEATURES_OPTIONS[] = {
      .help = "prepend the BOS token to every window (auto: yes for LLaMA,\n"
              "no for GPT-2, as their Hugging Face tokenizers do)"},
     {.name = "matmul", .section = "model", .key = "matmul", .type = BA_OPT_CHOICE,
-     .offset = OFF(matmul), .choices = MATMUL, .group = "model",
+     .offset = OFF(matmul), .choices = MATMUL, .parse_choice = parse_matmul, .group = "model",
      .help = "precision of the matrix products (default f32: float32, BF16\n"
              "and F16 weights widened exactly). bf16: the LLaMA matrices\n"
              "stored as BF16 multiply activations rounded to bfloat16, sums\n"

@@ -2,6 +2,7 @@
 #include "brainalign/pipeline/options.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -34,26 +35,30 @@ const ba_option *ba_option_find_key(const ba_option_table *t, const char *sectio
     return NULL;
 }
 
-/* "2 to 2147483647", "at least 1", "a number > 0" ... for messages. */
+/* "a whole number from 2 to 10", "a whole number >= 1", ">= 0", "> 0"
+ * ... for messages. */
 static void describe_range(const ba_option *o, char *buf, size_t size)
 {
     bool integer = o->type == BA_OPT_INT || o->type == BA_OPT_LONG || o->type == BA_OPT_INT_LIST;
-    const char *what = integer ? "a whole number" : "a number";
-    bool top = integer ? o->max < (o->type == BA_OPT_LONG ? (double)LONG_MAX : (double)INT_MAX)
-                       : isfinite(o->max) && o->max < 1e300;
+    const char *what = integer ? "a whole number " : "";
+    double type_max = o->type == BA_OPT_LONG ? (double)LONG_MAX : integer ? (double)INT_MAX : DBL_MAX;
+    bool top = o->max < type_max, bottom = o->min > -DBL_MAX;
     const char *low = o->flags & BA_OPT_ABOVE_MIN ? ">" : ">=";
-    if (top) snprintf(buf, size, "%s from %.17g to %.17g", what, o->min, o->max);
-    else snprintf(buf, size, "%s %s %.17g", what, low, o->min);
-    if (top && (o->flags & BA_OPT_ABOVE_MIN))
-        snprintf(buf, size, "%s > %.17g and <= %.17g", what, o->min, o->max);
+    if (top && bottom && !(o->flags & BA_OPT_ABOVE_MIN))
+        snprintf(buf, size, "%sfrom %.17g to %.17g", what, o->min, o->max);
+    else if (top && bottom) snprintf(buf, size, "%s> %.17g and <= %.17g", what, o->min, o->max);
+    else if (bottom) snprintf(buf, size, "%s%s %.17g", what, low, o->min);
+    else snprintf(buf, size, "%s", integer ? "a whole number" : "a finite number");
 }
 
+/* "--tie-tolerance -1 must be >= 0", "[cv] folds 1 must be a whole number >= 2" */
 static ba_status out_of_range(const ba_option *o, const char *where, const char *text,
                               ba_error *err)
 {
     char range[160];
     describe_range(o, range, sizeof range);
-    return ba_fail(err, BA_ERR_USAGE, "%s: '%s' is not %s", where, text, range);
+    if (!text[0]) return ba_fail(err, BA_ERR_USAGE, "%s is empty: it must be %s", where, range);
+    return ba_fail(err, BA_ERR_USAGE, "%s %s must be %s", where, text, range);
 }
 
 /* A whole number in [min, max], into *out. */
@@ -101,6 +106,12 @@ ba_status ba_option_parse(const ba_option *o, void *opts, const char *text, cons
         return BA_OK;
     }
     case BA_OPT_CHOICE: {
+        if (o->parse_choice) {
+            int value = 0;
+            if (o->parse_choice(text, &value, err) != BA_OK) return ba_context(err, "%s", where);
+            *FIELD(opts, o->offset, int) = value;
+            return BA_OK;
+        }
         char names[256] = "";
         size_t used = 0;
         for (int i = 0; o->choices[i]; i++) {
@@ -124,8 +135,8 @@ ba_status ba_option_parse(const ba_option *o, void *opts, const char *text, cons
             if (items[i] < o->min || items[i] > o->max) {
                 char range[160];
                 describe_range(o, range, sizeof range);
-                return ba_fail(err, BA_ERR_USAGE, "%s: %d in '%s' is not %s", where, items[i],
-                               text, range);
+                return ba_fail(err, BA_ERR_USAGE, "%s %s: %d must be %s", where, text, items[i],
+                               range);
             }
         memcpy(FIELD(opts, o->offset, int), items, (size_t)n * sizeof *items);
         *FIELD(opts, o->count_offset, int) = n;

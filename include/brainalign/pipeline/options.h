@@ -41,6 +41,9 @@ typedef struct {
     int max_count;           /* lists: capacity of the array */
     double min, max;         /* numbers, list items: the accepted range */
     const char *const *choices; /* CHOICE: names in enum order, NULL-terminated */
+    /* CHOICE (optional): the owning layer's own parser, whose message
+     * follows "where: " (else "where is a, b or c, not 'x'") */
+    ba_status (*parse_choice)(const char *text, int *value, ba_error *err);
     const char *metavar;     /* "K" of "--folds K" (NULL: none, or the choices) */
     const char *help;        /* help text, lines separated by '\n' */
     const char *group;       /* heading of the help section ("cross-validation") */
