@@ -70,6 +70,32 @@ bool ba_args_double(ba_args *a, const char *name, double *out)
     return true;
 }
 
+bool ba_args_table(ba_args *a, const ba_option_table *t, void *opts)
+{
+    const char *arg = a->argv[a->i];
+    if (strncmp(arg, "--", 2) != 0) return false;
+    char name[128];
+    const char *eq = strchr(arg + 2, '=');
+    size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+    if (len >= sizeof name) return false;
+    memcpy(name, arg + 2, len);
+    name[len] = '\0';
+    const ba_option *o = ba_option_find(t, name);
+    if (!o) return false;
+    char where[140];
+    snprintf(where, sizeof where, "--%s", name);
+    if (o->type == BA_OPT_FLAG && !eq) {
+        a->i++;
+        *(bool *)((char *)opts + o->offset) = true;
+        return true;
+    }
+    if (!ba_args_value(a, where) || a->error[0]) return true;
+    ba_error err;
+    if (ba_option_parse(o, opts, a->value, where, &err) != BA_OK)
+        snprintf(a->error, sizeof a->error, "%s", err.message);
+    return true;
+}
+
 void ba_args_command_line(int argc, char **argv, char *buf, unsigned long size)
 {
     size_t len = (size_t)snprintf(buf, size, "brainalign");

@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 
+#include "brainalign/pipeline/options.h"
+
 typedef struct {
     int argc;
     char **argv;
@@ -23,6 +25,10 @@ bool ba_args_flag(ba_args *a, const char *name);
 /* Parse numbers; on failure set a->error naming the option. */
 bool ba_args_long(ba_args *a, const char *name, long *out);
 bool ba_args_double(ba_args *a, const char *name, double *out);
+/* If the current argument is an option of the table (--NAME VALUE,
+ * --NAME=VALUE, or --NAME for a flag), consume it, parse its value into
+ * `opts` (a bad value sets a->error) and return true. */
+bool ba_args_table(ba_args *a, const ba_option_table *t, void *opts);
 /* The whole command line joined with spaces (for provenance). */
 void ba_args_command_line(int argc, char **argv, char *buf, unsigned long size);
 

@@ -1,6 +1,7 @@
 /* cmd_features.c — `brainalign features`: parse options, call
  * ba_features_run, print what was done. */
 #include <cblas.h>
+#include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "commands.h"
 #include "brainalign/pipeline/design.h"
 #include "brainalign/pipeline/features.h"
+#include "brainalign/pipeline/features_options.h"
 #include "brainalign/parallel/parallel.h"
 
 #define MAX_STORIES 4096
@@ -39,18 +41,9 @@ static void help(void)
         "model:\n"
         "  --layers L          'all' (default) or HF hidden-state indices 'i,j,...' or 'i..j'\n"
         "                      (0 = embeddings, n_layers = last, after the final norm)\n"
-        "  --context C         story tokens per window (default 1024; capped at the model's\n"
-        "                      positions, minus one with a BOS)\n"
-        "  --stride S          window step, 1..C (default C/2)\n"
-        "  --bos auto|yes|no   prepend the BOS token to every window (auto: yes for LLaMA,\n"
-        "                      no for GPT-2, as their Hugging Face tokenizers do)\n"
-        "  --matmul f32|bf16   precision of the matrix products (default f32: float32, BF16\n"
-        "                      and F16 weights widened exactly). bf16: the LLaMA matrices\n"
-        "                      stored as BF16 multiply activations rounded to bfloat16, sums\n"
-        "                      in float32, as PyTorch runs a bf16 model: about twice as fast,\n"
-        "                      features within bf16 rounding of the f32 ones; norms and\n"
-        "                      attention stay float32. Needs a CPU with AVX512-BF16 and a\n"
-        "                      LLaMA checkpoint with BF16 matrices (an error otherwise)\n"
+        );
+    ba_option_help(&ba_features_option_table, "model", stdout);
+    printf(
         "associative memory (see include/brainalign/pipeline/associations.h):\n"
         "  --associations FILE a JSONL association set: the model reads each story with the\n"
         "                      associations inserted; features are still given for the\n"
@@ -132,6 +125,8 @@ int ba_cmd_features(int argc, char **argv)
 {
     ba_features_config cfg;
     ba_features_config_defaults(&cfg);
+    ba_features_options options;
+    ba_features_options_defaults(&options);
     ba_error err;
     ba_error_clear(&err);
     ba_args a;
@@ -151,26 +146,27 @@ int ba_cmd_features(int argc, char **argv)
                 snprintf(usage_error, sizeof usage_error, "--format: %s", err.message);
         } else if (ba_args_value(&a, "--layers") || ba_args_value(&a, "--layer"))
             snprintf(layer_text, sizeof layer_text, "%s", a.value);
-        else if (ba_args_value(&a, "--context")) {
-            if (ba_args_long(&a, "--context", &number)) cfg.context = number < 1 ? -1 : number;
-        } else if (ba_args_value(&a, "--stride")) {
-            if (ba_args_long(&a, "--stride", &number)) cfg.stride = number < 1 ? -1 : number;
-        } else if (ba_args_value(&a, "--bos")) {
-            if (ba_bos_mode_parse(a.value, &cfg.bos, &err))
-                snprintf(usage_error, sizeof usage_error, "%s", err.message);
-        } else if (ba_args_value(&a, "--matmul")) {
-            if (ba_matmul_parse(a.value, &cfg.matmul, &err))
-                snprintf(usage_error, sizeof usage_error, "--matmul: %s", err.message);
-        } else if (ba_args_value(&a, "--associations")) cfg.associations = a.value;
+        else if (ba_args_table(&a, &ba_features_option_table, &options)) continue;
+        else if (ba_args_value(&a, "--associations")) cfg.associations = a.value;
         else if (ba_args_value(&a, "--policy")) {
             if (ba_augment_policy_parse(a.value, &cfg.augment, &err))
                 snprintf(usage_error, sizeof usage_error, "--policy: %s", err.message);
             policy_given = true;
         } else if (ba_args_value(&a, "--every")) {
-            if (ba_args_long(&a, "--every", &number)) cfg.augment.every_k = number < 1 ? 0 : (int)number;
+            if (ba_args_long(&a, "--every", &number)) {
+                if (number < 1 || number > INT_MAX)
+                    snprintf(a.error, sizeof a.error, "--every %s must be a whole number from 1 to "
+                             "%d", a.value, INT_MAX);
+                else cfg.augment.every_k = (int)number;
+            }
             policy_given = true;
         } else if (ba_args_value(&a, "--seed")) {
-            if (ba_args_long(&a, "--seed", &number)) cfg.augment.seed = (uint64_t)number;
+            if (ba_args_long(&a, "--seed", &number)) {
+                if (number < 0)
+                    snprintf(a.error, sizeof a.error, "--seed %s must be a whole number >= 0",
+                             a.value);
+                else cfg.augment.seed = (uint64_t)number;
+            }
             policy_given = true;
         } else if (ba_args_value(&a, "--condition")) cfg.condition = a.value;
         else if (ba_args_value(&a, "--out")) cfg.out_path = a.value;
@@ -179,6 +175,7 @@ int ba_cmd_features(int argc, char **argv)
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
     }
     if (!a.error[0] && usage_error[0]) snprintf(a.error, sizeof a.error, "%s", usage_error);
+    ba_features_options_apply(&options, &cfg);
     if (!a.error[0] && policy_given && !cfg.associations)
         snprintf(a.error, sizeof a.error, "--policy, --every and --seed need --associations");
     if (!a.error[0] && layer_text[0] && strcmp(layer_text, "all") != 0) {

@@ -2,7 +2,6 @@
  * per-region table. */
 #include <cblas.h>
 #include <mpi.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include "args.h"
 #include "commands.h"
 #include "brainalign/pipeline/fit.h"
+#include "brainalign/pipeline/fit_options.h"
 #include "brainalign/kernels/kernels.h"
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/ridge/ridge_petsc.h"
@@ -53,24 +53,14 @@ static void help(void)
         "  --layer L[,M...]    hidden-state layer(s), HF numbering; several are concatenated\n"
         "  --x FILE:/DSET      plain design matrix [n, p] float32 (instead of --features)\n"
         "  --y FILE:/DSET      plain responses [n, v] float32 (instead of --bold)\n"
-        "  --atlas FILE        regions (HDF5 /labels [n_voxels], /names) for the ROI table\n"
-        "design (features mode):\n"
-        "  --delays LIST       FIR delays in TRs (default 1..5; '1,2,3' or '1..5')\n"
-        "  --aggregate sum|mean|lanczos  words within a TR, or Lanczos resampling (default sum)\n"
-        "  --tr-offset SEC     added to word onsets before binning into TRs (default 0)\n"
-        "  --tr SEC            TR length (default: bold.h5's tr_s attribute)\n"
-        "cross-validation:\n"
-        "  --folds K           outer folds, contiguous as KFold(K, shuffle=False) (default 5)\n"
-        "  --story-folds       fold boundaries on whole stories\n"
-        "  --alphas SPEC       logspace:LO:HI:N or a list (default logspace:-1:8:10)\n"
-        "  --tie-tolerance T   a voxel whose second-best alpha has a leave-one-out loss within\n"
-        "                      a relative T of the best is re-ranked in double precision, so\n"
-        "                      the choice does not depend on ranks or threads (default 1e-6;\n"
-        "                      0 turns it off; ScaLAPACK solver)\n"
-        "parallel:\n"
-        "  --fold-groups G     split the ranks into G groups that take folds in turn (default 1)\n"
-        "  --voxel-block B     voxels per block on each rank (default 512)\n"
-        "  --block-size NB     ScaLAPACK block size (default 64)\n"
+        "  --atlas FILE        regions (HDF5 /labels [n_voxels], /names) for the ROI table\n");
+    printf("design (features mode):\n");
+    ba_option_help(&ba_fit_option_table, "design", stdout);
+    printf("cross-validation:\n");
+    ba_option_help(&ba_fit_option_table, "cross-validation", stdout);
+    printf("parallel:\n");
+    ba_option_help(&ba_fit_option_table, "parallel", stdout);
+    printf(
         "solver:\n"
         "  --solver scalapack|petsc  dense eigendecomposition with ScaLAPACK (default), or\n"
         "                      iterative PETSc KSP (CG on XᵀX + αI, or LSQR), which never forms\n"
@@ -127,14 +117,15 @@ int ba_cmd_fit(int argc, char **argv)
 {
     ba_fit_config cfg;
     ba_fit_config_defaults(&cfg);
+    ba_fit_options options;
+    ba_fit_options_defaults(&options);
     ba_error err;
     ba_error_clear(&err);
     ba_args a;
     ba_args_init(&a, argc, argv);
     bool timing = false;
     const char *design_only = NULL;
-    char layer_text[256] = "", usage_error[1200] = "";
-    long number = 0;
+    char layer_text[256] = "";
     /* PETSc's options: argv[0] for PetscInitialize, then what we pass on. */
     char *petsc_argv[argc + 2];
     int petsc_argc = 1;
@@ -159,34 +150,7 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_value(&a, "--out")) cfg.out_path = a.value;
         else if (ba_args_value(&a, "--layer") || ba_args_value(&a, "--layers"))
             snprintf(layer_text, sizeof layer_text, "%s", a.value);
-        else if (ba_args_value(&a, "--delays")) {
-            if (ba_parse_int_list(a.value, cfg.delays, BA_MAX_DELAYS, &cfg.design.n_delays, &err))
-                snprintf(usage_error, sizeof usage_error, "--delays: %s", err.message);
-            for (int k = 0; k < cfg.design.n_delays; k++)
-                if (cfg.delays[k] < 0) snprintf(usage_error, sizeof usage_error, "--delays must be >= 0");
-        } else if (ba_args_value(&a, "--aggregate")) {
-            if (strcmp(a.value, "sum") == 0) cfg.design.aggregate = BA_AGGREGATE_SUM;
-            else if (strcmp(a.value, "mean") == 0) cfg.design.aggregate = BA_AGGREGATE_MEAN;
-            else if (strcmp(a.value, "lanczos") == 0) cfg.design.aggregate = BA_AGGREGATE_LANCZOS;
-            else snprintf(usage_error, sizeof usage_error, "--aggregate is sum, mean or lanczos, not '%s'", a.value);
-        } else if (ba_args_value(&a, "--tr-offset")) ba_args_double(&a, "--tr-offset", &cfg.design.tr_offset_s);
-        else if (ba_args_value(&a, "--tr")) ba_args_double(&a, "--tr", &cfg.design.tr_s);
-        else if (ba_args_value(&a, "--folds")) { if (ba_args_long(&a, "--folds", &number)) cfg.ridge.n_folds = (int)number; }
-        else if (ba_args_flag(&a, "--story-folds")) cfg.story_folds = true;
-        else if (ba_args_value(&a, "--alphas")) {
-            if (ba_parse_alphas(a.value, cfg.alphas, BA_MAX_ALPHAS, &cfg.ridge.n_alphas, &err))
-                snprintf(usage_error, sizeof usage_error, "--alphas: %s", err.message);
-        } else if (ba_args_value(&a, "--fold-groups")) { if (ba_args_long(&a, "--fold-groups", &number)) cfg.ridge.fold_groups = (int)number; }
-        else if (ba_args_value(&a, "--tie-tolerance")) {
-            double t = 0;
-            if (ba_args_double(&a, "--tie-tolerance", &t)) {
-                if (!(t >= 0) || !isfinite(t))
-                    snprintf(a.error, sizeof a.error, "--tie-tolerance %s must be >= 0",
-                             a.value);
-                else cfg.ridge.tie_tolerance = t; /* 0: off */
-            }
-        } else if (ba_args_value(&a, "--voxel-block")) { if (ba_args_long(&a, "--voxel-block", &number)) cfg.ridge.voxel_block = number; }
-        else if (ba_args_value(&a, "--block-size")) { if (ba_args_long(&a, "--block-size", &number)) cfg.ridge.block_size = (int)number; }
+        else if (ba_args_table(&a, &ba_fit_option_table, &options)) continue;
         else if (ba_args_flag(&a, "--quiet")) cfg.ridge.quiet = true;
         else if (ba_args_flag(&a, "--timing")) timing = true;
         else if (ba_args_value(&a, "--design-only")) design_only = a.value;
@@ -194,7 +158,7 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_value(&a, "--solver")) solver = a.value;
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
     }
-    if (!a.error[0] && usage_error[0]) snprintf(a.error, sizeof a.error, "%s", usage_error);
+    ba_fit_options_apply(&options, &cfg);
     petsc_argv[petsc_argc] = NULL;
     if (!a.error[0] && strcmp(solver, "petsc") == 0) cfg.solver = BA_FIT_SOLVER_PETSC;
     else if (!a.error[0] && strcmp(solver, "scalapack") != 0)

@@ -72,7 +72,7 @@ int ba_cmd_run(int argc, char **argv)
         memset(&action, 0, sizeof action);
         action.sa_handler = on_terminate;
         sigaction(SIGTERM, &action, NULL);
-        cfg.fit.stop_requested = &stop_requested;
+        cfg.stop_requested = &stop_requested;
         cfg.quiet = quiet;
         rc = ba_study_run(&cfg, MPI_COMM_WORLD, &err);
     }

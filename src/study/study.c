@@ -18,6 +18,8 @@
 #include "brainalign/pipeline/design.h"
 #include "brainalign/pipeline/features.h"
 #include "brainalign/parallel/parallel.h"
+#include "brainalign/study/plan.h"
+#include "brainalign/study/report.h"
 
 /* ------------------------------------------------------------ parsing */
 
@@ -45,14 +47,6 @@ static bool parse_double(const char *value, double *out)
     return ba_parse_double(value, -HUGE_VAL, HUGE_VAL, out);
 }
 
-static bool parse_bool(const char *value, bool *out)
-{
-    if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcmp(value, "1")) *out = true;
-    else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") || !strcmp(value, "0")) *out = false;
-    else return false;
-    return true;
-}
-
 /* "a, b ,c" -> names; false if too many or one is empty. */
 static bool parse_names(const char *value, char names[][BA_STUDY_NAME_MAX], int max, int *n)
 {
@@ -74,7 +68,8 @@ static bool parse_names(const char *value, char names[][BA_STUDY_NAME_MAX], int 
 }
 
 #define KEY(s, k) (strcmp(section, s) == 0 && strcmp(name, k) == 0)
-#define BAD(...) do { snprintf(st->problem, sizeof st->problem, __VA_ARGS__); return 0; } while (0)
+/* inih goes on after a bad line and reports the first: keep its message */
+#define BAD(...) do { if (!st->problem[0]) snprintf(st->problem, sizeof st->problem, __VA_ARGS__); return 0; } while (0)
 
 /* The condition called `name` (created on first mention), or NULL. */
 static ba_study_condition *condition_named(ba_study_config *c, const char *name, size_t len)
@@ -139,7 +134,18 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     if (name == NULL) { /* a section header (newer inih) */
         return 1;
     }
-    if (KEY("study", "name")) snprintf(c->name, sizeof c->name, "%s", value);
+    const ba_option *fit_option = ba_option_find_key(&ba_fit_option_table, section, name);
+    const ba_option *features_option = ba_option_find_key(&ba_features_option_table, section, name);
+    char where[160];
+    snprintf(where, sizeof where, "[%s] %s", section, name);
+    if (fit_option) {
+        if (ba_option_parse(fit_option, &c->fit, value, where, &err) != BA_OK) BAD("%s", err.message);
+    }
+    else if (features_option) {
+        if (ba_option_parse(features_option, &c->features, value, where, &err) != BA_OK)
+            BAD("%s", err.message);
+    }
+    else if (KEY("study", "name")) snprintf(c->name, sizeof c->name, "%s", value);
     else if (KEY("study", "output")) resolve(st->base_dir, value, c->output_dir, sizeof c->output_dir);
     else if (KEY("study", "condition")) snprintf(c->condition, sizeof c->condition, "%s", value);
     else if (strcmp(section, "synth") == 0) {
@@ -173,13 +179,6 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (KEY("compare", "seed")) { if (!parse_long(value, &l) || l < 0) BAD("[compare] seed must be >= 0"); c->compare_seed = (uint64_t)l; }
     else if (KEY("features", "path")) { st->seen_features = true; resolve(st->base_dir, value, c->features_path, sizeof c->features_path); }
     else if (KEY("model", "path")) { st->seen_model = true; resolve(st->base_dir, value, c->model_dir, sizeof c->model_dir); }
-    else if (KEY("model", "context")) { if (!parse_long(value, &c->context) || c->context < 2) BAD("[model] context must be a whole number >= 2"); }
-    else if (KEY("model", "stride")) { if (!parse_long(value, &c->stride) || c->stride < 1) BAD("[model] stride must be a whole number >= 1"); }
-    else if (KEY("model", "bos")) {
-        if (strcmp(value, "auto") && strcmp(value, "yes") && strcmp(value, "no")) BAD("[model] bos is auto, yes or no");
-        snprintf(c->bos, sizeof c->bos, "%s", value);
-    }
-    else if (KEY("model", "matmul")) { if (ba_matmul_parse(value, &c->matmul, &err)) BAD("[model] matmul is f32 or bf16"); }
     else if (KEY("stimuli", "dir")) resolve(st->base_dir, value, c->stimuli_dir, sizeof c->stimuli_dir);
     else if (KEY("stimuli", "format")) snprintf(c->stimuli_format, sizeof c->stimuli_format, "%s", value);
     else if (KEY("stimuli", "stories")) snprintf(c->stories, sizeof c->stories, "%s", value);
@@ -190,30 +189,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         if (!parse_names(value, c->subjects, BA_STUDY_MAX_SUBJECTS, &c->n_subjects)) BAD("[bold] subjects: a comma-separated list of names");
     }
     else if (KEY("bold", "path")) resolve(st->base_dir, value, c->bold_pattern, sizeof c->bold_pattern);
-    else if (KEY("bold", "tr")) { if (!parse_double(value, &c->tr_s) || !(c->tr_s > 0)) BAD("[bold] tr must be a positive number of seconds"); }
     else if (KEY("atlas", "path")) resolve(st->base_dir, value, c->atlas_path, sizeof c->atlas_path);
-    else if (KEY("alignment", "aggregate")) {
-        if (!strcmp(value, "sum")) c->fit.design.aggregate = BA_AGGREGATE_SUM;
-        else if (!strcmp(value, "mean")) c->fit.design.aggregate = BA_AGGREGATE_MEAN;
-        else if (!strcmp(value, "lanczos")) c->fit.design.aggregate = BA_AGGREGATE_LANCZOS;
-        else BAD("[alignment] aggregate is sum, mean or lanczos, not '%s'", value);
-    }
-    else if (KEY("alignment", "tr_offset")) { if (!parse_double(value, &c->fit.design.tr_offset_s)) BAD("[alignment] tr_offset: seconds"); }
-    else if (KEY("alignment", "delays")) {
-        if (ba_parse_int_list(value, c->fit.delays, BA_MAX_DELAYS, &c->fit.design.n_delays, &err)) BAD("[alignment] delays: %s", err.message);
-    }
-    else if (KEY("cv", "folds")) { if (!parse_long(value, &l) || l < 2) BAD("[cv] folds must be >= 2"); c->fit.ridge.n_folds = (int)l; }
-    else if (KEY("cv", "alphas")) {
-        if (ba_parse_alphas(value, c->fit.alphas, BA_MAX_ALPHAS, &c->fit.ridge.n_alphas, &err)) BAD("[cv] alphas: %s", err.message);
-    }
-    else if (KEY("cv", "story_folds")) { if (!parse_bool(value, &c->fit.story_folds)) BAD("[cv] story_folds is true or false"); }
-    else if (KEY("cv", "fold_groups")) { if (!parse_long(value, &l) || l < 1) BAD("[cv] fold_groups must be >= 1"); c->fit.ridge.fold_groups = (int)l; }
-    else if (KEY("cv", "tie_tolerance")) {
-        double t = 0;
-        if (!parse_double(value, &t) || !(t >= 0) || !isfinite(t)) BAD("[cv] tie_tolerance must be a number >= 0 (0 turns it off)");
-        c->fit.ridge.tie_tolerance = t; /* 0: off */
-    }
-    else if (KEY("cv", "voxel_block")) { if (!parse_long(value, &l) || l < 1) BAD("[cv] voxel_block must be >= 1"); c->fit.ridge.voxel_block = l; }
     else BAD("unknown key '%s' in section [%s]", name, section);
     return 1;
 }
@@ -294,13 +270,12 @@ static ba_status check_config(ba_study_config *c, const parse_state *st, ba_erro
 ba_status ba_study_config_load(const char *path, ba_study_config *cfg, ba_error *err)
 {
     memset(cfg, 0, sizeof *cfg);
-    ba_fit_config_defaults(&cfg->fit);
+    ba_fit_options_defaults(&cfg->fit);
     ba_synth_defaults(&cfg->synth_options);
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     snprintf(cfg->condition, sizeof cfg->condition, "baseline");
-    snprintf(cfg->bos, sizeof cfg->bos, "auto");
     snprintf(cfg->stimuli_format, sizeof cfg->stimuli_format, "auto");
-    cfg->context = 1024;
+    ba_features_options_defaults(&cfg->features);
     ba_compare_options co;
     ba_compare_options_defaults(&co);
     cfg->compare_permutations = co.n_permutations;
@@ -334,97 +309,6 @@ void ba_study_config_free(ba_study_config *cfg)
 }
 
 /* ------------------------------------------------------------ running */
-
-static void substitute_subject(const char *pattern, const char *subject, char *out, size_t size)
-{
-    const char *at = strstr(pattern, "{subject}");
-    if (!at) snprintf(out, size, "%s", pattern);
-    else snprintf(out, size, "%.*s%s%s", (int)(at - pattern), pattern, subject, at + 9);
-}
-
-static ba_status write_region_csv(const char *path, const ba_fit_summary *s, ba_error *err)
-{
-    char temp[BA_PATH_MAX + 16];
-    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
-    if (!f) return BA_ERR_IO;
-    fprintf(f, "region,n_voxels,mean_r,median_r,sem\n");
-    for (int g = 0; g < s->roi.n_regions; g++)
-        fprintf(f, "%s,%ld,%.6f,%.6f,%.6f\n", s->roi.names[g], s->roi.n_voxels[g], s->roi.mean[g],
-                s->roi.median[g], s->roi.sem[g]);
-    return ba_partial_close(f, temp, path, BA_OK, err);
-}
-
-typedef struct {
-    int n;              /* fits done */
-    int n_regions;
-    char **names;       /* region names (owned) */
-    char (*label)[2 * BA_STUDY_NAME_MAX];
-    double *mean_r;     /* [fit] overall */
-    double *roi_mean;   /* [fit][region] */
-    long *n_voxels;
-} summary_table;
-
-static ba_status write_summary_md(const ba_study_config *cfg, const summary_table *t,
-                                  ba_error *err)
-{
-    char path[BA_PATH_MAX + 32], temp[BA_PATH_MAX + 48];
-    snprintf(path, sizeof path, "%s/summary.md", cfg->output_dir);
-    FILE *f = ba_partial_open(path, temp, sizeof temp, err);
-    if (!f) return BA_ERR_IO;
-    fprintf(f, "# %s — brain scores\n\nConfiguration: `%s`, condition `%s`. Pearson r on held-out "
-               "folds (%d folds), mean over voxels.\n\n| fit | mean r |\n| --- | ---: |\n",
-            cfg->name[0] ? cfg->name : "study", cfg->path, cfg->condition, cfg->fit.ridge.n_folds);
-    for (int i = 0; i < t->n; i++) fprintf(f, "| %s | %.4f |\n", t->label[i], t->mean_r[i]);
-    if (t->n_regions > 0) {
-        fprintf(f, "\n## Mean r by region\n\n| region | voxels |");
-        for (int i = 0; i < t->n; i++) fprintf(f, " %s |", t->label[i]);
-        fprintf(f, "\n| --- | ---: |");
-        for (int i = 0; i < t->n; i++) fprintf(f, " ---: |");
-        fprintf(f, "\n");
-        for (int g = 0; g < t->n_regions; g++) {
-            fprintf(f, "| %s | %ld |", t->names[g], t->n_voxels[g]);
-            for (int i = 0; i < t->n; i++) fprintf(f, " %.4f |", t->roi_mean[(size_t)i * t->n_regions + g]);
-            fprintf(f, "\n");
-        }
-    }
-    return ba_partial_close(f, temp, path, BA_OK, err);
-}
-
-static void summary_free(summary_table *t)
-{
-    if (t->names)
-        for (int g = 0; g < t->n_regions; g++) free(t->names[g]);
-    free(t->names); free(t->label); free(t->mean_r); free(t->roi_mean); free(t->n_voxels);
-    memset(t, 0, sizeof *t);
-}
-
-/* Rank 0 keeps the row of one fit. */
-static ba_status summary_add(summary_table *t, int capacity, const char *label,
-                             const ba_fit_summary *s, ba_error *err)
-{
-    if (!t->label) {
-        t->label = ba_calloc((size_t)capacity, sizeof *t->label, "summary", err);
-        t->mean_r = ba_calloc((size_t)capacity, sizeof(double), "summary", err);
-        if (!t->label || !t->mean_r) return BA_ERR_NOMEM;
-    }
-    if (s->roi.n_regions > 0 && !t->names) {
-        t->n_regions = s->roi.n_regions;
-        t->names = ba_calloc((size_t)t->n_regions, sizeof(char *), "summary", err);
-        t->roi_mean = ba_calloc((size_t)capacity * t->n_regions, sizeof(double), "summary", err);
-        t->n_voxels = ba_calloc((size_t)t->n_regions, sizeof(long), "summary", err);
-        if (!t->names || !t->roi_mean || !t->n_voxels) return BA_ERR_NOMEM;
-        for (int g = 0; g < t->n_regions; g++) {
-            t->names[g] = strdup(s->roi.names[g]);
-            t->n_voxels[g] = s->roi.n_voxels[g];
-        }
-    }
-    snprintf(t->label[t->n], sizeof t->label[t->n], "%s", label);
-    t->mean_r[t->n] = s->mean_r;
-    for (int g = 0; g < t->n_regions && g < s->roi.n_regions; g++)
-        t->roi_mean[(size_t)t->n * t->n_regions + g] = s->roi.mean[g];
-    t->n++;
-    return BA_OK;
-}
 
 /* ------------------------------------------------------------ features */
 
@@ -461,6 +345,9 @@ static size_t split_stories(char *buf, char **names, size_t max)
 static void features_recipe(const ba_study_config *cfg, const ba_study_condition *k,
                             char *out, size_t size)
 {
+    char bos[16];
+    ba_option_format(ba_option_find(&ba_features_option_table, "bos"), &cfg->features, bos,
+                     sizeof bos);
     int n = snprintf(out, size, "brainalign run %s: features --model %s --stimuli %s --format %s "
                      "--stories '%s' --layers", cfg->path, cfg->model_dir, cfg->stimuli_dir,
                      cfg->stimuli_format, cfg->stories);
@@ -468,11 +355,14 @@ static void features_recipe(const ba_study_config *cfg, const ba_study_condition
         n += snprintf(out + n, size - (size_t)n, "%s%d", l ? "," : " ", cfg->layers[l]);
     if (n > 0 && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n, " --context %ld --stride %ld --bos %s --condition %s",
-                      cfg->context, cfg->stride, cfg->bos, k ? k->name : cfg->condition);
+                      cfg->features.context, cfg->features.stride,
+                      bos,
+                      k ? k->name : cfg->condition);
     /* only when not the default, so that f32 features made before the
      * option existed are still reused */
-    if (cfg->matmul != BA_MATMUL_F32 && n > 0 && (size_t)n < size)
-        n += snprintf(out + n, size - (size_t)n, " --matmul %s", ba_matmul_name(cfg->matmul));
+    if (cfg->features.matmul != BA_MATMUL_F32 && n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, " --matmul %s",
+                      ba_matmul_name((ba_matmul)cfg->features.matmul));
     if (k && n > 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n, " --associations %s (fnv1a %016llx) --policy %s "
                  "--every %d --seed %llu --pause %g", k->associations,
@@ -499,17 +389,17 @@ static bool features_up_to_date(const char *path, const char *model_dir, const c
     return same;
 }
 
-/* [model]: extract the features of one condition (k NULL: the baseline)
- * into OUTPUT/features/<condition>.h5, unless they are there already. */
-static ba_status model_features(const ba_study_config *cfg, const ba_study_condition *k,
-                                MPI_Comm comm, char *path, size_t size, ba_error *err)
+/* [model]: extract the features of one condition into
+ * OUTPUT/features/<condition>.h5, unless they are there already. */
+static ba_status model_features(const ba_study_plan *plan, const ba_plan_condition *pc,
+                                MPI_Comm comm, ba_error *err)
 {
+    const ba_study_config *cfg = plan->cfg;
+    const ba_study_condition *k = pc->source;
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    const char *name = k ? k->name : cfg->condition;
-    char dir[BA_PATH_MAX + 16], recipe[3 * BA_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/features", cfg->output_dir);
-    snprintf(path, size, "%s/%s.h5", dir, name);
+    const char *name = pc->name, *dir = plan->features_dir, *path = pc->features;
+    char recipe[3 * BA_PATH_MAX];
     features_recipe(cfg, k, recipe, sizeof recipe);
     int fresh = 0;
     ba_status rc = BA_OK;
@@ -533,13 +423,10 @@ static ba_status model_features(const ba_study_config *cfg, const ba_study_condi
     fc.stories = n_names ? names : NULL;
     fc.n_stories = n_names;
     BA_CHECK(ba_stimulus_format_parse(cfg->stimuli_format, &fc.format, err));
-    BA_CHECK(ba_bos_mode_parse(cfg->bos, &fc.bos, err));
     fc.all_layers = false;
     memcpy(fc.layers, cfg->layers, (size_t)cfg->n_layers * sizeof *cfg->layers);
     fc.n_layers = cfg->n_layers;
-    fc.context = cfg->context;
-    fc.stride = cfg->stride;
-    fc.matmul = cfg->matmul;
+    ba_features_options_apply(&cfg->features, &fc);
     fc.condition = name;
     if (k) {
         fc.associations = k->associations;
@@ -553,95 +440,58 @@ static ba_status model_features(const ba_study_config *cfg, const ba_study_condi
     return ba_features_run(&fc, comm, &sum, err);
 }
 
-/* The features file of condition c (-1: the baseline), made if needed. */
-static ba_status condition_features(const ba_study_config *cfg, int c, MPI_Comm comm, char *path,
-                                    size_t size, ba_error *err)
+static ba_status ensure_synth(const ba_study_plan *plan, MPI_Comm comm, ba_error *err)
 {
-    const ba_study_condition *k = c >= 0 ? &cfg->conditions[c] : NULL;
-    if (k && k->features[0]) {
-        snprintf(path, size, "%s", k->features);
-        return BA_OK;
-    }
-    if (cfg->model_dir[0]) return model_features(cfg, k, comm, path, size, err);
-    snprintf(path, size, "%s", cfg->features_path);
-    return BA_OK;
-}
-
-static ba_status ensure_synth(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
-{
-    if (!cfg->synth) return BA_OK;
-    char dir[BA_PATH_MAX + 8];
-    snprintf(dir, sizeof dir, "%s/synth", cfg->output_dir);
+    const ba_study_config *cfg = plan->cfg;
+    if (!plan->synth_dir) return BA_OK;
     ba_synth_options o = cfg->synth_options;
-    o.out_dir = dir;
+    o.out_dir = plan->synth_dir;
     o.quiet = cfg->quiet;
     return ba_synth_run(&o, comm, err);
 }
 
 /* ------------------------------------------------------------ fits */
 
-/* Where condition c's outputs go (c < 0: the baseline). With conditions:
- * scores/<condition>/<subject>/ and tables/<condition>-<subject>-...;
- * without: scores/<subject>/ and tables/<subject>-.... */
-static void condition_prefix(const ba_study_config *cfg, int c, char *out, size_t size)
+/* Every subject and layer of plan condition c, in the plan's order; rank 0
+ * keeps the report of each fit in report[] (plan->fits order). */
+static ba_status fit_condition(const ba_study_plan *plan, int c, MPI_Comm comm,
+                               ba_report_fit *report, ba_error *err)
 {
-    if (cfg->n_conditions == 0) out[0] = '\0';
-    else snprintf(out, size, "%s", c >= 0 ? cfg->conditions[c].name : cfg->condition);
-}
-
-/* Every subject and layer of one condition. */
-static ba_status fit_condition(ba_study_config *cfg, int c, const char *features, MPI_Comm comm,
-                               summary_table *table, int capacity, ba_error *err)
-{
+    const ba_study_config *cfg = plan->cfg;
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
     ba_status rc = BA_OK;
-    char cond[BA_STUDY_NAME_MAX];
-    condition_prefix(cfg, c, cond, sizeof cond);
     for (int s = 0; s < cfg->n_subjects && rc == BA_OK; s++) {
-        char bold[BA_PATH_MAX], dir[BA_PATH_MAX + 300];
-        substitute_subject(cfg->bold_pattern, cfg->subjects[s], bold, sizeof bold);
-        snprintf(dir, sizeof dir, "%s/scores/%s%s%s", cfg->output_dir, cond, cond[0] ? "/" : "",
-                 cfg->subjects[s]);
-        rc = rank == 0 ? ba_make_dirs(dir, err) : BA_OK;
-        if (rc == BA_OK) {
-            char tables[BA_PATH_MAX + 16];
-            snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir);
-            rc = rank == 0 ? ba_make_dirs(tables, err) : BA_OK;
-        }
+        const ba_plan_fit *first = ba_study_plan_fit(plan, c, s, 0);
+        rc = rank == 0 ? ba_make_dirs(first->scores_dir, err) : BA_OK;
+        if (rc == BA_OK) rc = rank == 0 ? ba_make_dirs(plan->tables_dir, err) : BA_OK;
         if ((rc = ba_mpi_agree(comm, rc, err)) != BA_OK) break;
         for (int l = 0; l < cfg->n_layers && rc == BA_OK; l++) {
-            char out[BA_PATH_MAX + 400], csv[BA_PATH_MAX + 400], label[3 * BA_STUDY_NAME_MAX];
-            snprintf(out, sizeof out, "%s/layer-%d.h5", dir, cfg->layers[l]);
-            snprintf(csv, sizeof csv, "%s/tables/%s%s%s-layer-%d.csv", cfg->output_dir, cond,
-                     cond[0] ? "-" : "", cfg->subjects[s], cfg->layers[l]);
-            snprintf(label, sizeof label, "%s%s%s layer %d", cond, cond[0] ? " " : "",
-                     cfg->subjects[s], cfg->layers[l]);
-            ba_fit_config fit = cfg->fit;
-            fit.design.delays = fit.delays; /* the copy points at its own array */
-            fit.ridge.alphas = fit.alphas;
-            fit.features_path = features;
-            fit.bold_path = bold;
+            const ba_plan_fit *p = ba_study_plan_fit(plan, c, s, l);
+            ba_fit_config fit;
+            ba_fit_config_defaults(&fit);
+            ba_fit_options_apply(&cfg->fit, &fit);
+            fit.features_path = plan->conditions[c].features;
+            fit.bold_path = p->bold;
             fit.atlas_path = cfg->atlas_path[0] ? cfg->atlas_path : NULL;
-            fit.out_path = out;
-            fit.layers[0] = cfg->layers[l];
+            fit.out_path = p->scores;
+            fit.layers[0] = p->layer_number;
             fit.n_layers = 1;
-            fit.design.tr_s = cfg->tr_s;
             fit.ridge.quiet = cfg->quiet;
             fit.study_config = cfg->text;
-            char command[BA_PATH_MAX + 32];
-            snprintf(command, sizeof command, "brainalign run %s", cfg->path);
-            fit.command_line = command;
+            fit.command_line = plan->command;
+            fit.stop_requested = cfg->stop_requested;
             if (rank == 0 && !cfg->quiet)
-                fprintf(stderr, "run: fitting %s (%s)\n", label, bold);
+                fprintf(stderr, "run: fitting %s (%s)\n", p->label, p->bold);
             ba_fit_summary sum;
             rc = ba_fit_run(&fit, comm, &sum, err);
             if (rc != BA_OK) break;
             if (rank == 0) {
-                rc = summary_add(table, capacity, label, &sum, err);
-                if (rc == BA_OK && sum.roi.n_regions > 0) rc = write_region_csv(csv, &sum, err);
+                ba_report_fit *r = &report[p - plan->fits];
+                rc = ba_report_fit_from_summary(p->label, &sum, r, err);
+                if (rc == BA_OK && r->n_regions > 0) rc = ba_report_write_table(p->table, r, err);
                 if (rc == BA_OK && !cfg->quiet)
-                    printf("%-32s mean r = %.4f\n", label, sum.mean_r);
+                    printf("%-32s mean r = %.4f\n", p->label, sum.mean_r);
             }
             ba_fit_summary_free(&sum);
             rc = ba_mpi_agree(comm, rc, err);
@@ -652,23 +502,17 @@ static ba_status fit_condition(ba_study_config *cfg, int c, const char *features
 
 /* Rank 0: every condition against the baseline (compare.h), layer by layer:
  * OUTPUT/compare.{csv,md,h5}. */
-static ba_status compare_conditions(const ba_study_config *cfg, ba_error *err)
+static ba_status compare_conditions(const ba_study_plan *plan, ba_error *err)
 {
+    const ba_study_config *cfg = plan->cfg;
     ba_compare_inputs inputs = {0};
     ba_status rc = BA_OK;
-    for (int c = -1; rc == BA_OK && c < cfg->n_conditions; c++) {
-        const char *name = c >= 0 ? cfg->conditions[c].name : cfg->condition;
-        for (int s = 0; rc == BA_OK && s < cfg->n_subjects; s++)
-            for (int l = 0; rc == BA_OK && l < cfg->n_layers; l++) {
-                char path[BA_PATH_MAX + 400];
-                snprintf(path, sizeof path, "%s/scores/%s/%s/layer-%d.h5", cfg->output_dir, name,
-                         cfg->subjects[s], cfg->layers[l]);
-                rc = ba_compare_inputs_add(&inputs, NULL, name, cfg->subjects[s], path, err);
-            }
+    for (int i = 0; rc == BA_OK && i < plan->n_fits; i++) {
+        const ba_plan_fit *p = &plan->fits[i];
+        rc = ba_compare_inputs_add(&inputs, NULL, plan->conditions[p->condition].name,
+                                   cfg->subjects[p->subject], p->scores, err);
     }
-    char prefix[BA_PATH_MAX + 16], command[BA_PATH_MAX + 32];
-    snprintf(prefix, sizeof prefix, "%s/compare", cfg->output_dir);
-    snprintf(command, sizeof command, "brainalign run %s", cfg->path);
+    const char *prefix = plan->compare_prefix;
     ba_compare_options o;
     ba_compare_options_defaults(&o);
     o.inputs = &inputs;
@@ -680,7 +524,7 @@ static ba_status compare_conditions(const ba_study_config *cfg, ba_error *err)
     o.confidence = cfg->compare_confidence;
     o.fdr = cfg->compare_fdr;
     o.seed = cfg->compare_seed;
-    o.command_line = command;
+    o.command_line = plan->command;
     ba_compare_result res = {0};
     if (rc == BA_OK) rc = ba_compare_run(&o, &res, err);
     if (rc == BA_OK && !cfg->quiet) {
@@ -698,29 +542,46 @@ static ba_status compare_conditions(const ba_study_config *cfg, ba_error *err)
     return rc;
 }
 
-ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
+/* The plan's steps in order: the synthetic study, then per condition its
+ * features and fits, the report, the comparison. */
+static ba_status run_plan(const ba_study_plan *plan, MPI_Comm comm, ba_report_fit *report,
+                          ba_error *err)
 {
+    const ba_study_config *cfg = plan->cfg;
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
     ba_status rc = rank == 0 ? ba_make_dirs(cfg->output_dir, err) : BA_OK;
     BA_CHECK(ba_mpi_agree(comm, rc, err));
-    BA_CHECK(ensure_synth(cfg, comm, err));
-
-    summary_table table = {0};
-    int capacity = (cfg->n_conditions + 1) * cfg->n_subjects * cfg->n_layers;
-    for (int c = -1; c < cfg->n_conditions && rc == BA_OK; c++) {
-        char features[BA_PATH_MAX];
-        rc = condition_features(cfg, c, comm, features, sizeof features, err);
-        if (rc == BA_OK) rc = fit_condition(cfg, c, features, comm, &table, capacity, err);
+    BA_CHECK(ensure_synth(plan, comm, err));
+    for (int c = 0; c < plan->n_conditions && rc == BA_OK; c++) {
+        if (plan->conditions[c].extract) rc = model_features(plan, &plan->conditions[c], comm, err);
+        if (rc == BA_OK) rc = fit_condition(plan, c, comm, report, err);
     }
-    if (rc == BA_OK && rank == 0) rc = write_summary_md(cfg, &table, err);
+    if (rc == BA_OK && rank == 0) rc = ba_report_write_summary(plan, report, plan->n_fits, err);
     if (rc == BA_OK && rank == 0 && !cfg->quiet)
-        printf("\nwrote %s/summary.md\n", cfg->output_dir);
-    summary_free(&table);
+        printf("\nwrote %s\n", plan->summary);
     rc = ba_mpi_agree(comm, rc, err);
-    if (rc == BA_OK && cfg->n_conditions > 0) {
-        rc = rank == 0 ? compare_conditions(cfg, err) : BA_OK;
+    if (rc == BA_OK && plan->compare) {
+        rc = rank == 0 ? compare_conditions(plan, err) : BA_OK;
         rc = ba_mpi_agree(comm, rc, err);
     }
+    return rc;
+}
+
+ba_status ba_study_run(ba_study_config *cfg, MPI_Comm comm, ba_error *err)
+{
+    ba_study_plan plan;
+    ba_status rc = ba_study_plan_build(cfg, &plan, err);
+    ba_report_fit *report = NULL;
+    if (rc == BA_OK) {
+        report = ba_calloc((size_t)plan.n_fits, sizeof *report, "study report", err);
+        if (!report) rc = BA_ERR_NOMEM;
+    }
+    /* the same outcome on every rank before the collectives of the run */
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc == BA_OK) rc = run_plan(&plan, comm, report, err);
+    for (int i = 0; report && i < plan.n_fits; i++) ba_report_fit_free(&report[i]);
+    free(report);
+    if (plan.cfg) ba_study_plan_free(&plan);
     return rc;
 }

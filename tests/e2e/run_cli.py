@@ -95,6 +95,22 @@ def main():
             first_run[subject] = means[2]
         summary = open(f"{out}/summary.md").read()
         assert "| sub-02 layer 2 |" in summary
+        # `tasks --collect` writes the report of `run` from the scores files,
+        # byte for byte (one plan, one report writer).
+        written = {name: open(os.path.join(out, name), "rb").read()
+                   for name in ["summary.md"] + [f"tables/{s}-layer-{l}.csv"
+                                                 for s in ("sub-01", "sub-02") for l in (1, 2)]}
+        for name in written:
+            os.remove(os.path.join(out, name))
+        run([ba, "tasks", cfg, "--collect"])
+        for name, data in written.items():
+            again = open(os.path.join(out, name), "rb").read()
+            assert again == data, f"tasks --collect wrote another {name}:\n{again!r}\n{data!r}"
+        # The fit tasks write where `run` wrote.
+        listed = run([ba, "tasks", cfg, "--stage", "fit"]).stdout.splitlines()
+        outputs = sorted(line.split("\t")[2] for line in listed)
+        assert outputs == sorted(f"{os.path.realpath(out)}/scores/{s}/layer-{l}.h5"
+                                 for s in ("sub-01", "sub-02") for l in (1, 2)), outputs
         # A second run with another rank count gives the same numbers.
         run([*mpiexec, "-n", "1", ba, "run", cfg, "--quiet"])
         for subject, before in first_run.items():

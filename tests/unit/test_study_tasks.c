@@ -13,6 +13,8 @@
 #include "test_util.h"
 #include "brainalign/pipeline/design.h"
 #include "brainalign/io/h5io.h"
+#include "brainalign/pipeline/fit_options.h"
+#include "brainalign/study/plan.h"
 #include "brainalign/study/study_tasks.h"
 
 static void write_text(const char *path, const char *text)
@@ -120,7 +122,7 @@ static void test_synth_study_stages(void **state)
     ba_error err;
     assert_int_equal(ba_parse_alphas(option(&list.tasks[0], "--alphas"), alphas, BA_MAX_ALPHAS,
                                      &n_alphas, &err), BA_OK);
-    assert_int_equal(n_alphas, cfg.fit.ridge.n_alphas);
+    assert_int_equal(n_alphas, cfg.fit.n_alphas);
     for (int i = 0; i < n_alphas; i++) assert_true(alphas[i] == cfg.fit.alphas[i]);
     assert_string_equal(option(&list.tasks[0], "--alphas"),
                         "0.1,1,10,100,1000,10000,100000,1000000,10000000,100000000");
@@ -249,7 +251,7 @@ static void test_model_study_matmul(void **state)
     write_text(ini, text);
     ba_study_config cfg;
     load(ini, &cfg);
-    assert_int_equal(cfg.matmul, BA_MATMUL_BF16);
+    assert_int_equal(cfg.features.matmul, BA_MATMUL_BF16);
     ba_study_task_list list;
     tasks_of(&cfg, BA_STAGE_FEATURES, &list);
     assert_int_equal(list.n, 1);
@@ -263,7 +265,7 @@ static void test_model_study_matmul(void **state)
     ba_error err;
     ba_error_clear(&err);
     assert_int_equal(ba_study_config_load(ini, &cfg, &err), BA_ERR_USAGE);
-    assert_non_null(strstr(err.message, "[model] matmul is f32 or bf16"));
+    assert_non_null(strstr(err.message, "[model] matmul: matrix products are f32 or bf16"));
     ba_study_config_free(&cfg);
 }
 
@@ -692,6 +694,157 @@ static void test_collect_with_conditions(void **state)
     ba_study_config_free(&cfg);
 }
 
+/* ------------------------------------------------------------ option table */
+
+/* Every fit key of the INI file at a value other than its default: the fit
+ * task spells them so that `fit`'s own table reads back exactly the
+ * configuration's values, and nothing else. */
+static void test_fit_task_reads_back_every_option(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini,
+               "[study]\noutput = /o\n[features]\npath = /f.h5\n[fit]\nlayers = 3\n"
+               "[bold]\nsubjects = s1\npath = /b.h5\ntr = 0.75\n"
+               "[alignment]\naggregate = mean\ntr_offset = 0.1\ndelays = 0,2,9\n"
+               "[cv]\nfolds = 3\nalphas = 0.1,7,1e-07\nstory_folds = true\nfold_groups = 2\n"
+               "voxel_block = 33\ntie_tolerance = 0\n");
+    ba_study_config cfg;
+    load(ini, &cfg);
+    ba_study_task_list list;
+    tasks_of(&cfg, BA_STAGE_FIT, &list);
+    assert_int_equal(list.n, 1);
+    const ba_study_task *t = &list.tasks[0];
+    ba_fit_options back, defaults;
+    ba_fit_options_defaults(&back);
+    ba_fit_options_defaults(&defaults);
+    ba_error err;
+    int seen = 0;
+    for (int a = 1; a < t->argc; a++) {
+        const ba_option *o = ba_option_find(&ba_fit_option_table, t->argv[a] + 2);
+        if (!o) { a++; continue; } /* --features, --bold, --layer, --out */
+        seen++;
+        if (o->type == BA_OPT_FLAG) { *(bool *)((char *)&back + o->offset) = true; continue; }
+        assert_true(a + 1 < t->argc);
+        if (ba_option_parse(o, &back, t->argv[a + 1], t->argv[a], &err) != BA_OK)
+            fail_msg("%s", err.message);
+        a++;
+    }
+    for (int i = 0; i < ba_fit_option_table.n_options; i++) {
+        const ba_option *o = &ba_fit_option_table.options[i];
+        if (!ba_option_equal(o, &back, &cfg.fit)) fail_msg("--%s does not read back", o->name);
+        /* every INI-keyed option was given a non-default value above */
+        if (o->section && ba_option_equal(o, &cfg.fit, &defaults)) fail_msg("[%s] %s unset", o->section, o->key);
+    }
+    assert_int_equal(seen, 10); /* all but --block-size, which has no INI key */
+    assert_string_equal(option(t, "--tie-tolerance"), "0");
+    assert_string_equal(option(t, "--delays"), "0,2,9");
+    assert_string_equal(option(t, "--alphas"), "0.1,7,1e-07");
+    ba_study_task_list_free(&list);
+    ba_study_config_free(&cfg);
+}
+
+/* Integers parse into their own type: 2^32 + 5 folds is an error naming
+ * the file, line and key (it used to run 5 folds). */
+static void test_ini_integer_out_of_range(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    const char *cases[][2] = {
+        {"folds = 4294967301", "study.ini:8: [cv] folds 4294967301 must be a whole number >= 2"},
+        {"fold_groups = 4294967297", "study.ini:8: [cv] fold_groups 4294967297 must be"},
+        {"voxel_block = 99999999999999999999", "study.ini:8: [cv] voxel_block"},
+        {"folds = 1", "study.ini:8: [cv] folds 1 must be a whole number >= 2"},
+        {"tie_tolerance = -1", "study.ini:8: [cv] tie_tolerance"},
+    };
+    /* and a [model] key from the features table */
+    write_text(ini, "[study]\noutput = o\n[model]\npath = /m\ncontext = 99999999999999999999\n");
+    ba_study_config model;
+    ba_error model_err;
+    assert_int_equal(ba_study_config_load(ini, &model, &model_err), BA_ERR_USAGE);
+    assert_non_null(strstr(model_err.message, "study.ini:5: [model] context 99999999999999999999 must be a whole number >= 1"));
+    ba_study_config_free(&model);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "[study]\noutput = o\n[synth]\nstories = 2\n[fit]\nlayers = 1\n"
+                 "[cv]\n%s\n[alignment]\naggregate = nope\n", cases[i][0]);
+        /* the key on line 8; the bad line after it must not take over the message */
+        write_text(ini, text);
+        ba_study_config cfg;
+        ba_error err;
+        ba_error_clear(&err);
+        assert_int_equal(ba_study_config_load(ini, &cfg, &err), BA_ERR_USAGE);
+        if (!strstr(err.message, cases[i][1])) fail_msg("'%s': %s", cases[i][0], err.message);
+        ba_study_config_free(&cfg);
+    }
+}
+
+/* ------------------------------------------------------------ the plan */
+
+static void test_plan_layout(void **state)
+{
+    (void)state;
+    const char *dir = ba_test_tmpdir();
+    char ini[4096];
+    snprintf(ini, sizeof ini, "%s/study.ini", dir);
+    write_text(ini,
+               "[study]\noutput = /o\ncondition = base\n[features]\npath = /f.h5\n"
+               "[fit]\nlayers = 4,8\n[bold]\nsubjects = s1, s2\npath = /b/{subject}.h5\n");
+    ba_study_config cfg;
+    load(ini, &cfg);
+    ba_study_plan plan;
+    ba_error err;
+    assert_int_equal(ba_study_plan_build(&cfg, &plan, &err), BA_OK);
+    assert_null(plan.synth_dir);
+    assert_false(plan.compare);
+    assert_int_equal(plan.n_conditions, 1);
+    assert_false(plan.conditions[0].extract);
+    assert_string_equal(plan.conditions[0].features, "/f.h5");
+    assert_int_equal(plan.n_fits, 4);
+    const ba_plan_fit *f = ba_study_plan_fit(&plan, 0, 1, 0);
+    assert_ptr_equal(f, &plan.fits[2]); /* subject-major within a condition */
+    assert_string_equal(f->bold, "/b/s2.h5");
+    assert_string_equal(f->scores, "/o/scores/s2/layer-4.h5");
+    assert_string_equal(f->table, "/o/tables/s2-layer-4.csv");
+    assert_string_equal(f->label, "s2 layer 4");
+    assert_string_equal(f->task_label, "s2/base/layer-4");
+    assert_string_equal(plan.summary, "/o/summary.md");
+    char command[4200];
+    snprintf(command, sizeof command, "brainalign run %s", ini);
+    assert_string_equal(plan.command, command);
+    ba_study_plan_free(&plan);
+    ba_study_config_free(&cfg);
+
+    /* with conditions: the condition in every name, the baseline first */
+    write_text(ini,
+               "[study]\noutput = /o\n[model]\npath = /m\n[stimuli]\ndir = /s\n"
+               "[fit]\nlayers = 2\n[bold]\nsubjects = a\npath = /b.h5\n"
+               "[conditions]\nmine = /ready.h5\nhuman = /h.jsonl\n");
+    load(ini, &cfg);
+    assert_int_equal(ba_study_plan_build(&cfg, &plan, &err), BA_OK);
+    assert_true(plan.compare);
+    assert_int_equal(plan.n_conditions, 3);
+    assert_string_equal(plan.conditions[0].name, "baseline");
+    assert_true(plan.conditions[0].extract);
+    assert_string_equal(plan.conditions[0].features, "/o/features/baseline.h5");
+    assert_false(plan.conditions[1].extract);
+    assert_string_equal(plan.conditions[1].features, "/ready.h5");
+    assert_true(plan.conditions[2].extract);
+    assert_string_equal(plan.conditions[2].features, "/o/features/human.h5");
+    f = ba_study_plan_fit(&plan, 2, 0, 0);
+    assert_string_equal(f->scores, "/o/scores/human/a/layer-2.h5");
+    assert_string_equal(f->table, "/o/tables/human-a-layer-2.csv");
+    assert_string_equal(f->label, "human a layer 2");
+    assert_string_equal(f->task_label, "a/human/layer-2");
+    assert_string_equal(plan.compare_prefix, "/o/compare");
+    ba_study_plan_free(&plan);
+    ba_study_config_free(&cfg);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -709,6 +862,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_condition_pause_is_refused),
         cmocka_unit_test(test_synth_study_with_associations),
         cmocka_unit_test(test_collect_with_conditions),
+        cmocka_unit_test(test_fit_task_reads_back_every_option),
+        cmocka_unit_test(test_ini_integer_out_of_range),
+        cmocka_unit_test(test_plan_layout),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();

@@ -33,11 +33,14 @@
 #define BRAINALIGN_STUDY_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdbool.h>
 
 #include "brainalign/pipeline/associations.h"
 #include "brainalign/core/error.h"
 #include "brainalign/pipeline/fit.h"
+#include "brainalign/pipeline/features_options.h"
+#include "brainalign/pipeline/fit_options.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/lm/model.h"
 #include "brainalign/pipeline/synth.h"
@@ -66,9 +69,7 @@ typedef struct {
     char synth_stimuli[BA_PATH_MAX];
     char features_path[BA_PATH_MAX];  /* [features] path */
     char model_dir[BA_PATH_MAX];      /* [model] path */
-    long context, stride;
-    char bos[8];
-    ba_matmul matmul;                 /* [model] matmul = f32 (default) | bf16 */
+    ba_features_options features;     /* [model] context, stride, bos, matmul */
     char stimuli_dir[BA_PATH_MAX];
     char stimuli_format[32];
     char stories[4096];            /* comma-separated, empty: all */
@@ -79,10 +80,10 @@ typedef struct {
     char subjects[BA_STUDY_MAX_SUBJECTS][BA_STUDY_NAME_MAX];
     int n_subjects;
     char bold_pattern[BA_PATH_MAX]; /* "{subject}" is replaced */
-    double tr_s;                   /* 0: from bold.h5 */
     char atlas_path[BA_PATH_MAX];
 
-    ba_fit_config fit;             /* alignment and cross-validation */
+    ba_fit_options fit;            /* [alignment], [cv], [bold] tr (fit_options.h) */
+    volatile sig_atomic_t *stop_requested; /* set by a signal handler: stop the fits */
     bool quiet;
 
     /* Conditions besides the baseline (`condition` above is the baseline's
