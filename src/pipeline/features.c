@@ -613,6 +613,22 @@ static ba_status run_window(window_run *wr, size_t s, size_t k, size_t *scratch_
     size_t w1 = first_word_ending_at_or_after(st->word_end, story->n_words, oe);
     for (size_t w = w0; w < w1; w++) scratch_rows[w - w0] = st->word_end[w] - 1 - b + lead;
     compact_word_rows(wr->hidden, rs->n_layers, n, wr->d, scratch_rows, w1 - w0);
+    /* Non-finite model outputs are an error here, where they are made (NaN
+     * weights, an overflow in a layer), never written as features. */
+    for (size_t t = ob; t < oe; t++)
+        if (t - b + lead > 0 && !isfinite(logp[t]))
+            return ba_fail(err, BA_ERR_NUMERIC, "story %s: the model's log-probability of "
+                           "token %zu is %g (window %zu): non-finite model output (NaN or "
+                           "inf weights?)", story->name, t, logp[t], k);
+    for (int l = 0; l < rs->n_layers; l++)
+        for (size_t e_ = 0; e_ < (w1 - w0) * wr->d; e_++) {
+            float v = wr->hidden[((size_t)l * (w1 - w0)) * wr->d + e_];
+            if (!isfinite(v))
+                return ba_fail(err, BA_ERR_NUMERIC, "story %s: hidden state of layer %d, "
+                               "word %zu, unit %zu is %g (window %zu): non-finite model output "
+                               "(NaN or inf weights?)", story->name, rs->layers[l],
+                               w0 + e_ / wr->d, e_ % wr->d, (double)v, k);
+        }
     return ba_features_writer_put_hidden(wr->writer, s, (long)w0, (long)(w1 - w0), wr->hidden,
                                          err);
 }
