@@ -17,6 +17,8 @@ CASE is one of:
                    fold flags [1,1,7,-3,1]; an input replaced by another of the same size
                    and modification time
   compare          compare refuses r outside [-1, 1]
+  features-nan     features with NaN weights in one block: an error naming the story and
+                   the layer, no features.h5 (needs the shared data's GPT-2 vocabulary)
   full-disk        synth onto a 300 KiB tmpfs: the error, exit 1, no SIGSEGV at exit
                    (skipped, exit 77, where a tmpfs cannot be mounted)
 If SEED_DIR is given the crafted HDF5 inputs are also copied there (fuzz seeds).
@@ -44,8 +46,13 @@ def keep_seed(path, name):
         shutil.copy(path, os.path.join(SEEDS, name))
 
 
-def run(cmd, env=None, timeout=600):
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+def run(cmd, env=None, timeout=300):
+    """Every run here is small: one that does not end is a failure (a crash
+    on a corrupted heap can leave Open MPI's handler hanging)."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"FAILED: hung for {timeout} s: {' '.join(cmd)}")
 
 
 def must_fail(proc, *needles, what=""):
@@ -315,6 +322,51 @@ def case_compare(ba, mpiexec, tmp):
                    "--bootstrap", "100"], ENV), "plain compare")
 
 
+def set_tensor(path, name, value):
+    """Overwrite every element of one float32 tensor of a safetensors file."""
+    import json
+    import struct
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        meta = header[name]
+        assert meta["dtype"] == "F32", meta
+        begin, end = meta["data_offsets"]
+        f.seek(8 + n + begin)
+        f.write(np.full((end - begin) // 4, value, np.float32).tobytes())
+
+
+def case_features_nan(ba, mpiexec, tmp):
+    data = os.environ.get("BA_DATA_DIR") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "../../../shared/data")
+    vocab = os.path.join(data, "gpt2-tokenizer")
+    story = os.path.join(data, "narratives/stimuli/pieman/align.csv")
+    if not os.path.isdir(vocab) or not os.path.exists(story):
+        sys.exit(f"FAILED: the shared data ({data}) is missing")
+    model = f"{tmp}/model"
+    must_pass(run([ba, "checkpoint", "--out", model, "--vocab-from", vocab, "--layers", "2",
+                   "--d-model", "32", "--heads", "4", "--positions", "64"]), "checkpoint")
+    stim = f"{tmp}/stim/pieman"
+    os.makedirs(stim)
+    with open(story) as src, open(f"{stim}/align.csv", "w") as dst:
+        dst.writelines(src.readlines()[:80])
+    import json
+    import struct
+    with open(f"{model}/model.safetensors", "rb") as f:
+        names = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    block = sorted(n for n in names if ".1." in n and n.endswith("mlp.c_fc.weight"))
+    assert block, sorted(names)
+    set_tensor(f"{model}/model.safetensors", block[0], np.nan)
+    for np_ in (1, 2):
+        out = f"{tmp}/features-{np_}.h5"
+        must_fail(run([*mpiexec, "-n", str(np_), ba, "features", "--quiet", "--model", model,
+                       "--stimuli", f"{tmp}/stim", "--context", "32", "--stride", "16",
+                       "--out", out], ENV), "pieman", "layer 2", "non-finite",
+                  what=f"features with NaN weights, {np_} rank(s)")
+        assert not os.path.exists(out)
+        no_leftovers(tmp, "features NaN")
+
+
 def case_full_disk(ba, mpiexec, tmp):
     mnt = f"{tmp}/mnt"
     os.makedirs(mnt)
@@ -344,7 +396,7 @@ def main():
     SEEDS = rest[1] if len(rest) > 1 else None
     cases = {"features-shapes": case_features_shapes, "huge-dims": case_huge_dims,
              "timing": case_timing, "checkpoint": case_checkpoint, "compare": case_compare,
-             "full-disk": case_full_disk}
+             "full-disk": case_full_disk, "features-nan": case_features_nan}
     with tempfile.TemporaryDirectory(prefix=f"hostile-{case}-") as tmp:
         cases[case](ba, mpiexec, tmp)
     print(f"{case}: all passed")
