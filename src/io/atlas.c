@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brainalign/core/alloc.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/parallel/parallel.h"
 
@@ -23,9 +24,10 @@ ba_status ba_atlas_read(const char *path, MPI_Comm comm, long expect_voxels, ba_
                      (unsigned long long)dims[0], expect_voxels);
     if (rc == BA_OK) {
         atlas->n_voxels = (long)dims[0];
-        atlas->labels = ba_calloc(dims[0] ? dims[0] : 1, sizeof(int), "atlas labels", err);
-        rc = atlas->labels ? ba_h5_read(&f, "/labels", BA_H5_I32, NULL, NULL, atlas->labels, err)
-                           : BA_ERR_NOMEM;
+        atlas->labels = ba_alloc_array((long long)dims[0], 1, sizeof(int), "atlas labels", err);
+        rc = atlas->labels ? ba_h5_read_n(&f, "/labels", BA_H5_I32, 1, NULL, NULL, atlas->labels,
+                                          (size_t)dims[0], err)
+                           : err->code;
     }
     if (rc == BA_OK) rc = ba_h5_read_strings(&f, "/names", &atlas->names, &n_names, err);
     atlas->n_regions = (int)n_names;

@@ -11,6 +11,7 @@
 #include <gifti_io.h>
 #include <nifti1_io.h>
 
+#include "brainalign/core/alloc.h"
 #include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/parallel/parallel.h"
@@ -248,9 +249,10 @@ static ba_status read_scores(ba_h5file *f, const char *dset, const ba_brain_spac
                        space->kind == BA_SPACE_VOLUME ? "mask" : "surface");
     if (k < 1 || k > 100000)
         return ba_fail(err, BA_ERR_SHAPE, "%s:%s holds %ld maps", f->path, dset, k);
-    float *v = ba_malloc((size_t)k * (size_t)V * sizeof *v, "scores", err);
-    if (!v) return BA_ERR_NOMEM;
-    ba_status rc = ba_h5_read(f, dset, BA_H5_F32, NULL, NULL, v, err);
+    float *v = ba_alloc_array(k, V, sizeof *v, "scores", err);
+    if (!v) return err->code;
+    ba_status rc = ba_h5_read_n(f, dset, BA_H5_F32, rank, NULL, NULL, v, (size_t)k * (size_t)V,
+                                err);
     if (rc != BA_OK) { free(v); return rc; }
     *values = v;
     *n_maps = k;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brainalign/core/alloc.h"
 #include "brainalign/parallel/parallel.h"
 
 #define OBJ(buf, story, leaf) snprintf(buf, sizeof buf, "/stories/%s/%s", story, leaf)
@@ -252,6 +253,77 @@ ba_status ba_features_writer_end(ba_features_writer *w, ba_status rc, ba_error *
     return rc;
 }
 
+/* One story's datasets checked against each other before anything is read:
+ * hidden [n_layers, n_words, d_model] like the first story's, onset, offset,
+ * surprisal and word all rank 1 of n_words entries, and a `layers`
+ * attribute equal to the first story's. */
+static ba_status check_story(ba_features_file *ff, const char *story, bool first,
+                             ba_error *err)
+{
+    const char *path = ff->file.path;
+    char obj[1024];
+    int rank = 0;
+    hsize_t dims[BA_H5_MAX_RANK];
+    OBJ(obj, story, "hidden");
+    BA_CHECK(ba_h5_shape(&ff->file, obj, 3, &rank, dims, err));
+    if (dims[0] < 1 || dims[0] > BA_FEATURES_FILE_MAX_LAYERS || dims[2] < 1 ||
+        dims[2] > BA_FEATURES_MAX_WIDTH || dims[1] > BA_FEATURES_MAX_WORDS)
+        return ba_fail(err, BA_ERR_SHAPE, "%s:%s is [%llu, %llu, %llu]: expected 1..%d "
+                       "layers, at most %lld words and a width of 1..%lld", path, obj,
+                       (unsigned long long)dims[0], (unsigned long long)dims[1],
+                       (unsigned long long)dims[2], BA_FEATURES_FILE_MAX_LAYERS,
+                       (long long)BA_FEATURES_MAX_WORDS, (long long)BA_FEATURES_MAX_WIDTH);
+    if (!first && ((int)dims[0] != ff->n_layers || (long)dims[2] != ff->d_model))
+        return ba_fail(err, BA_ERR_SHAPE,
+                       "%s:%s has %llu layers of width %llu, the first story %d of width %ld",
+                       path, obj, (unsigned long long)dims[0], (unsigned long long)dims[2],
+                       ff->n_layers, ff->d_model);
+    hsize_t n_words = dims[1];
+    long long layers[BA_FEATURES_FILE_MAX_LAYERS];
+    BA_CHECK(ba_h5_get_attr_i64(&ff->file, obj, "layers", layers, (size_t)dims[0], err));
+    for (hsize_t l = 0; l < dims[0]; l++) {
+        if (layers[l] < 0 || layers[l] > BA_FEATURES_MAX_LAYER_INDEX)
+            return ba_fail(err, BA_ERR_VALUE, "%s:%s: attribute 'layers' holds %lld: a "
+                           "hidden-state index must be 0..%d", path, obj, layers[l],
+                           BA_FEATURES_MAX_LAYER_INDEX);
+        for (hsize_t m = 0; m < l; m++)
+            if (layers[m] == layers[l])
+                return ba_fail(err, BA_ERR_VALUE, "%s:%s: attribute 'layers' lists layer "
+                               "%lld twice (positions %llu and %llu)", path, obj, layers[l],
+                               (unsigned long long)m, (unsigned long long)l);
+    }
+    if (first) {
+        ff->n_layers = (int)dims[0];
+        ff->d_model = (long)dims[2];
+        ff->layers = ba_calloc(dims[0], sizeof(long long), "layers", err);
+        if (!ff->layers) return BA_ERR_NOMEM;
+        memcpy(ff->layers, layers, sizeof(long long) * dims[0]);
+    } else {
+        for (int l = 0; l < ff->n_layers; l++)
+            if (layers[l] != ff->layers[l])
+                return ba_fail(err, BA_ERR_VALUE, "%s:%s: attribute 'layers' differs from "
+                               "the first story's (position %d: %lld, not %lld)", path, obj,
+                               l, layers[l], ff->layers[l]);
+    }
+    static const char *const leaves[4] = {"onset", "offset", "surprisal", "word"};
+    for (int k = 0; k < 4; k++) {
+        OBJ(obj, story, leaves[k]);
+        if (!ba_h5_exists(&ff->file, obj)) {
+            if (k < 2) return ba_fail(err, BA_ERR_FORMAT, "%s:%s: no such dataset", path, obj);
+            continue; /* surprisal and word are not needed by the fit */
+        }
+        hsize_t wd[BA_H5_MAX_RANK];
+        int r = 0;
+        ba_status rc = ba_h5_shape(&ff->file, obj, 0, &r, wd, err);
+        if (rc != BA_OK) return rc;
+        if (r != 1 || wd[0] != n_words)
+            return ba_fail(err, BA_ERR_SHAPE, "%s:%s has %d dimension%s (first %llu), expected "
+                           "1 of %llu words like hidden", path, obj, r, r == 1 ? "" : "s",
+                           r ? (unsigned long long)wd[0] : 0ULL, (unsigned long long)n_words);
+    }
+    return BA_OK;
+}
+
 ba_status ba_features_open(ba_features_file *ff, const char *path, MPI_Comm comm,
                            ba_error *err)
 {
@@ -260,26 +332,8 @@ ba_status ba_features_open(ba_features_file *ff, const char *path, MPI_Comm comm
     ba_status rc = ba_h5_list_group(&ff->file, "/stories", &ff->stories, &ff->n_stories, err);
     if (rc == BA_OK && ff->n_stories == 0)
         rc = ba_fail(err, BA_ERR_FORMAT, "%s: /stories is empty", path);
-    char obj[1024];
-    int rank = 0;
-    hsize_t dims[BA_H5_MAX_RANK];
-    for (size_t s = 0; rc == BA_OK && s < ff->n_stories; s++) {
-        OBJ(obj, ff->stories[s], "hidden");
-        rc = ba_h5_shape(&ff->file, obj, 3, &rank, dims, err);
-        if (rc != BA_OK) break;
-        if (s == 0) {
-            ff->n_layers = (int)dims[0];
-            ff->d_model = (long)dims[2];
-            ff->layers = ba_calloc(dims[0] ? dims[0] : 1, sizeof(long long), "layers", err);
-            if (!ff->layers) { rc = BA_ERR_NOMEM; break; }
-            rc = ba_h5_get_attr_i64(&ff->file, obj, "layers", ff->layers, dims[0], err);
-        } else if ((int)dims[0] != ff->n_layers || (long)dims[2] != ff->d_model) {
-            rc = ba_fail(err, BA_ERR_SHAPE,
-                         "%s:%s has %llu layers of width %llu, the first story %d of width %ld",
-                         path, obj, (unsigned long long)dims[0], (unsigned long long)dims[2],
-                         ff->n_layers, ff->d_model);
-        }
-    }
+    for (size_t s = 0; rc == BA_OK && s < ff->n_stories; s++)
+        rc = check_story(ff, ff->stories[s], s == 0, err);
     if (ba_mpi_agree(comm, rc, err) != BA_OK) { ba_features_close(ff); return err->code; }
     return BA_OK;
 }
@@ -327,14 +381,23 @@ ba_status ba_features_read_layer(const ba_features_file *ff, const char *story, 
     BA_CHECK(ba_features_story_words(ff, story, &n, err));
     char obj[1024];
     OBJ(obj, story, "hidden");
+    if (slot < 0 || slot >= ff->n_layers)
+        return ba_fail(err, BA_ERR_INTERNAL, "%s: layer slot %d of %d", ff->file.path, slot,
+                       ff->n_layers);
     hsize_t start[3] = {(hsize_t)slot, 0, 0}, count[3] = {1, (hsize_t)n, (hsize_t)ff->d_model};
-    return ba_h5_read(&ff->file, obj, BA_H5_F32, start, count, out, err);
+    size_t cap = 0;
+    BA_CHECK(ba_size_product(n, ff->d_model, 1, obj, &cap, err));
+    return ba_h5_read_n(&ff->file, obj, BA_H5_F32, 3, start, count, out, cap, err);
 }
 
 ba_status ba_features_read_onsets(const ba_features_file *ff, const char *story,
                                   double *onset, ba_error *err)
 {
+    /* The caller sized `onset` by the story's word count (hidden's word
+     * axis): the read refuses an onset of another length or rank. */
+    long n = 0;
+    BA_CHECK(ba_features_story_words(ff, story, &n, err));
     char obj[1024];
     OBJ(obj, story, "onset");
-    return ba_h5_read(&ff->file, obj, BA_H5_F64, NULL, NULL, onset, err);
+    return ba_h5_read_n(&ff->file, obj, BA_H5_F64, 1, NULL, NULL, onset, (size_t)n, err);
 }

@@ -96,10 +96,35 @@ ba_status ba_h5_create(ba_h5file *f, const char *path, MPI_Comm comm, ba_error *
     return rc;
 }
 
+/* A file being written that is going to be deleted: give its disk space
+ * back before HDF5 closes it. On a full disk H5Fclose fails while flushing
+ * its metadata, and HDF5 1.10 then frees the file's structures but keeps the
+ * identifier registered, so the library's own clean-up at MPI_Finalize or
+ * exit calls the close callback on freed memory (SIGSEGV). Emptying the
+ * temporary file first leaves room for the few metadata blocks the close
+ * writes, so the close succeeds and nothing stays registered. Collective
+ * (the close that follows is too). */
+static void release_space(ba_h5file *f)
+{
+    int rank = 0;
+    MPI_Comm_rank(f->comm, &rank);
+    if (rank == 0 && f->temp_path[0]) (void)truncate(f->temp_path, 0);
+    MPI_Barrier(f->comm);
+}
+
 ba_status ba_h5_close(ba_h5file *f, ba_error *err)
 {
     if (f->id < 0) return BA_OK;
     ba_status rc = BA_OK;
+    if (f->writing) {
+        /* Flush first: a failure here (full disk, quota) is reported while
+         * the file is still open, and the close then runs on an emptied file. */
+        if (H5Fflush(f->id, H5F_SCOPE_GLOBAL) < 0)
+            rc = ba_fail(err, BA_ERR_IO, "%s: writing the file failed (disk full or quota "
+                         "exceeded?)", f->path);
+        rc = ba_mpi_agree(f->comm, rc, err);
+        if (rc != BA_OK) { ba_h5_abandon(f); return rc; }
+    }
     if (H5Fclose(f->id) < 0)
         rc = ba_fail(err, BA_ERR_IO, "%s: closing the file failed", f->path);
     f->id = H5I_INVALID_HID;
@@ -118,7 +143,10 @@ ba_status ba_h5_close(ba_h5file *f, ba_error *err)
 
 void ba_h5_abandon(ba_h5file *f)
 {
-    if (f->id >= 0) H5Fclose(f->id);
+    if (f->id >= 0) {
+        if (f->writing) release_space(f);
+        H5Fclose(f->id);
+    }
     f->id = H5I_INVALID_HID;
     if (f->writing) {
         int rank = 0;
@@ -181,24 +209,42 @@ static ba_status select_slab(hid_t space, int rank, const hsize_t *start,
                ? BA_ERR_FORMAT : BA_OK;
 }
 
-ba_status ba_h5_read(const ba_h5file *f, const char *dset, ba_h5type type,
-                     const hsize_t *start, const hsize_t *count, void *out,
-                     ba_error *err)
+ba_status ba_h5_read_n(const ba_h5file *f, const char *dset, ba_h5type type, int rank,
+                       const hsize_t *start, const hsize_t *count, void *out,
+                       size_t capacity, ba_error *err)
 {
-    int rank = 0;
+    int file_rank = 0;
     hsize_t dims[BA_H5_MAX_RANK];
-    BA_CHECK(ba_h5_shape(f, dset, 0, &rank, dims, err));
+    BA_CHECK(ba_h5_shape(f, dset, rank, &file_rank, dims, err));
+    if (rank == 0 && (start || count))
+        return ba_fail(err, BA_ERR_INTERNAL, "%s:%s: a hyperslab needs its rank", f->path,
+                       dset);
     hsize_t zero[BA_H5_MAX_RANK] = {0};
     if (!start) start = zero;
     if (!count) count = dims;
-    for (int i = 0; i < rank; i++)
-        if (start[i] + count[i] > dims[i])
+    /* The selection's size, refusing a wrap: start + count and the product
+     * of the counts are checked before either is used. */
+    unsigned long long n = 1;
+    for (int i = 0; i < file_rank; i++) {
+        if (count[i] > dims[i] || start[i] > dims[i] - count[i])
             return ba_fail(err, BA_ERR_SHAPE,
                            "%s:%s: dimension %d has %llu entries, asked for %llu..%llu",
                            f->path, dset, i, (unsigned long long)dims[i],
                            (unsigned long long)start[i],
-                           (unsigned long long)(start[i] + count[i]));
+                           (unsigned long long)start[i] + (unsigned long long)count[i]);
+        if (count[i] != 0 && n > (unsigned long long)capacity / count[i]) {
+            n = (unsigned long long)capacity + 1;
+            break;
+        }
+        n *= count[i];
+    }
+    if (n > (unsigned long long)capacity)
+        return ba_fail(err, BA_ERR_SHAPE,
+                       "%s:%s: the selection holds more than the %zu values expected "
+                       "(dataset shape disagrees with the rest of the file?)",
+                       f->path, dset, capacity);
     hid_t d = H5Dopen2(f->id, dset, H5P_DEFAULT);
+    if (d < 0) return ba_fail(err, BA_ERR_FORMAT, "%s:%s: not a dataset", f->path, dset);
     hid_t dtype = H5Dget_type(d);
     H5T_class_t cls = H5Tget_class(dtype);
     H5Tclose(dtype);
@@ -207,10 +253,10 @@ ba_status ba_h5_read(const ba_h5file *f, const char *dset, ba_h5type type,
         return ba_fail(err, BA_ERR_FORMAT, "%s:%s: not a numeric dataset", f->path, dset);
     }
     hid_t fspace = H5Dget_space(d);
-    hsize_t n = 0;
-    ba_status rc = select_slab(fspace, rank, start, count, &n);
-    hid_t mspace = H5Screate_simple(1, &n, NULL);
-    if (n == 0) H5Sselect_none(mspace);
+    hsize_t n_sel = 0;
+    ba_status rc = select_slab(fspace, file_rank, start, count, &n_sel);
+    hid_t mspace = H5Screate_simple(1, n_sel ? &n_sel : (hsize_t[]){1}, NULL);
+    if (n_sel == 0) H5Sselect_none(mspace);
     if (rc == BA_OK && H5Dread(d, mem_type(type), mspace, fspace, H5P_DEFAULT, out) < 0)
         rc = BA_ERR_IO;
     if (rc != BA_OK)
@@ -219,6 +265,19 @@ ba_status ba_h5_read(const ba_h5file *f, const char *dset, ba_h5type type,
     H5Sclose(fspace);
     H5Dclose(d);
     return rc;
+}
+
+ba_status ba_h5_read(const ba_h5file *f, const char *dset, ba_h5type type,
+                     const hsize_t *start, const hsize_t *count, void *out,
+                     ba_error *err)
+{
+    /* The caller gave no capacity: the dataset's own rank is trusted for
+     * the length of start/count (prefer ba_h5_read_n). */
+    int rank = 0;
+    hsize_t dims[BA_H5_MAX_RANK];
+    BA_CHECK(ba_h5_shape(f, dset, 0, &rank, dims, err));
+    return ba_h5_read_n(f, dset, type, (start || count) ? rank : 0, start, count, out,
+                        (size_t)-1, err);
 }
 
 ba_status ba_h5_create_dataset(ba_h5file *f, const char *dset, ba_h5type type,
@@ -560,5 +619,29 @@ ba_status ba_h5_list_group(const ba_h5file *f, const char *group, char ***names,
     }
     *names = list.names;
     *n = list.n;
+    return BA_OK;
+}
+
+ba_status ba_file_digest(const char *path, unsigned long long *digest, unsigned long long *bytes,
+                         ba_error *err)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ba_fail(err, BA_ERR_IO, "%s: cannot open to compute its digest", path);
+    /* FNV-1a, 64 bits, over every byte. */
+    unsigned long long h = 0xcbf29ce484222325ULL, n = 0;
+    unsigned char buf[1 << 16];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, fp)) > 0) {
+        for (size_t i = 0; i < got; i++) {
+            h ^= buf[i];
+            h *= 0x100000001b3ULL;
+        }
+        n += got;
+    }
+    int failed = ferror(fp);
+    fclose(fp);
+    if (failed) return ba_fail(err, BA_ERR_IO, "%s: read error while computing its digest", path);
+    *digest = h;
+    *bytes = n;
     return BA_OK;
 }

@@ -14,6 +14,7 @@
 #include <nifti1_io.h>
 #include <zlib.h>
 
+#include "brainalign/core/alloc.h"
 #include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/parallel/fault.h"
@@ -295,15 +296,19 @@ static ba_status read_volume_space(ba_h5file *f, ba_brain_space *s, ba_error *er
     BA_CHECK(ba_h5_shape(f, "/mask", 3, &rank, dims, err));
     s->kind = BA_SPACE_VOLUME;
     for (int a = 0; a < 3; a++) s->dims[a] = (long)dims[a];
-    s->mask = ba_calloc((size_t)grid_size(s), sizeof *s->mask, "mask", err);
-    if (!s->mask) return BA_ERR_NOMEM;
-    BA_CHECK(ba_h5_read(f, "/mask", BA_H5_I32, NULL, NULL, s->mask, err));
+    size_t cells = 0;
+    BA_CHECK(ba_size_product3((long long)dims[0], (long long)dims[1], (long long)dims[2],
+                              sizeof *s->mask, "/mask", &cells, err));
+    cells /= sizeof *s->mask;
+    s->mask = ba_alloc_array((long long)cells, 1, sizeof *s->mask, "mask", err);
+    if (!s->mask) return err->code;
+    BA_CHECK(ba_h5_read_n(f, "/mask", BA_H5_I32, 3, NULL, NULL, s->mask, cells, err));
     hsize_t adims[BA_H5_MAX_RANK];
     BA_CHECK(ba_h5_shape(f, "/affine", 2, &rank, adims, err));
     if (adims[0] != 4 || adims[1] != 4)
         return ba_fail(err, BA_ERR_SHAPE, "%s:/affine is %llux%llu, expected 4x4", f->path,
                        (unsigned long long)adims[0], (unsigned long long)adims[1]);
-    BA_CHECK(ba_h5_read(f, "/affine", BA_H5_F64, NULL, NULL, s->affine, err));
+    BA_CHECK(ba_h5_read_n(f, "/affine", BA_H5_F64, 2, NULL, NULL, s->affine, 16, err));
     long long code = 0;
     ba_error ignored;
     if (ba_h5_get_attr_i64(f, "/affine", "xform_code", &code, 1, &ignored) == BA_OK)
@@ -326,7 +331,7 @@ static ba_status read_surface_space(ba_h5file *f, ba_brain_space *s, ba_error *e
         BA_CHECK(ba_h5_shape(f, names[h], 1, &rank, dims, err));
         if (dims[0] != 1)
             return ba_fail(err, BA_ERR_SHAPE, "%s:%s should hold one number", f->path, names[h]);
-        BA_CHECK(ba_h5_read(f, names[h], BA_H5_I64, NULL, NULL, &n, err));
+        BA_CHECK(ba_h5_read_n(f, names[h], BA_H5_I64, 1, NULL, NULL, &n, 1, err));
         if (n < 0)
             return ba_fail(err, BA_ERR_VALUE, "%s:%s = %lld is negative", f->path, names[h], n);
         s->n_vertices[h] = (long)n;
@@ -442,8 +447,8 @@ ba_status ba_gifti_read_series(const char *path, float **data, long *n_tr, long 
     ba_status rc = gifti_layout(path, g, &nt, &nv, &one_array, err);
     float *out = NULL;
     if (rc == BA_OK) {
-        out = ba_malloc((size_t)nt * (size_t)nv * sizeof *out, "GIfTI series", err);
-        if (!out) rc = BA_ERR_NOMEM;
+        out = ba_alloc_array(nt, nv, sizeof *out, "GIfTI series [TRs, vertices]", err);
+        if (!out) rc = err->code;
     }
     if (rc == BA_OK && one_array) {
         const giiDataArray *da = g->darray[0];
@@ -748,8 +753,8 @@ static ba_status read_gifti_input(import_state *s, const ba_bold_input *in, floa
     float *out = NULL;
     long T = in->file[0] ? nt[0] : nt[1], V = nv[0] + nv[1];
     if (rc == BA_OK) {
-        out = ba_malloc((size_t)T * (size_t)V * sizeof *out, "BOLD", err);
-        if (!out) rc = BA_ERR_NOMEM;
+        out = ba_alloc_array(T, V, sizeof *out, "BOLD [TRs, vertices]", err);
+        if (!out) rc = err->code;
     }
     for (long t = 0; rc == BA_OK && t < T; t++) {
         if (nv[0]) memcpy(out + t * V, hemi[0] + t * nv[0], (size_t)nv[0] * sizeof *out);
@@ -790,10 +795,23 @@ static ba_status read_hdf5_input(const ba_bold_input *in, float **data, long *n_
                                    in->file[0], in->story, in->story);
     if (rc == BA_OK) rc = ba_h5_shape(&f, obj, 2, &rank, dims, err);
     if (rc == BA_OK) {
-        out = ba_malloc((size_t)(dims[0] * dims[1]) * sizeof *out, "BOLD", err);
-        if (!out) rc = BA_ERR_NOMEM;
+        /* dims come from the file: [2^31, 2^31] must not wrap to a tiny buffer. */
+        char what[BA_PATH_MAX + 600];
+        snprintf(what, sizeof what, "%s:%s [TRs, voxels]", in->file[0], obj);
+        out = dims[0] > (hsize_t)BA_IMPORT_MAX_TRS || dims[1] > (hsize_t)BA_IMPORT_MAX_VOXELS
+                  ? NULL : ba_alloc_array((long long)dims[0], (long long)dims[1], sizeof *out,
+                                          what, err);
+        if (!out && dims[0] > (hsize_t)BA_IMPORT_MAX_TRS)
+            rc = ba_fail(err, BA_ERR_SHAPE, "%s: %llu TRs is implausible (at most %lld)", what,
+                         (unsigned long long)dims[0], (long long)BA_IMPORT_MAX_TRS);
+        else if (!out && dims[1] > (hsize_t)BA_IMPORT_MAX_VOXELS)
+            rc = ba_fail(err, BA_ERR_SHAPE, "%s: %llu voxels is implausible (at most %lld)",
+                         what, (unsigned long long)dims[1], (long long)BA_IMPORT_MAX_VOXELS);
+        else if (!out) rc = err->code;
     }
-    if (rc == BA_OK) rc = ba_h5_read(&f, obj, BA_H5_F32, NULL, NULL, out, err);
+    if (rc == BA_OK)
+        rc = ba_h5_read_n(&f, obj, BA_H5_F32, 2, NULL, NULL, out,
+                          (size_t)dims[0] * (size_t)dims[1], err);
     ba_h5_abandon(&f);
     if (rc != BA_OK) { free(out); return rc; }
     *data = out;

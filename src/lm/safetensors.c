@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -85,6 +86,7 @@ struct ba_safetensors {
     char path[BA_PATH_MAX];
     void *map;
     size_t map_len;
+    int fd;              /* kept open: fstat sees the mapped inode's size */
     json_t *header;      /* kept alive: tensor names point into it */
     json_t *metadata;    /* borrowed from header, may be NULL */
     ba_tensor *tensors;  /* sorted by name */
@@ -108,6 +110,122 @@ static int compare_spans(const void *a, const void *b)
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end) return x->end < y->end ? -1 : 1;
     return 0;
+}
+
+/* ---- the mappings in use (for the size checks and the SIGBUS guard) -------
+ * A process-wide table, because a signal handler can only see globals.
+ * Files are opened and closed by one thread; the handler only reads. */
+#define ST_MAX_MAPPED 1024
+static struct {
+    const char *path; /* the ba_safetensors' own buffer */
+    const unsigned char *begin;
+    size_t len;
+    int fd;
+} mapped[ST_MAX_MAPPED];
+static volatile sig_atomic_t n_mapped;
+static char guard_cleanup[BA_PATH_MAX];
+static volatile sig_atomic_t guard_on;
+static struct sigaction guard_previous;
+
+static void register_mapping(const ba_safetensors *st)
+{
+    for (int i = 0; i < n_mapped; i++)
+        if (!mapped[i].begin) {
+            mapped[i].path = st->path;
+            mapped[i].len = st->map_len;
+            mapped[i].fd = st->fd;
+            mapped[i].begin = st->map;
+            return;
+        }
+    if (n_mapped < ST_MAX_MAPPED) {
+        mapped[n_mapped].path = st->path;
+        mapped[n_mapped].len = st->map_len;
+        mapped[n_mapped].fd = st->fd;
+        mapped[n_mapped].begin = st->map;
+        n_mapped++;
+    }
+}
+
+static void unregister_mapping(const ba_safetensors *st)
+{
+    for (int i = 0; i < n_mapped; i++)
+        if (mapped[i].begin == st->map) mapped[i].begin = NULL;
+}
+
+ba_status ba_mapped_files_check(ba_error *err)
+{
+    for (int i = 0; i < n_mapped; i++) {
+        if (!mapped[i].begin) continue;
+        struct stat sb;
+        if (fstat(mapped[i].fd, &sb) != 0)
+            return ba_fail(err, BA_ERR_IO, "%s: cannot stat the mapped checkpoint file: %s",
+                           mapped[i].path, strerror(errno));
+        if ((unsigned long long)sb.st_size < (unsigned long long)mapped[i].len)
+            return ba_fail(err, BA_ERR_IO, "%s: the checkpoint file shrank from %zu to %lld "
+                           "bytes while in use (re-synced or truncated during the job?)",
+                           mapped[i].path, mapped[i].len, (long long)sb.st_size);
+    }
+    return BA_OK;
+}
+
+static void put(const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Only async-signal-safe calls: write, unlink, _exit (and strlen). */
+static void sigbus_handler(int sig, siginfo_t *info, void *ctx)
+{
+    (void)ctx;
+    /* si_addr is meaningful only for a fault raised by the kernel. */
+    const unsigned char *addr =
+        info && info->si_code > 0 ? (const unsigned char *)info->si_addr : NULL;
+    const char *file = NULL;
+    for (int i = 0; i < n_mapped; i++)
+        if (mapped[i].begin && addr >= mapped[i].begin && addr < mapped[i].begin + mapped[i].len)
+            file = mapped[i].path;
+    if (!file) { /* not ours: the default action */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    put("brainalign: error (I/O error): ");
+    put(file);
+    put(": reading the mapped checkpoint failed (SIGBUS): the file shrank or was truncated "
+        "while in use (re-synced during the job?)\n");
+    if (guard_cleanup[0]) {
+        unlink(guard_cleanup);
+        put("brainalign: removed the unfinished output ");
+        put(guard_cleanup);
+        put("\n");
+    }
+    _exit(1);
+}
+
+void ba_mapped_files_guard(const char *cleanup_path)
+{
+    if (cleanup_path) {
+        snprintf(guard_cleanup, sizeof guard_cleanup, "%s", cleanup_path);
+        if (!guard_on) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = sigbus_handler;
+            sa.sa_flags = SA_SIGINFO;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGBUS, &sa, &guard_previous);
+            guard_on = 1;
+        }
+    } else if (guard_on) {
+        sigaction(SIGBUS, &guard_previous, NULL);
+        guard_on = 0;
+        guard_cleanup[0] = '\0';
+    }
 }
 
 static ba_status map_file(ba_safetensors *st, ba_error *err)
@@ -135,11 +253,14 @@ static ba_status map_file(ba_safetensors *st, ba_error *err)
     /* Shared read-only map: ranks on one node share the page cache. */
     void *map = mmap(NULL, st->map_len, PROT_READ, MAP_SHARED, fd, 0);
     int e = errno;
-    close(fd);
-    if (map == MAP_FAILED)
+    if (map == MAP_FAILED) {
+        close(fd);
         return ba_fail(err, BA_ERR_IO, "%s: cannot mmap %zu bytes: %s", st->path, st->map_len,
                        strerror(e));
+    }
     st->map = map;
+    st->fd = fd;
+    register_mapping(st);
     return BA_OK;
 }
 
@@ -320,6 +441,7 @@ ba_status ba_safetensors_open(const char *path, ba_safetensors **out, ba_error *
     ba_status rc = BA_OK;
     ba_safetensors *st = ba_calloc(1, sizeof *st, "safetensors handle", err);
     if (!st) return BA_ERR_NOMEM;
+    st->fd = -1;
     if (strlen(path) >= sizeof st->path) {
         rc = ba_fail(err, BA_ERR_USAGE, "%.200s...: path too long", path);
         goto fail;
@@ -337,7 +459,11 @@ fail:
 void ba_safetensors_close(ba_safetensors *st)
 {
     if (!st) return;
-    if (st->map) munmap(st->map, st->map_len);
+    if (st->map) {
+        unregister_mapping(st);
+        munmap(st->map, st->map_len);
+    }
+    if (st->fd >= 0) close(st->fd);
     if (st->header) json_decref(st->header);
     free(st->tensors);
     free(st);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/alloc.h"
 #include "brainalign/core/hash.h"
 #include "brainalign/io/atlas.h"
 #include "brainalign/io/brainmaps.h"
@@ -436,13 +437,15 @@ static ba_status read_r(const char *path, long expect, float **r, long *n_voxels
                      (unsigned long long)dims[0], expect);
     if (rc == BA_OK) {
         *n_voxels = (long)dims[0];
-        *r = ba_calloc(dims[0] ? dims[0] : 1, sizeof **r, "scores", err);
-        rc = *r ? ba_h5_read(&f, "/r", BA_H5_F32, NULL, NULL, *r, err) : BA_ERR_NOMEM;
+        *r = ba_alloc_array((long long)dims[0], 1, sizeof **r, "scores /r", err);
+        rc = *r ? ba_h5_read_n(&f, "/r", BA_H5_F32, 1, NULL, NULL, *r, (size_t)dims[0], err)
+                : err->code;
     }
+    /* A correlation: finite and within [-1, 1]; anything else is not a score. */
     for (long v = 0; rc == BA_OK && v < *n_voxels; v++)
-        if (!isfinite((*r)[v]))
-            rc = ba_fail(err, BA_ERR_VALUE, "%s:/r[%ld] is %g, expected a finite r", path, v,
-                         (double)(*r)[v]);
+        if (!isfinite((*r)[v]) || (*r)[v] < -1.0f || (*r)[v] > 1.0f)
+            rc = ba_fail(err, BA_ERR_VALUE, "%s:/r[%ld] is %g, expected a correlation in "
+                         "[-1, 1]", path, v, (double)(*r)[v]);
     ba_h5_abandon(&f);
     return rc;
 }

@@ -8,9 +8,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The TR of a time. The cast is only done on a value known to fit a long
+ * (a double -> long cast out of range is undefined behaviour): times the
+ * checks below let through are within +-BA_DESIGN_MAX_TIME_S, TRs at least
+ * BA_DESIGN_MIN_TR_S, so the quotient is far inside. Anything else (NaN
+ * included) maps to -1, "before the scan", and is refused by the checks. */
 static long tr_of(double onset, const ba_design_options *opt)
 {
-    return (long)floor((onset + opt->tr_offset_s) / opt->tr_s);
+    double q = floor((onset + opt->tr_offset_s) / opt->tr_s);
+    if (!(q > -1e15 && q < 1e15)) return q >= 1e15 ? (long)1e15 : -1;
+    return (long)q;
+}
+
+ba_status ba_design_check_options(const char *label, const ba_design_options *opt,
+                                  ba_error *err)
+{
+    if (!isfinite(opt->tr_s) || opt->tr_s < BA_DESIGN_MIN_TR_S || opt->tr_s > BA_DESIGN_MAX_TR_S)
+        return ba_fail(err, BA_ERR_USAGE, "%s: the TR must be a finite number of seconds in "
+                       "[%g, %g] (got %g)", label, BA_DESIGN_MIN_TR_S, BA_DESIGN_MAX_TR_S,
+                       opt->tr_s);
+    if (!isfinite(opt->tr_offset_s) || fabs(opt->tr_offset_s) > BA_DESIGN_MAX_OFFSET_S)
+        return ba_fail(err, BA_ERR_USAGE, "%s: the TR offset must be a finite number of "
+                       "seconds within +-%g (got %g)", label, BA_DESIGN_MAX_OFFSET_S,
+                       opt->tr_offset_s);
+    for (int k = 0; k < opt->n_delays; k++)
+        if (opt->delays[k] < 0 || opt->delays[k] > BA_DESIGN_MAX_DELAY)
+            return ba_fail(err, BA_ERR_USAGE, "%s: delay %d is %d TRs: delays must be "
+                           "0..%d TRs", label, k, opt->delays[k], BA_DESIGN_MAX_DELAY);
+    return BA_OK;
 }
 
 long ba_trs_needed(const double *onset, long n_words, const ba_design_options *opt)
@@ -63,6 +88,17 @@ ba_status ba_words_to_trs(const char *label, const float *words, const double *o
 {
     if (!(opt->tr_s > 0))
         return ba_fail(err, BA_ERR_USAGE, "the TR must be positive (got %g s)", opt->tr_s);
+    BA_CHECK(ba_design_check_options(label, opt, err));
+    /* Every time is checked before it becomes an index. */
+    long inside = 0;
+    for (long w = 0; w < n_words; w++) {
+        if (!isfinite(onset[w]) || fabs(onset[w]) > BA_DESIGN_MAX_TIME_S)
+            return ba_fail(err, BA_ERR_VALUE, "%s: word %ld starts at %g s: onsets must be "
+                           "finite and within +-%g s", label, w, onset[w],
+                           BA_DESIGN_MAX_TIME_S);
+        long t = tr_of(onset[w], opt);
+        inside += t >= 0 && t < n_tr;
+    }
     for (long w = 1; w < n_words; w++)
         if (onset[w] < onset[w - 1])
             return ba_fail(err, BA_ERR_VALUE, "%s: word %ld starts at %.3f s, before word %ld (%.3f s)",
@@ -74,6 +110,11 @@ ba_status ba_words_to_trs(const char *label, const float *words, const double *o
                        "TR %.3g s, offset %.3g s)",
                        label, n_tr, need, n_words ? onset[n_words - 1] : 0.0, opt->tr_s,
                        opt->tr_offset_s);
+    if (n_words > 0 && (double)inside < BA_DESIGN_MIN_INSIDE * (double)n_words)
+        return ba_fail(err, BA_ERR_VALUE, "%s: only %ld of %ld words fall inside the BOLD's %ld "
+                       "TRs (at least %.0f%% must; TR %g s, offset %g s, words %g..%g s)",
+                       label, inside, n_words, n_tr, 100 * BA_DESIGN_MIN_INSIDE, opt->tr_s,
+                       opt->tr_offset_s, onset[0], onset[n_words - 1]);
     if (opt->aggregate == BA_AGGREGATE_LANCZOS)
         return lanczos_resample(label, words, onset, n_words, d, n_tr, opt, out, n_dropped, err);
     long *count = calloc((size_t)(n_tr ? n_tr : 1), sizeof *count);

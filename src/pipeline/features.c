@@ -19,6 +19,7 @@
 #include "brainalign/core/hash.h"
 #include "brainalign/io/features_io.h"
 #include "brainalign/lm/model.h"
+#include "brainalign/lm/safetensors.h"
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/parallel/fault.h"
 #include "brainalign/lm/tokenizer.h"
@@ -603,6 +604,22 @@ static ba_status run_window(window_run *wr, size_t s, size_t k, size_t *scratch_
     size_t w1 = first_word_ending_at_or_after(st->word_end, story->n_words, oe);
     for (size_t w = w0; w < w1; w++) scratch_rows[w - w0] = st->word_end[w] - 1 - b + lead;
     compact_word_rows(wr->hidden, rs->n_layers, n, wr->d, scratch_rows, w1 - w0);
+    /* Non-finite model outputs are an error here, where they are made (NaN
+     * weights, an overflow in a layer), never written as features. */
+    for (int l = 0; l < rs->n_layers; l++)
+        for (size_t e_ = 0; e_ < (w1 - w0) * wr->d; e_++) {
+            float v = wr->hidden[((size_t)l * (w1 - w0)) * wr->d + e_];
+            if (!isfinite(v))
+                return ba_fail(err, BA_ERR_NUMERIC, "story %s: hidden state of layer %d, "
+                               "word %zu, unit %zu is %g (window %zu): non-finite model output "
+                               "(NaN or inf weights?)", story->name, rs->layers[l],
+                               w0 + e_ / wr->d, e_ % wr->d, (double)v, k);
+        }
+    for (size_t t = ob; t < oe; t++)
+        if (t - b + lead > 0 && !isfinite(logp[t]))
+            return ba_fail(err, BA_ERR_NUMERIC, "story %s: the model's log-probability of "
+                           "token %zu is %g (window %zu): non-finite model output (NaN or "
+                           "inf weights?)", story->name, t, logp[t], k);
     return ba_features_writer_put_hidden(wr->writer, s, (long)w0, (long)(w1 - w0), wr->hidden,
                                          err);
 }
@@ -771,7 +788,8 @@ static ba_status run_my_windows(window_run *wr, const work_unit *units, size_t n
     for (size_t i = 0; rc == BA_OK && i < n_units; i++) {
         if (units[i].rank != rank) continue;
         double t0 = ba_now(), c0 = process_cpu_seconds();
-        rc = ba_fault("features.story", err);
+        rc = ba_mapped_files_check(err); /* a checkpoint shrunk under us: an error, not SIGBUS */
+        if (rc == BA_OK) rc = ba_fault("features.story", err);
         if (rc == BA_OK) rc = run_window(wr, units[i].story, units[i].window, rows, err);
         sum->seconds_forward += ba_now() - t0;
         sum->cpu_seconds_forward += process_cpu_seconds() - c0;
@@ -833,7 +851,11 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     if (rc == BA_OK)
         rc = ba_h5_set_attr_str(&writer.file, "/", "matmul", ba_matmul_name(cfg->matmul), err);
     if (rc == BA_OK && cfg->associations) rc = record_associations(&writer.file, cfg, sum, err);
+    /* A SIGBUS inside the mapped checkpoint (truncated during a window):
+     * name the file, remove the unfinished output, exit 1 (safetensors.h). */
+    if (rc == BA_OK) ba_mapped_files_guard(writer.file.temp_path);
     if (rc == BA_OK) rc = run_my_windows(&wr, units, n_units, comm, sum, err);
+    ba_mapped_files_guard(NULL);
     /* Every rank must take part in the sum, whatever happened here. */
     rc = ba_mpi_agree(comm, rc, err);
     if (rc == BA_OK) rc = write_surprisal(&wr, p.n_stories, p.total_tokens, comm, err);

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "brainalign/core/alloc.h"
 #include "brainalign/io/features_io.h"
+#include "brainalign/io/importers.h"
 #include "brainalign/ridge/folds.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/parallel/fault.h"
@@ -60,7 +62,8 @@ static ba_status read_rows_from_file(void *ctx, long row0, long n_rows, float *o
 {
     fit_inputs *in = ctx;
     hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)n_rows, (hsize_t)in->p};
-    return ba_h5_read(in->xfile, in->xdset, BA_H5_F32, start, count, out, err);
+    return ba_h5_read_n(in->xfile, in->xdset, BA_H5_F32, 2, start, count, out,
+                        (size_t)n_rows * (size_t)in->p, err);
 }
 
 static ba_status read_rows_from_memory(void *ctx, long row0, long n_rows, float *out,
@@ -92,6 +95,11 @@ static ba_status matrix_shapes(const ba_fit_config *cfg, MPI_Comm comm, ba_h5fil
                      (unsigned long long)yd[0]);
     if (rc == BA_OK && (xd[1] == 0 || yd[1] == 0))
         rc = ba_fail(err, BA_ERR_SHAPE, "%s or %s is empty", cfg->x_spec, cfg->y_spec);
+    size_t bytes = 0;
+    if (rc == BA_OK) rc = ba_size_product((long long)xd[0], (long long)xd[1], sizeof(float),
+                                          cfg->x_spec, &bytes, err);
+    if (rc == BA_OK) rc = ba_size_product((long long)yd[0], (long long)yd[1], sizeof(float),
+                                          cfg->y_spec, &bytes, err);
     if (rc == BA_OK) { in->n = (long)xd[0]; in->p = (long)xd[1]; in->v = (long)yd[1]; }
     return ba_mpi_agree(comm, rc, err);
 }
@@ -127,11 +135,21 @@ static ba_status study_open(const ba_fit_config *cfg, MPI_Comm comm, study_input
     if (rc == BA_OK && s->n_stories == 0)
         rc = ba_fail(err, BA_ERR_FORMAT, "%s: /stories is empty", cfg->bold_path);
     s->tr_s = cfg->design.tr_s;
-    if (rc == BA_OK && !(s->tr_s > 0))
+    /* 0 means "not given": the file's TR. Anything else given (negative,
+     * NaN, inf, 1e-300) is refused, never replaced by the file's. */
+    if (rc == BA_OK && s->tr_s != 0) {
+        ba_design_options given = cfg->design;
+        rc = ba_design_check_options("--tr/--tr-offset/--delays", &given, err);
+    }
+    if (rc == BA_OK && s->tr_s == 0)
         rc = ba_h5_get_attr_f64(&s->bold, "/", "tr_s", &s->tr_s, 1, err);
-    if (rc == BA_OK && !(s->tr_s > 0))
-        rc = ba_fail(err, BA_ERR_VALUE, "%s: tr_s = %g is not a positive TR", cfg->bold_path,
-                     s->tr_s);
+    if (rc == BA_OK) {
+        ba_design_options opt = cfg->design;
+        opt.tr_s = s->tr_s;
+        char label[BA_PATH_MAX + 40];
+        snprintf(label, sizeof label, "--tr-offset/--delays with the TR of %s", cfg->bold_path);
+        rc = ba_design_check_options(label, &opt, err);
+    }
     if (rc == BA_OK) {
         s->n_tr = ba_calloc(s->n_stories, sizeof(long), "TR counts", err);
         if (!s->n_tr) rc = BA_ERR_NOMEM;
@@ -148,6 +166,14 @@ static ba_status study_open(const ba_fit_config *cfg, MPI_Comm comm, study_input
         if (in->v >= 0 && (long)dims[1] != in->v)
             rc = ba_fail(err, BA_ERR_SHAPE, "%s:%s has %llu voxels, the first story %ld",
                          cfg->bold_path, obj, (unsigned long long)dims[1], in->v);
+        if (rc == BA_OK && (dims[0] > (hsize_t)BA_IMPORT_MAX_TRS ||
+                            dims[1] > (hsize_t)BA_IMPORT_MAX_VOXELS))
+            rc = ba_fail(err, BA_ERR_SHAPE, "%s:%s is [%llu, %llu]: implausible %s (at most "
+                         "%lld TRs per story and %lld voxels)", cfg->bold_path, obj,
+                         (unsigned long long)dims[0], (unsigned long long)dims[1],
+                         dims[0] > (hsize_t)BA_IMPORT_MAX_TRS ? "TR count" : "voxel count",
+                         BA_IMPORT_MAX_TRS, BA_IMPORT_MAX_VOXELS);
+        if (rc != BA_OK) break;
         s->n_tr[k] = (long)dims[0];
         in->v = (long)dims[1];
         in->n += (long)dims[0];
@@ -178,9 +204,19 @@ static ba_status build_design(const ba_fit_config *cfg, study_inputs *s, fit_inp
     in->n_stories = (long)s->n_stories;
     float *words = NULL, *layer = NULL, *trs = NULL;
     double *onset = NULL;
-    in->x = ba_calloc((size_t)in->n * (size_t)in->p, sizeof(float), "design matrix X", err);
+    char *block_nonzero = NULL; /* [n_delays]: column block k holds a nonzero */
+    int any_feature = 0;        /* some TR feature is nonzero */
+    size_t bytes = 0;
+    /* Every size below comes from a file: n (TRs) x p (layers x width x delays). */
+    BA_CHECK(ba_size_product(d, cfg->n_layers, sizeof(float), "word features [width, layers]",
+                             &bytes, err));
+    BA_CHECK(ba_size_product(dl, opt.n_delays, sizeof(float), "design columns [features, delays]",
+                             &bytes, err));
+    in->x = ba_alloc_array(in->n, in->p, sizeof(float), "design matrix X [TRs, columns]", err);
+    if (!in->x) return err->code;
     in->story_bounds = ba_calloc(s->n_stories + 1, sizeof(long), "story bounds", err);
-    if (!in->x || !in->story_bounds) return BA_ERR_NOMEM;
+    block_nonzero = ba_calloc((size_t)opt.n_delays + 1, 1, "delay blocks", err);
+    if (!in->story_bounds || !block_nonzero) { free(block_nonzero); return BA_ERR_NOMEM; }
     long row = 0;
     for (size_t k = 0; k < s->n_stories; k++) {
         const char *story = s->stories[k];
@@ -189,10 +225,16 @@ static ba_status build_design(const ba_fit_config *cfg, study_inputs *s, fit_inp
         free(words); free(layer); free(trs); free(onset);
         words = layer = trs = NULL;
         onset = NULL;
-        BA_ALLOC(words, (size_t)n_words * dl, "word features", done);
-        BA_ALLOC(layer, (size_t)n_words * d, "word features", done);
-        BA_ALLOC(trs, (size_t)n_tr * dl, "TR features", done);
-        BA_ALLOC(onset, (size_t)n_words, "onsets", done);
+#define ALLOC_CHECKED(ptr, a, b, what)                                            \
+        do {                                                                     \
+            (ptr) = ba_alloc_array((a), (b), sizeof *(ptr), (what), err);        \
+            if (!(ptr)) { rc = err->code; goto done; }                           \
+        } while (0)
+        ALLOC_CHECKED(words, n_words, dl, "word features [words, columns]");
+        ALLOC_CHECKED(layer, n_words, d, "word features [words, width]");
+        ALLOC_CHECKED(trs, n_tr, dl, "TR features [TRs, columns]");
+        ALLOC_CHECKED(onset, n_words, 1, "onsets [words]");
+#undef ALLOC_CHECKED
         BA_TRY(ba_features_read_onsets(&s->features, story, onset, err), done);
         for (int l = 0; l < cfg->n_layers; l++) {  /* layers side by side */
             BA_TRY(ba_features_read_layer(&s->features, story, slots[l], layer, err), done);
@@ -205,12 +247,33 @@ static ba_status build_design(const ba_fit_config *cfg, study_inputs *s, fit_inp
         BA_TRY(ba_words_to_trs(label, words, onset, n_words, dl, n_tr, &opt, trs, &dropped, err),
                done);
         ba_fir_delays(trs, n_tr, dl, opt.delays, opt.n_delays, in->x + row * in->p);
+        for (size_t e = 0; !any_feature && e < (size_t)n_tr * (size_t)dl; e++)
+            any_feature = trs[e] != 0;
+        for (long t = 0; t < n_tr; t++)
+            for (int j = 0; j < opt.n_delays; j++) {
+                const float *blk = in->x + (row + t) * in->p + (long)j * dl;
+                for (long c = 0; !block_nonzero[j] && c < dl; c++) block_nonzero[j] = blk[c] != 0;
+            }
         in->story_bounds[k] = row;
         row += n_tr;
     }
     in->story_bounds[s->n_stories] = row;
+    /* A column block that is zero everywhere although the words' features
+     * are not: a delay longer than every story, not a property of the
+     * stimuli. The ridge would fit it silently. */
+    for (int j = 0; any_feature && j < opt.n_delays; j++)
+        if (!block_nonzero[j]) {
+            long longest = 0;
+            for (size_t k = 0; k < s->n_stories; k++)
+                if (s->n_tr[k] > longest) longest = s->n_tr[k];
+            rc = ba_fail(err, BA_ERR_VALUE, "%s with %s: the design's column block of delay %d "
+                         "TRs is all zero (the longest story has %ld TRs): choose shorter "
+                         "--delays", cfg->features_path, cfg->bold_path, opt.delays[j], longest);
+            break;
+        }
 done:
     free(words); free(layer); free(trs); free(onset);
+    free(block_nonzero);
     return rc;
 }
 
@@ -225,8 +288,9 @@ static ba_status read_bold_columns(const ba_fit_config *cfg, study_inputs *s,
         char obj[1024];
         snprintf(obj, sizeof obj, "/stories/%s/data", s->stories[k]);
         hsize_t start[2] = {0, (hsize_t)L->v_begin}, count[2] = {(hsize_t)s->n_tr[k], (hsize_t)vloc};
-        BA_CHECK(ba_h5_read(&s->bold, obj, BA_H5_F32, start, count,
-                            in->y_local + in->story_bounds[k] * vloc, err));
+        BA_CHECK(ba_h5_read_n(&s->bold, obj, BA_H5_F32, 2, start, count,
+                              in->y_local + in->story_bounds[k] * vloc,
+                              (size_t)s->n_tr[k] * (size_t)vloc, err));
     }
     (void)cfg;
     return BA_OK;
@@ -413,7 +477,8 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     } else {
         in.y_local = ba_calloc((size_t)in.n * (size_t)(vloc ? vloc : 1), sizeof(float), "Y block", err);
         hsize_t start[2] = {0, (hsize_t)L.v_begin}, count[2] = {(hsize_t)in.n, (hsize_t)vloc};
-        rc = in.y_local ? ba_h5_read(&yf, ydset, BA_H5_F32, start, count, in.y_local, err) : BA_ERR_NOMEM;
+        rc = in.y_local ? ba_h5_read_n(&yf, ydset, BA_H5_F32, 2, start, count, in.y_local,
+                                       (size_t)in.n * (size_t)vloc, err) : BA_ERR_NOMEM;
     }
     if (rc == BA_OK && cfg->story_folds) {
         if (ropt.n_folds > BA_MAX_ALPHAS)
@@ -426,7 +491,10 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     sum->seconds_io = ba_now() - t0;
 
     /* Restart: finished folds go to <out>.checkpoint.h5, keyed by the inputs
-     * (paths, sizes, modification times) and the whole configuration. */
+     * (paths and a digest of their bytes: a file replaced by another of the
+     * same size and modification time, `cp -p` or `rsync -t`, is another
+     * input) and the whole configuration. Rank 0 reads the files, every
+     * rank gets the same key. */
     char checkpoint[BA_PATH_MAX + 32], key[16384];
     snprintf(checkpoint, sizeof checkpoint, "%s.checkpoint.h5", cfg->out_path);
     describe_config(cfg, &in, key, sizeof key / 2);
@@ -437,11 +505,16 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
         snprintf(file, sizeof file, "%s", inputs[i]);
         char *colon = study_mode ? NULL : strrchr(file, ':');
         if (colon) *colon = '\0';
-        struct stat st;
-        long long size = -1, mtime = -1;
-        if (stat(file, &st) == 0) { size = (long long)st.st_size; mtime = (long long)st.st_mtime; }
+        unsigned long long digest[2] = {0, 0}; /* {digest, bytes} */
+        int me = 0;
+        MPI_Comm_rank(comm, &me);
+        ba_error ignored;
+        if (me == 0 && ba_file_digest(file, &digest[0], &digest[1], &ignored) != BA_OK)
+            digest[0] = digest[1] = 0; /* unreadable now: never matches a saved key */
+        MPI_Bcast(digest, 2, MPI_UNSIGNED_LONG_LONG, 0, comm);
         size_t len = strlen(key);
-        snprintf(key + len, sizeof key - len, " input=%s size=%lld mtime=%lld", inputs[i], size, mtime);
+        snprintf(key + len, sizeof key - len, " input=%s bytes=%llu fnv1a64=%016llx", inputs[i],
+                 digest[1], digest[0]);
     }
     if (!cfg->no_checkpoint) {
         ropt.checkpoint_path = checkpoint;

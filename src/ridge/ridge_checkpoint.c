@@ -4,6 +4,8 @@
  * "done" (one flag per fold) and "key" (the inputs and options; it names
  * the solver, so the two paths never take each other's folds). A missing,
  * unreadable or foreign checkpoint means starting afresh, not an error. */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,35 @@
 
 #include "brainalign/io/h5io.h"
 #include "checkpoint.h"
+
+/* The shapes and flags of a checkpoint whose key matched: /r_folds and
+ * /alpha [n_folds, n_voxels], one flag of 0 or 1 per fold. Independent;
+ * false with the reason in `why`. */
+static int checkpoint_valid(const ba_h5file *f, const ba_ridge_layout *L, int K,
+                            const long long *flags, char *why, size_t why_size)
+{
+    static const char *const dsets[2] = {"/r_folds", "/alpha"};
+    ba_error err;
+    for (int i = 0; i < 2; i++) {
+        int rank = 0;
+        hsize_t dims[BA_H5_MAX_RANK];
+        if (ba_h5_shape(f, dsets[i], 0, &rank, dims, &err) != BA_OK) {
+            snprintf(why, why_size, "%s", err.message);
+            return 0;
+        }
+        if (rank != 2 || dims[0] != (hsize_t)K || dims[1] != (hsize_t)L->v_total) {
+            snprintf(why, why_size, "%s has %d dimension%s, expected [%d folds, %ld voxels]",
+                     dsets[i], rank, rank == 1 ? "" : "s", K, L->v_total);
+            return 0;
+        }
+    }
+    for (int k = 0; k < K; k++)
+        if (flags[k] != 0 && flags[k] != 1) {
+            snprintf(why, why_size, "fold flag %d is %lld, not 0 or 1", k, flags[k]);
+            return 0;
+        }
+    return 1;
+}
 
 void ba_ridge_checkpoint_load(const ba_ridge_layout *L, const ba_ridge_options *opt,
                               const char *who, ba_ridge_result *res, int *done)
@@ -38,24 +69,59 @@ void ba_ridge_checkpoint_load(const ba_ridge_layout *L, const ba_ridge_options *
              ba_h5_get_attr_i64(&f, "/", "done", flags, (size_t)K, &err) == BA_OK;
     free(key);
     MPI_Allreduce(MPI_IN_PLACE, &usable, 1, MPI_INT, MPI_MIN, L->world);
-    int read_ok = 1;
-    for (int k = 0; usable && k < K && read_ok; k++) {
+    /* The key matched: the contents are still checked, never trusted.
+     * Invalid contents (a foreign or corrupted file) mean starting afresh,
+     * saying why; rank 0's reason is printed (every rank checks the same
+     * shapes and flags, values are checked on each rank's own voxels). */
+    int valid = usable;
+    char why[BA_ERROR_MESSAGE_MAX] = "";
+    if (valid) valid = checkpoint_valid(&f, L, K, flags, why, sizeof why);
+    if (usable) MPI_Allreduce(MPI_IN_PLACE, &valid, 1, MPI_INT, MPI_MIN, L->world);
+    int read_ok = valid;
+    for (int k = 0; valid && k < K && read_ok; k++) {
         if (!flags[k] || vloc == 0 || k % L->n_groups != L->group_index) continue; /* my group's */
         hsize_t start[2] = {(hsize_t)k, (hsize_t)L->v_begin}, count[2] = {1, (hsize_t)vloc};
-        read_ok = ba_h5_read(&f, "/r_folds", BA_H5_F32, start, count,
-                             res->r_folds + (size_t)k * vloc, &err) == BA_OK &&
-                  ba_h5_read(&f, "/alpha", BA_H5_F32, start, count,
-                             res->alpha + (size_t)k * vloc, &err) == BA_OK;
+        float *r = res->r_folds + (size_t)k * vloc, *alpha = res->alpha + (size_t)k * vloc;
+        read_ok = ba_h5_read_n(&f, "/r_folds", BA_H5_F32, 2, start, count, r, (size_t)vloc,
+                               &err) == BA_OK &&
+                  ba_h5_read_n(&f, "/alpha", BA_H5_F32, 2, start, count, alpha, (size_t)vloc,
+                               &err) == BA_OK;
+        if (!read_ok) snprintf(why, sizeof why, "%s", err.message);
+        for (long j = 0; read_ok && j < vloc; j++) {
+            /* An r is a correlation; an alpha is one of the positive grid values. */
+            if (!(r[j] >= -1.0f && r[j] <= 1.0f)) {
+                snprintf(why, sizeof why, "/r_folds[%d, %ld] = %g is not a correlation in "
+                         "[-1, 1]", k, L->v_begin + j, (double)r[j]);
+                read_ok = 0;
+            } else if (!(alpha[j] > 0) || !isfinite(alpha[j])) {
+                snprintf(why, sizeof why, "/alpha[%d, %ld] = %g is not a positive alpha", k,
+                         L->v_begin + j, (double)alpha[j]);
+                read_ok = 0;
+            }
+        }
     }
-    if (usable) MPI_Allreduce(MPI_IN_PLACE, &read_ok, 1, MPI_INT, MPI_MIN, L->world);
-    if (usable && read_ok)
+    if (valid) {
+        /* Rank 0 says why if any rank refused. */
+        int first_bad = read_ok ? INT32_MAX : rank;
+        MPI_Allreduce(MPI_IN_PLACE, &read_ok, 1, MPI_INT, MPI_MIN, L->world);
+        MPI_Allreduce(MPI_IN_PLACE, &first_bad, 1, MPI_INT, MPI_MIN, L->world);
+        if (!read_ok) {
+            MPI_Bcast(why, (int)sizeof why, MPI_CHAR, first_bad, L->world);
+        }
+    }
+    if (valid && read_ok)
         for (int k = 0; k < K; k++) done[k] = flags[k] != 0;
-    else if (usable)
+    else if (usable) {
         memset(res->r_folds, 0, sizeof(float) * (size_t)K * (size_t)vloc);
+        memset(res->alpha, 0, sizeof(float) * (size_t)K * (size_t)vloc);
+    }
     ba_h5_abandon(&f);
     if (rank == 0 && !opt->quiet && !usable)
         fprintf(stderr, "%s: %s is from other inputs or options; starting afresh\n",
                 who, opt->checkpoint_path);
+    else if (rank == 0 && !opt->quiet && !(valid && read_ok))
+        fprintf(stderr, "%s: %s is not a valid checkpoint (%s); starting afresh\n",
+                who, opt->checkpoint_path, why);
 }
 
 /* Every finished fold, each group writing its folds for its voxels.

@@ -89,7 +89,16 @@ ba_status ba_features_writer_put_surprisal(ba_features_writer *w, size_t story, 
  * otherwise the file gets its final name. Frees the writer either way. */
 ba_status ba_features_writer_end(ba_features_writer *w, ba_status rc, ba_error *err);
 
-/* Reading (independent calls after the collective open). */
+/* Reading (independent calls after the collective open). The open checks
+ * every story before anything is read: hidden of rank 3 with the first
+ * story's layer count and width (within the limits below), onset, offset,
+ * surprisal and word of rank 1 and hidden's word count, and a `layers`
+ * attribute of distinct indices 0..BA_FEATURES_MAX_LAYER_INDEX, the same in
+ * every story. */
+#define BA_FEATURES_FILE_MAX_LAYERS 1024
+#define BA_FEATURES_MAX_LAYER_INDEX 4096
+#define BA_FEATURES_MAX_WIDTH (1LL << 20)
+#define BA_FEATURES_MAX_WORDS (1LL << 32)
 typedef struct {
     ba_h5file file;
     size_t n_stories;

@@ -43,8 +43,20 @@ bool ba_h5_exists(const ba_h5file *f, const char *object);
 ba_status ba_h5_shape(const ba_h5file *f, const char *dset, int expect_rank,
                       int *rank, hsize_t dims[BA_H5_MAX_RANK], ba_error *err);
 
-/* Independent. Read a hyperslab (start/count of the dataset's rank; NULL
- * start/count = the whole dataset) converted to `type`, row-major. */
+/* Independent. Read a hyperslab converted to `type`, row-major, into `out`
+ * of `capacity` elements. `rank` is the length of start/count and must be
+ * the dataset's rank (0: any rank, whole dataset only, start/count NULL);
+ * NULL start/count = the whole dataset. Refused (BA_ERR_SHAPE, naming the
+ * file and dataset) when the rank differs, the slab leaves the dataset or
+ * the selection holds more than `capacity` values: a file cannot make the
+ * read overflow the caller's buffer. */
+ba_status ba_h5_read_n(const ba_h5file *f, const char *dset, ba_h5type type, int rank,
+                       const hsize_t *start, const hsize_t *count, void *out,
+                       size_t capacity, ba_error *err);
+
+/* Independent. The older form: start/count of the dataset's own rank, no
+ * capacity check (the caller must have checked the shape). New code uses
+ * ba_h5_read_n. */
 ba_status ba_h5_read(const ba_h5file *f, const char *dset, ba_h5type type,
                      const hsize_t *start, const hsize_t *count, void *out,
                      ba_error *err);
@@ -100,5 +112,10 @@ ba_status ba_h5_get_attr_str(const ba_h5file *f, const char *object, const char 
 /* Independent. Names of the members of a group, sorted by name. */
 ba_status ba_h5_list_group(const ba_h5file *f, const char *group, char ***names,
                            size_t *n, ba_error *err);
+
+/* Independent. A digest of a file's bytes (FNV-1a, 64 bits) and its
+ * length: what identifies an input's content for a restart key. */
+ba_status ba_file_digest(const char *path, unsigned long long *digest, unsigned long long *bytes,
+                         ba_error *err);
 
 #endif

@@ -32,6 +32,12 @@
 
 #include "brainalign/core/error.h"
 
+/* Plausibility limits for sizes a BOLD file declares (a story of 10 million
+ * TRs, or a brain of 2^28 voxels or vertices, is a corrupt or hostile
+ * header, not data): refused with a message naming the dimension. */
+#define BA_IMPORT_MAX_TRS 10000000LL
+#define BA_IMPORT_MAX_VOXELS (1LL << 28)
+
 /* ---- the brain space of a BOLD file ------------------------------------ */
 
 typedef enum { BA_SPACE_NONE, BA_SPACE_SURFACE, BA_SPACE_VOLUME } ba_space_kind;

@@ -84,6 +84,26 @@ const ba_tensor *ba_safetensors_lookup(const ba_safetensors *st, const char *nam
 /* A "__metadata__" value, or NULL. */
 const char *ba_safetensors_metadata(const ba_safetensors *st, const char *key);
 
+/* ---- the mappings in use ------------------------------------------------
+ * An open file stays mapped (MAP_SHARED) and its descriptor open. If the
+ * file is truncated in place while mapped (a re-sync during a job), reading
+ * a page past its new end raises SIGBUS. Two defences, used by `features`:
+ *  - ba_mapped_files_check, at each window boundary: fstat of every mapped
+ *    file, an error naming the file when it is now shorter than its map;
+ *    this turns a shrink between windows into an ordinary error (the stage
+ *    then deletes its unfinished output);
+ *  - ba_mapped_files_guard, for a shrink during a window: a SIGBUS handler
+ *    that, for an address inside a mapping, prints the file's name, removes
+ *    `cleanup_path` (the unfinished output) and exits with status 1. No
+ *    sigsetjmp/siglongjmp: the forward pass reads the map from OpenMP
+ *    threads and inside BLAS, where jumping out of a signal handler is
+ *    undefined and would leave locks held. A SIGBUS elsewhere keeps its
+ *    default action. ba_mapped_files_guard(NULL) restores the previous
+ *    handler. The table of mappings is process-wide (a signal handler sees
+ *    only globals); open and close files from one thread. */
+ba_status ba_mapped_files_check(ba_error *err);
+void ba_mapped_files_guard(const char *cleanup_path);
+
 /* ---- a checkpoint directory (single file or shards) -------------------- */
 
 typedef struct ba_checkpoint ba_checkpoint;

@@ -31,7 +31,24 @@ typedef struct {
     const int *delays; /* in TRs, >= 0 */
 } ba_design_options;
 
-/* words [n_words][d] -> out [n_tr][d]. `label` names the story in errors. */
+/* Limits every time is checked against before it becomes a TR index. */
+#define BA_DESIGN_MIN_TR_S 1e-3      /* TR, seconds */
+#define BA_DESIGN_MAX_TR_S 1e3
+#define BA_DESIGN_MAX_OFFSET_S 1e4   /* |tr_offset_s| */
+#define BA_DESIGN_MAX_TIME_S 1e7     /* |word onset|: 115 days */
+#define BA_DESIGN_MAX_DELAY 1000     /* FIR delay, TRs */
+/* At least this fraction of a story's words must fall inside its BOLD
+ * (0 <= TR < n_tr); fewer means the timing is wrong (offset, TR, units). */
+#define BA_DESIGN_MIN_INSIDE 0.5
+
+/* TR, offset and delays finite and within the limits above. */
+ba_status ba_design_check_options(const char *label, const ba_design_options *opt,
+                                  ba_error *err);
+
+/* words [n_words][d] -> out [n_tr][d]. `label` names the story in errors.
+ * Refuses (naming the story) options outside the limits above, a
+ * non-finite or implausible onset, onsets out of order, words past the end
+ * of the BOLD, and fewer than BA_DESIGN_MIN_INSIDE of the words inside it. */
 ba_status ba_words_to_trs(const char *label, const float *words, const double *onset,
                           long n_words, long d, long n_tr, const ba_design_options *opt,
                           float *out, long *n_dropped, ba_error *err);
