@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/hash.h"
+
 static bool suffix_at(const char *s, const char *suffix, bool proper, size_t *at)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -140,4 +142,24 @@ ba_status ba_partial_close(FILE *f, const char *temp, const char *path, ba_statu
     remove(temp);
     if (rc != BA_OK) return rc;
     return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
+}
+
+ba_status ba_hash_file(const char *path, size_t limit, uint64_t *h, unsigned long long *bytes,
+                       ba_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char buf[65536];
+    size_t done = 0, got;
+    while ((limit == 0 || done < limit) &&
+           (got = fread(buf, 1, limit && limit - done < sizeof buf ? limit - done : sizeof buf,
+                        f)) > 0) {
+        *h = ba_fnv1a(*h, buf, got);
+        done += got;
+    }
+    bool bad = ferror(f) || (limit && done < limit);
+    fclose(f);
+    if (bad) return ba_fail(err, BA_ERR_IO, "%s: read error or file too short", path);
+    if (bytes) *bytes = done;
+    return BA_OK;
 }

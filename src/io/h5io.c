@@ -621,27 +621,3 @@ ba_status ba_h5_list_group(const ba_h5file *f, const char *group, char ***names,
     *n = list.n;
     return BA_OK;
 }
-
-ba_status ba_file_digest(const char *path, unsigned long long *digest, unsigned long long *bytes,
-                         ba_error *err)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ba_fail(err, BA_ERR_IO, "%s: cannot open to compute its digest", path);
-    /* FNV-1a, 64 bits, over every byte. */
-    unsigned long long h = 0xcbf29ce484222325ULL, n = 0;
-    unsigned char buf[1 << 16];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, fp)) > 0) {
-        for (size_t i = 0; i < got; i++) {
-            h ^= buf[i];
-            h *= 0x100000001b3ULL;
-        }
-        n += got;
-    }
-    int failed = ferror(fp);
-    fclose(fp);
-    if (failed) return ba_fail(err, BA_ERR_IO, "%s: read error while computing its digest", path);
-    *digest = h;
-    *bytes = n;
-    return BA_OK;
-}

@@ -68,25 +68,6 @@ void ba_feature_window_span(size_t k, size_t n, size_t context, size_t stride, s
 
 /* ------------------------------------------------------ checkpoint identity */
 
-/* Hash `limit` bytes of a file (all of it when limit is 0). */
-static ba_status hash_file(uint64_t *h, const char *path, size_t limit, ba_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    unsigned char buf[65536];
-    size_t done = 0, got;
-    while ((limit == 0 || done < limit) &&
-           (got = fread(buf, 1, limit && limit - done < sizeof buf ? limit - done : sizeof buf,
-                        f)) > 0) {
-        *h = ba_fnv1a(*h, buf, got);
-        done += got;
-    }
-    bool bad = ferror(f) || (limit && done < limit);
-    fclose(f);
-    if (bad) return ba_fail(err, BA_ERR_IO, "%s: read error or file too short", path);
-    return BA_OK;
-}
-
 /* A safetensors file: its name, its size, its 8-byte length and JSON header. */
 static ba_status hash_safetensors_header(uint64_t *h, const char *dir, const char *name,
                                          ba_error *err)
@@ -107,7 +88,7 @@ static ba_status hash_safetensors_header(uint64_t *h, const char *dir, const cha
     long long size = (long long)sb.st_size;
     *h = ba_fnv1a(*h, name, strlen(name) + 1);
     *h = ba_fnv1a(*h, &size, sizeof size);
-    return hash_file(h, path, 8 + (size_t)header, err);
+    return ba_hash_file(path, 8 + (size_t)header, h, NULL, err);
 }
 
 static int is_safetensors_entry(const struct dirent *e)
@@ -131,7 +112,7 @@ ba_status ba_checkpoint_identity(const char *model_dir, char *out, size_t size, 
         struct stat sb;
         if (stat(path, &sb) != 0) continue;
         h = ba_fnv1a(h, SMALL_FILES[i], strlen(SMALL_FILES[i]) + 1);
-        BA_CHECK(hash_file(&h, path, 0, err));
+        BA_CHECK(ba_hash_file(path, 0, &h, NULL, err));
     }
     struct dirent **list = NULL;
     int n = scandir(model_dir, &list, is_safetensors_entry, alphasort);

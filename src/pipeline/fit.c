@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "brainalign/core/alloc.h"
+#include "brainalign/core/fs.h"
+#include "brainalign/core/hash.h"
 #include "brainalign/io/features_io.h"
 #include "brainalign/io/importers.h"
 #include "brainalign/ridge/folds.h"
@@ -505,11 +507,14 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
         snprintf(file, sizeof file, "%s", inputs[i]);
         char *colon = study_mode ? NULL : strrchr(file, ':');
         if (colon) *colon = '\0';
-        unsigned long long digest[2] = {0, 0}; /* {digest, bytes} */
+        unsigned long long digest[2] = {0, 0}; /* {FNV-1a of the bytes, bytes} */
         int me = 0;
         MPI_Comm_rank(comm, &me);
         ba_error ignored;
-        if (me == 0 && ba_file_digest(file, &digest[0], &digest[1], &ignored) != BA_OK)
+        uint64_t h = BA_FNV1A_OFFSET;
+        if (me == 0 && ba_hash_file(file, 0, &h, &digest[1], &ignored) == BA_OK)
+            digest[0] = h;
+        else
             digest[0] = digest[1] = 0; /* unreadable now: never matches a saved key */
         MPI_Bcast(digest, 2, MPI_UNSIGNED_LONG_LONG, 0, comm);
         size_t len = strlen(key);

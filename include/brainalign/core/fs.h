@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "brainalign/core/error.h"
@@ -55,5 +56,12 @@ ba_status ba_make_dirs(const char *path, ba_error *err);
 FILE *ba_partial_open(const char *path, char *temp, size_t size, ba_error *err);
 ba_status ba_partial_close(FILE *f, const char *temp, const char *path, ba_status rc,
                            ba_error *err);
+
+/* FNV-1a (core/hash.h) continued from *h over the first `limit` bytes of
+ * the file at `path` (all of it when limit is 0); *bytes (may be NULL)
+ * receives how many were hashed. BA_ERR_IO when it cannot be opened or
+ * read, or is shorter than a non-zero limit. */
+ba_status ba_hash_file(const char *path, size_t limit, uint64_t *h, unsigned long long *bytes,
+                       ba_error *err);
 
 #endif

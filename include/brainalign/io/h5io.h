@@ -113,9 +113,5 @@ ba_status ba_h5_get_attr_str(const ba_h5file *f, const char *object, const char 
 ba_status ba_h5_list_group(const ba_h5file *f, const char *group, char ***names,
                            size_t *n, ba_error *err);
 
-/* Independent. A digest of a file's bytes (FNV-1a, 64 bits) and its
- * length: what identifies an input's content for a restart key. */
-ba_status ba_file_digest(const char *path, unsigned long long *digest, unsigned long long *bytes,
-                         ba_error *err);
 
 #endif
