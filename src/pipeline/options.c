@@ -35,12 +35,12 @@ const ba_option *ba_option_find_key(const ba_option_table *t, const char *sectio
     return NULL;
 }
 
-/* "a whole number from 2 to 10", "a whole number >= 1", ">= 0", "> 0"
- * ... for messages. */
+/* "a whole number from 2 to 10", "a whole number >= 1", "a finite number
+ * >= 0", "a finite number > 0" ... for messages. */
 static void describe_range(const ba_option *o, char *buf, size_t size)
 {
     bool integer = o->type == BA_OPT_INT || o->type == BA_OPT_LONG || o->type == BA_OPT_INT_LIST;
-    const char *what = integer ? "a whole number " : "";
+    const char *what = integer ? "a whole number " : "a finite number ";
     double type_max = o->type == BA_OPT_LONG ? (double)LONG_MAX : integer ? (double)INT_MAX : DBL_MAX;
     bool top = o->max < type_max, bottom = o->min > -DBL_MAX;
     const char *low = o->flags & BA_OPT_ABOVE_MIN ? ">" : ">=";
@@ -51,7 +51,8 @@ static void describe_range(const ba_option *o, char *buf, size_t size)
     else snprintf(buf, size, "%s", integer ? "a whole number" : "a finite number");
 }
 
-/* "--tie-tolerance -1 must be >= 0", "[cv] folds 1 must be a whole number >= 2" */
+/* "--tie-tolerance -1 must be a finite number >= 0",
+ * "[cv] folds 1 must be a whole number >= 2" */
 static ba_status out_of_range(const ba_option *o, const char *where, const char *text,
                               ba_error *err)
 {

@@ -148,7 +148,7 @@ def case_bad_input(ba, mpiexec, tmp):
         ("bad alphas", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--alphas", "logspace:1"], "logspace"),
         ("unknown option", ["--x", f"{good}:/X", "--bogus"], "unknown option '--bogus'"),
         ("fold groups", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--fold-groups", "3"], "--fold-groups 3"),
-        ("negative tie tolerance", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--tie-tolerance", "-1"], "--tie-tolerance -1 must be >= 0"),
+        ("negative tie tolerance", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--tie-tolerance", "-1"], "--tie-tolerance -1 must be a finite number >= 0"),
     ]
     failures = []
     for name, args, expected in cases:

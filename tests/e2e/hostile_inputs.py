@@ -185,8 +185,8 @@ def case_timing(ba, mpiexec, tmp):
     base = ["--features", feats, "--bold", bold, "--layer", layer]
     bad = [(["--tr-offset", "nan"], "offset"), (["--tr-offset", "inf"], "offset"),
            (["--tr-offset", "1e300"], "offset"), (["--tr-offset", "-10000"], "words fall inside"),
-           (["--tr", "inf"], "TR"), (["--tr", "1e-300"], "TR"), (["--tr", "-1"], "TR"),
-           (["--tr", "nan"], "TR"), (["--delays", "5000"], "delay")]
+           (["--tr", "inf"], "--tr inf must be a finite number"), (["--tr", "1e-300"], "TR"), (["--tr", "-1"], "--tr -1 must be a finite number"),
+           (["--tr", "nan"], "--tr nan must be a finite number"), (["--delays", "5000"], "delay")]
     for opts, needle in bad:
         out = f"{tmp}/s.h5"
         must_fail(run(fit_cmd(ba, mpiexec, 1, *base, *opts, "--out", out), ENV), needle,

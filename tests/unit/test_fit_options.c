@@ -43,9 +43,9 @@ static void test_integers_in_range_only(void **state)
     assert_int_equal(parse("folds", "4294967301", &o, &err), BA_ERR_USAGE);
     assert_string_equal(err.message, "[cv] key 4294967301 must be a whole number >= 2");
     assert_int_equal(parse("tie-tolerance", "-1", &o, &err), BA_ERR_USAGE);
-    assert_string_equal(err.message, "[cv] key -1 must be >= 0");
+    assert_string_equal(err.message, "[cv] key -1 must be a finite number >= 0");
     assert_int_equal(parse("tr", "0", &o, &err), BA_ERR_USAGE);
-    assert_string_equal(err.message, "[cv] key 0 must be > 0");
+    assert_string_equal(err.message, "[cv] key 0 must be a finite number > 0");
     assert_int_equal(parse("tr-offset", "x", &o, &err), BA_ERR_USAGE);
     assert_string_equal(err.message, "[cv] key x must be a finite number");
     assert_int_equal(parse("folds", "2", &o, &err), BA_OK);
