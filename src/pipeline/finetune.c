@@ -622,11 +622,12 @@ agree_resume:
     summary->resumed_from = start;
     summary->steps_total = n_steps;
 
-    ba_train_step_setup setup = {.comm = comm, .ctx = ctx, .trainable = t, .opt = opt,
-                                 .params = params, .n_params = n_params, .data = ds,
-                                 .grad_accum = o->grad_accum, .max_grad_norm = o->max_grad_norm,
-                                 .recompute = recompute};
     int d = ba_model_d_model(model);
+    ba_train_model_sample sampler = {.ctx = ctx, .data = ds, .recompute = recompute};
+    ba_train_step_setup setup = {.comm = comm, .sample_fn = ba_train_model_sample_fn,
+                                 .sample_user = &sampler, .opt = opt, .params = params,
+                                 .n_params = n_params, .data = ds, .d_model = d,
+                                 .grad_accum = o->grad_accum, .max_grad_norm = o->max_grad_norm};
     ba_progress_begin(&progress, comm, o->quiet, "finetune");
     progress_on = true;
     for (int64_t s = start; s < n_steps; s++) {

@@ -68,9 +68,10 @@ ba_status ba_train_step_gradients(const ba_train_step_setup *s, const size_t *in
         rc = ba_fail(err, BA_ERR_VALUE, "the batch has no unmasked token");
     double loss_sum = 0.0;
     if (rc == BA_OK) {
-        ba_trainable_zero_grad(s->trainable);
+        for (size_t i = 0; i < s->n_params; i++)
+            memset(s->params[i].grad, 0, s->params[i].n * sizeof(float));
         float scale = (float)(1.0 / (double)tokens);
-        int d = ba_model_d_model(ba_model_ctx_model(s->ctx));
+        int d = s->d_model;
         for (int m = 0; rc == BA_OK && m < s->grad_accum; m++) {
             size_t b = 0, e = 0;
             ba_train_step_share(batch, s->grad_accum, m, rank, n_ranks, &b, &e);
@@ -80,8 +81,7 @@ ba_status ba_train_step_gradients(const ba_train_step_setup *s, const size_t *in
                 if (de) memset(de, 0, smp->n * (size_t)d * sizeof *de);
                 double ls = 0.0;
                 size_t cnt = 0;
-                rc = ba_model_train_sequence(s->ctx, smp->ids, smp->labels, smp->n, scale,
-                                             s->recompute, &ls, &cnt, de, err);
+                rc = s->sample_fn(s->sample_user, indices[k], scale, &ls, &cnt, de, err);
                 if (rc != BA_OK) {
                     ba_context(err, "sample %zu of the data (position %zu of the batch): ",
                                indices[k] + 1, k);

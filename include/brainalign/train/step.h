@@ -34,18 +34,39 @@
 #include "brainalign/train/adamw.h"
 #include "brainalign/train/data.h"
 
+/* The gradient of one sample: ADD grad_scale * d(loss_sum)/d(param) into
+ * every gradient of the step's parameters, and (when d_embeds is not NULL)
+ * the gradient of the sample's token embeddings [n][d_model] into
+ * d_embeds; *loss_sum: the sum of its token losses (nats), *count: how
+ * many. `sample` indexes the dataset. */
+typedef ba_status (*ba_train_sample_fn)(void *user, size_t sample, float grad_scale,
+                                        double *loss_sum, size_t *count, float *d_embeds,
+                                        ba_error *err);
+
+/* The model's training pass as a sample function: `user` is a
+ * ba_train_model_sample (in step_model.c, so that this file needs no
+ * model). */
+typedef struct {
+    ba_model_ctx *ctx; /* with the trainable set attached */
+    const ba_sft_dataset *data;
+    bool recompute;
+} ba_train_model_sample;
+ba_status ba_train_model_sample_fn(void *user, size_t sample, float grad_scale,
+                                   double *loss_sum, size_t *count, float *d_embeds,
+                                   ba_error *err);
+
 typedef struct {
     MPI_Comm comm;
-    ba_model_ctx *ctx;          /* with `trainable` attached              */
-    ba_trainable *trainable;
+    ba_train_sample_fn sample_fn; /* e.g. ba_train_model_sample_fn       */
+    void *sample_user;
     ba_adamw *opt;              /* over `params`                          */
     const ba_param_ref *params; /* [n_params]: the trainable tensors, in
                                    ba_trainable_tensor order              */
     size_t n_params;
-    const ba_sft_dataset *data;
+    const ba_sft_dataset *data; /* the samples' lengths and target counts */
+    int d_model;                /* width of the embedding gradients       */
     int grad_accum;             /* >= 1, dividing the batch               */
     double max_grad_norm;       /* 0: no clipping                         */
-    bool recompute;
 } ba_train_step_setup;
 
 typedef struct {
