@@ -1080,3 +1080,159 @@ done:
     free(layout);
     return rc;
 }
+
+/* ---- trained and merged checkpoints (lm/train.h) ----------------------------------------- */
+
+/* Which tensors a saved checkpoint replaces by float32 values, and how. */
+typedef struct {
+    const ba_trainable *trained;  /* freeze masters, or NULL */
+    const ba_adapter *adapter;    /* merged LoRA, or NULL    */
+    const char *prefix;           /* the checkpoint's block-name prefix */
+} save_plan;
+
+/* The adapter module whose base weight is `name`, or NULL. */
+static const ba_lora_module *merged_module(const ba_model *m, const save_plan *p,
+                                           const char *name)
+{
+    if (!p->adapter) return NULL;
+    bool gpt2 = m->cfg.arch == BA_ARCH_GPT2;
+    for (size_t i = 0; i < p->adapter->n_modules; i++) {
+        const ba_lora_module *mod = &p->adapter->modules[i];
+        char want[256];
+        snprintf(want, sizeof want, "%s%s%d.%s.weight", p->prefix, gpt2 ? "h." : "layers.",
+                 mod->layer, ba_lora_site_path(mod->site));
+        if (strcmp(want, name) == 0) return mod;
+    }
+    return NULL;
+}
+
+static bool saved_as_f32(const ba_model *m, const save_plan *p, const ba_tensor *t)
+{
+    return (p->trained && ba_trainable_find(p->trained, t->name) >= 0) ||
+           merged_module(m, p, t->name) != NULL;
+}
+
+/* out [t->n_elements]: the master, or W + scale B A (as [in][out] for GPT-2's Conv1D). */
+static void saved_values(const ba_model *m, const save_plan *p, const ba_tensor *t, float *out)
+{
+    long k = p->trained ? ba_trainable_find(p->trained, t->name) : -1;
+    if (k >= 0) {
+        memcpy(out, p->trained->tensors[k].value, t->n_elements * sizeof *out);
+        return;
+    }
+    const ba_lora_module *mod = merged_module(m, p, t->name);
+    const float *src = ba_weight_f32(t, 0, t->n_elements, out);
+    if (src != out) memcpy(out, src, t->n_elements * sizeof *out);
+    size_t in = (size_t)mod->in, o = (size_t)mod->out, r = (size_t)p->adapter->cfg.r;
+    float scale = (float)p->adapter->scale;
+    if (m->cfg.arch == BA_ARCH_GPT2) /* W [in][out] += scale A^T B^T */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)in, (int)o, (int)r, scale, mod->A,
+                    (int)in, mod->B, (int)r, 1.0f, out, (int)o);
+    else /* W [out][in] += scale B A */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)o, (int)in, (int)r, scale,
+                    mod->B, (int)r, mod->A, (int)in, 1.0f, out, (int)in);
+}
+
+static ba_status write_saved_weights(const ba_model *m, const save_plan *p, const char *path,
+                                     ba_error *err)
+{
+    ba_status rc = BA_OK;
+    size_t n = ba_checkpoint_count(m->ckpt), biggest = 0;
+    ba_tensor_spec *specs = NULL;
+    float *buf = NULL;
+    ba_st_writer *w = NULL;
+    BA_ALLOC(specs, n ? n : 1, "checkpoint tensor list", done);
+    for (size_t i = 0; i < n; i++) {
+        const ba_tensor *t = ba_checkpoint_at(m->ckpt, i);
+        specs[i].name = t->name;
+        specs[i].dtype = saved_as_f32(m, p, t) ? BA_DTYPE_F32 : t->dtype;
+        specs[i].rank = t->rank;
+        for (int d = 0; d < t->rank; d++) specs[i].shape[d] = t->shape[d];
+        if (specs[i].dtype == BA_DTYPE_F32 && t->n_elements > biggest) biggest = t->n_elements;
+    }
+    if (biggest) BA_ALLOC(buf, biggest, "saved tensor", done);
+    const char *meta[] = {"format", "pt"};
+    BA_TRY(ba_st_writer_open(path, specs, n, meta, 2, &w, err), done);
+    for (size_t i = 0; i < n; i++) {
+        const ba_tensor *t = ba_checkpoint_at(m->ckpt, i);
+        if (saved_as_f32(m, p, t)) {
+            saved_values(m, p, t, buf);
+            BA_TRY(ba_st_writer_write(w, buf, t->n_elements * sizeof *buf, err), done);
+        } else if (t->n_bytes) {
+            BA_TRY(ba_st_writer_write(w, t->data, t->n_bytes, err), done);
+        }
+    }
+    rc = ba_st_writer_finish(w, err);
+    w = NULL;
+done:
+    ba_st_writer_abort(w);
+    free(buf);
+    free(specs);
+    return rc;
+}
+
+static ba_status save_checkpoint(const ba_model *m, const save_plan *p, const char *dir,
+                                 ba_error *err)
+{
+    ba_status rc = BA_OK;
+    char temp[4200] = "", path[4300], src[4300];
+    struct stat sb;
+    if (stat(dir, &sb) == 0)
+        return ba_fail(err, BA_ERR_IO, "%s: already exists; choose a new output directory", dir);
+    int n = snprintf(temp, sizeof temp, "%s.tmp-XXXXXX", dir);
+    if (n < 0 || (size_t)n >= sizeof temp || !mkdtemp(temp)) {
+        temp[0] = '\0';
+        return ba_fail(err, BA_ERR_IO, "%s: cannot create a temporary directory beside it: %s",
+                       dir, strerror(errno));
+    }
+    snprintf(src, sizeof src, "%s/config.json", m->dir);
+    snprintf(path, sizeof path, "%s/config.json", temp);
+    BA_TRY(copy_file(src, path, err), done);
+    for (size_t i = 0; i < sizeof TOKENIZER_FILES / sizeof *TOKENIZER_FILES; i++) {
+        snprintf(src, sizeof src, "%s/%s", m->dir, TOKENIZER_FILES[i]);
+        snprintf(path, sizeof path, "%s/%s", temp, TOKENIZER_FILES[i]);
+        if (is_file(src)) BA_TRY(copy_file(src, path, err), done);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", temp);
+    BA_TRY(write_saved_weights(m, p, path, err), done);
+    chmod(temp, 0755);
+    if (rename(temp, dir) != 0) {
+        rc = ba_fail(err, BA_ERR_IO, "%s: cannot rename from %s: %s", dir, temp, strerror(errno));
+        goto done;
+    }
+    temp[0] = '\0';
+done:
+    if (temp[0]) remove_tree_flat(temp);
+    if (rc != BA_OK) ba_context(err, "%s: writing the checkpoint", dir);
+    return rc;
+}
+
+static const char *block_prefix(const ba_model *m)
+{
+    if (m->cfg.arch == BA_ARCH_GPT2)
+        return ba_checkpoint_lookup(m->ckpt, "transformer.wte.weight") ? "transformer." : "";
+    return ba_checkpoint_lookup(m->ckpt, "model.embed_tokens.weight") ? "model." : "";
+}
+
+ba_status ba_model_save_trained(const ba_model *model, const ba_trainable *t, const char *dir,
+                                ba_error *err)
+{
+    if (!t || t->is_lora)
+        return ba_fail(err, BA_ERR_USAGE, "%s: ba_model_save_trained takes a freeze set (a LoRA "
+                       "set is saved with ba_adapter_save or merged with ba_model_save_merged)",
+                       dir);
+    if (memcmp(&t->model->cfg, &model->cfg, sizeof model->cfg) != 0)
+        return ba_fail(err, BA_ERR_USAGE, "%s: the trainable set was built for the model in %s, "
+                       "not %s", dir, t->model->dir, model->dir);
+    save_plan p = {t, NULL, block_prefix(model)};
+    return save_checkpoint(model, &p, dir, err);
+}
+
+ba_status ba_model_save_merged(const ba_model *model, const ba_adapter *adapter,
+                               const char *dir, ba_error *err)
+{
+    if (!adapter) return ba_fail(err, BA_ERR_USAGE, "%s: no adapter to merge", dir);
+    BA_CHECK(ba_adapter_check_model(adapter, &model->cfg, err));
+    save_plan p = {NULL, adapter, block_prefix(model)};
+    return save_checkpoint(model, &p, dir, err);
+}
