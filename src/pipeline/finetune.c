@@ -623,7 +623,8 @@ agree_resume:
     summary->steps_total = n_steps;
 
     int d = ba_model_d_model(model);
-    ba_train_model_sample sampler = {.ctx = ctx, .data = ds, .recompute = recompute};
+    ba_train_model_sample sampler = {.ctx = ctx, .trainable = t, .data = ds,
+                                     .recompute = recompute};
     ba_train_step_setup setup = {.comm = comm, .sample_fn = ba_train_model_sample_fn,
                                  .sample_user = &sampler, .opt = opt, .params = params,
                                  .n_params = n_params, .data = ds, .d_model = d,
@@ -659,7 +660,7 @@ dump_alloc:
             rc = ba_mpi_agree(comm, rc, err);
             if (rc != BA_OK) goto done;
         }
-        rc = ba_train_step_gradients(&setup, indices, (size_t)o->batch, dump ? d_embeds : NULL,
+        rc = ba_train_step_gradients(&setup, s, indices, (size_t)o->batch, dump ? d_embeds : NULL,
                                      &res, err);
         if (rc != BA_OK) {
             ba_context(err, "step %" PRId64 ": ", s + 1);

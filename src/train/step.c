@@ -41,8 +41,8 @@ static ba_status sum_over_ranks(MPI_Comm comm, int n_ranks, float *grad, size_t 
     return BA_OK;
 }
 
-ba_status ba_train_step_gradients(const ba_train_step_setup *s, const size_t *indices,
-                                  size_t batch, float *const *d_embeds,
+ba_status ba_train_step_gradients(const ba_train_step_setup *s, int64_t step,
+                                  const size_t *indices, size_t batch, float *const *d_embeds,
                                   ba_train_step_result *res, ba_error *err)
 {
     ba_status rc = BA_OK;
@@ -81,7 +81,9 @@ ba_status ba_train_step_gradients(const ba_train_step_setup *s, const size_t *in
                 if (de) memset(de, 0, smp->n * (size_t)d * sizeof *de);
                 double ls = 0.0;
                 size_t cnt = 0;
-                rc = s->sample_fn(s->sample_user, indices[k], scale, &ls, &cnt, de, err);
+                uint64_t position = (uint64_t)step * batch + k;
+                rc = s->sample_fn(s->sample_user, indices[k], position, scale, &ls, &cnt, de,
+                                  err);
                 if (rc != BA_OK) {
                     ba_context(err, "sample %zu of the data (position %zu of the batch): ",
                                indices[k] + 1, k);
@@ -135,9 +137,9 @@ ba_status ba_train_step_update(const ba_train_step_setup *s, double lr,
     return BA_OK;
 }
 
-ba_status ba_train_step(const ba_train_step_setup *s, const size_t *indices, size_t batch,
-                        double lr, ba_train_step_result *res, ba_error *err)
+ba_status ba_train_step(const ba_train_step_setup *s, int64_t step, const size_t *indices,
+                        size_t batch, double lr, ba_train_step_result *res, ba_error *err)
 {
-    BA_CHECK(ba_train_step_gradients(s, indices, batch, NULL, res, err));
+    BA_CHECK(ba_train_step_gradients(s, step, indices, batch, NULL, res, err));
     return ba_train_step_update(s, lr, res, err);
 }

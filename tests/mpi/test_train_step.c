@@ -29,13 +29,18 @@ static double yv(size_t k, size_t j) { return cos(0.9 * k - 0.4 * j) * 2.0; }
 typedef struct {
     float *w, *g;
     long fail_sample; /* -1: none */
+    int64_t step;     /* the step being run, and its batch  */
+    const size_t *idx;
 } fake;
 
-static ba_status fake_sample(void *user, size_t k, float scale, double *loss_sum,
+static ba_status fake_sample(void *user, size_t k, uint64_t position, float scale, double *loss_sum,
                              size_t *count, float *d_embeds, ba_error *err)
 {
     (void)d_embeds;
     fake *f = user;
+    if (position / BATCH != (uint64_t)f->step || f->idx[position % BATCH] != k)
+        return ba_fail(err, BA_ERR_INTERNAL, "sample %zu given stream position %llu", k,
+                       (unsigned long long)position);
     if ((long)k == f->fail_sample)
         return ba_fail(err, BA_ERR_VALUE, "non-finite loss at token 0 (planted)");
     double ls = 0;
@@ -95,8 +100,10 @@ static ba_status run_steps(MPI_Comm comm, int accum, long fail, run_result *out,
     size_t idx[BATCH];
     for (int64_t st = 0; rc == BA_OK && st < STEPS; st++) {
         batch_of(st, idx);
+        f.step = st;
+        f.idx = idx;
         ba_train_step_result res;
-        rc = ba_train_step(&s, idx, BATCH, LR, &res, err);
+        rc = ba_train_step(&s, st, idx, BATCH, LR, &res, err);
         if (rc != BA_OK) break;
         out->loss[st] = res.loss;
         out->norm[st] = res.grad_norm;

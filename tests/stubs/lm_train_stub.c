@@ -66,3 +66,8 @@ ba_status ba_model_save_trained(const ba_model *model, const ba_trainable *t, co
     (void)model, (void)t, (void)dir;
     return missing(err);
 }
+
+void ba_trainable_set_sequence(ba_trainable *t, uint64_t sequence_key)
+{
+    (void)t, (void)sequence_key;
+}

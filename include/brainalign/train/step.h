@@ -38,8 +38,11 @@
  * every gradient of the step's parameters, and (when d_embeds is not NULL)
  * the gradient of the sample's token embeddings [n][d_model] into
  * d_embeds; *loss_sum: the sum of its token losses (nats), *count: how
- * many. `sample` indexes the dataset. */
-typedef ba_status (*ba_train_sample_fn)(void *user, size_t sample, float grad_scale,
+ * many. `sample` indexes the dataset; `position` is the sample's place in
+ * the endless stream of samples (step * batch + k: the key of its dropout
+ * draw, the same whatever the rank that trains it). */
+typedef ba_status (*ba_train_sample_fn)(void *user, size_t sample, uint64_t position,
+                                        float grad_scale,
                                         double *loss_sum, size_t *count, float *d_embeds,
                                         ba_error *err);
 
@@ -47,11 +50,12 @@ typedef ba_status (*ba_train_sample_fn)(void *user, size_t sample, float grad_sc
  * ba_train_model_sample (in step_model.c, so that this file needs no
  * model). */
 typedef struct {
-    ba_model_ctx *ctx; /* with the trainable set attached */
+    ba_model_ctx *ctx;    /* with `trainable` attached */
+    ba_trainable *trainable;
     const ba_sft_dataset *data;
     bool recompute;
 } ba_train_model_sample;
-ba_status ba_train_model_sample_fn(void *user, size_t sample, float grad_scale,
+ba_status ba_train_model_sample_fn(void *user, size_t sample, uint64_t position, float grad_scale,
                                    double *loss_sum, size_t *count, float *d_embeds,
                                    ba_error *err);
 
@@ -81,14 +85,14 @@ typedef struct {
 void ba_train_step_share(size_t batch, int grad_accum, int micro, int rank, int n_ranks,
                          size_t *begin, size_t *end);
 
-/* The gradient half of a step: zero, accumulate this rank's samples of
- * indices[batch], sum over ranks. Fills res->loss and res->tokens.
+/* The gradient half of 0-based optimizer step `step`: zero, accumulate
+ * this rank's samples of indices[batch], sum over ranks. Fills res->loss and res->tokens.
  * d_embeds: NULL, or [batch] pointers; for the samples this rank trains,
  * d_embeds[k] (when not NULL, [n_k][d_model], zeroed here) receives the
  * gradient of sample k's token embeddings (torch's inputs_embeds.grad of
  * the mean loss); the others are untouched. Collective. */
-ba_status ba_train_step_gradients(const ba_train_step_setup *s, const size_t *indices,
-                                  size_t batch, float *const *d_embeds,
+ba_status ba_train_step_gradients(const ba_train_step_setup *s, int64_t step,
+                                  const size_t *indices, size_t batch, float *const *d_embeds,
                                   ba_train_step_result *res, ba_error *err);
 
 /* The update half: global norm, clipping, AdamW with learning rate lr.
@@ -98,7 +102,7 @@ ba_status ba_train_step_update(const ba_train_step_setup *s, double lr,
                                ba_train_step_result *res, ba_error *err);
 
 /* Both halves. Collective. */
-ba_status ba_train_step(const ba_train_step_setup *s, const size_t *indices, size_t batch,
-                        double lr, ba_train_step_result *res, ba_error *err);
+ba_status ba_train_step(const ba_train_step_setup *s, int64_t step, const size_t *indices,
+                        size_t batch, double lr, ba_train_step_result *res, ba_error *err);
 
 #endif
