@@ -663,7 +663,7 @@ dump_alloc:
         rc = ba_train_step_gradients(&setup, s, indices, (size_t)o->batch, dump ? d_embeds : NULL,
                                      &res, err);
         if (rc != BA_OK) {
-            ba_context(err, "step %" PRId64 ": ", s + 1);
+            ba_context(err, "step %" PRId64, s + 1);
             goto done; /* agreed inside */
         }
         if (dump) {
@@ -673,7 +673,7 @@ dump_alloc:
             if (rc != BA_OK) goto done;
         }
         rc = ba_train_step_update(&setup, ba_lr_at(&sched, s), &res, err);
-        if (rc != BA_OK) ba_context(err, "step %" PRId64 ": ", s + 1);
+        if (rc != BA_OK) ba_context(err, "step %" PRId64, s + 1);
         rc = ba_mpi_agree(comm, rc, err);
         if (rc != BA_OK) goto done;
         if (log) {

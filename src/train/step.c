@@ -30,7 +30,7 @@ static ba_status sum_over_ranks(MPI_Comm comm, int n_ranks, float *grad, size_t 
         int mpi = MPI_Allgather(grad + at, (int)len, MPI_FLOAT, recv, (int)len, MPI_FLOAT, comm);
         if (mpi != MPI_SUCCESS) {
             ba_mpi_check(mpi, "gradient all-gather", err);
-            return ba_context(err, "summing the gradient of %s over ranks: ", name);
+            return ba_context(err, "summing the gradient of %s over ranks", name);
         }
         for (size_t i = 0; i < len; i++) {
             float sum = recv[i];
@@ -85,7 +85,7 @@ ba_status ba_train_step_gradients(const ba_train_step_setup *s, int64_t step,
                 rc = s->sample_fn(s->sample_user, indices[k], position, scale, &ls, &cnt, de,
                                   err);
                 if (rc != BA_OK) {
-                    ba_context(err, "sample %zu of the data (position %zu of the batch): ",
+                    ba_context(err, "sample %zu of the data (position %zu of the batch)",
                                indices[k] + 1, k);
                     break;
                 }
