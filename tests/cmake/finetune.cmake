@@ -4,18 +4,10 @@
 # end: rank-count independence, restart after SIGTERM, bad inputs and a
 # tiny model that learns (tests/e2e/finetune_cli.py).
 
-# Until the model's training pass (src/lm/train.c) is in the tree, the
-# executable links stand-ins that fail (tests/stubs/lm_train_stub.c): the
-# checks before training still run, the training tests fail loudly.
-if(NOT EXISTS ${PROJECT_SOURCE_DIR}/src/lm/train.c)
-  message(STATUS "src/lm/train.c missing: brainalign finetune links failing stand-ins")
-  target_sources(brainalign PRIVATE ${PROJECT_SOURCE_DIR}/tests/stubs/lm_train_stub.c)
-endif()
-
 set(BA_FINETUNE_ENV "OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")
 string(REPLACE ";" " " BA_MPIEXEC_TEXT "${BA_MPIEXEC}")
 
-foreach(case "gpt2;f32;lora" "llama;bf16;lora" "gpt2;f32;freeze" "llama;f32;freeze")
+foreach(case "gpt2;f32;lora" "llama;bf16;lora" "gpt2;f32;freeze" "llama;f32;freeze" "llama;bf16;freeze")
   list(GET case 0 arch)
   list(GET case 1 dtype)
   list(GET case 2 method)
@@ -43,3 +35,13 @@ add_test(NAME finetune.e2e_cli
     --workdir ${CMAKE_CURRENT_BINARY_DIR}/finetune-cli -- ${BA_MPIEXEC})
 set_tests_properties(finetune.e2e_cli PROPERTIES LABELS "finetune;e2e" PROCESSORS 2
   TIMEOUT 900 ENVIRONMENT "${BA_FINETUNE_ENV}")
+
+# --grad-accum: 2 micro-batches of a batch of 4 give the torch step of the
+# whole batch.
+add_test(NAME finetune.oracle_gpt2_lora_f32_accum
+  COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/oracle/finetune_oracle.py
+    --brainalign $<TARGET_FILE:brainalign> --data-dir ${BA_DATA_DIR}
+    --workdir ${CMAKE_CURRENT_BINARY_DIR}/finetune.oracle_accum
+    --arch gpt2 --dtype f32 --method lora --batch 4 --grad-accum 2 --targets c_attn,c_proj,c_fc)
+set_tests_properties(finetune.oracle_gpt2_lora_f32_accum PROPERTIES LABELS "finetune;oracle"
+  TIMEOUT 600 ENVIRONMENT "${BA_FINETUNE_ENV}")
