@@ -173,6 +173,20 @@ def main():
                               merged], expect_ok=False)
         if proc.returncode == 0 or "already exists" not in proc.stderr:
             sys.exit(f"FAILED: {arch}: merge into an existing directory: {proc.stderr}")
+    # [model] adapter = DIR in a study configuration reaches the features task
+    src = os.path.join(HERE, "..", "..", "configs", "narratives-gpt2.ini")
+    with open(src) as f:
+        text = f.read()
+    assert "\npath = ../models/gpt2\n" in text
+    cfg = os.path.join(work, "study.ini")
+    with open(cfg, "w") as f:
+        f.write(text.replace("\npath = ../models/gpt2\n",
+                             "\npath = ../models/gpt2\nadapter = gpt2-rand\n"))
+    proc = run([B, "tasks", cfg, "--stage", "features", "--index", "0"])
+    want = "--adapter " + os.path.join(work, "gpt2-rand")
+    if want not in proc.stdout:
+        sys.exit(f"FAILED: [model] adapter: expected '{want}' in the features task: {proc.stdout}")
+    print("[model] adapter = DIR: in the features task")
     print("OK")
 
 
