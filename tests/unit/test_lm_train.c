@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brainalign/kernels/kernels.h"
 #include "brainalign/lm/model.h"
 #include "brainalign/lm/ops.h"
 #include "brainalign/lm/train.h"
@@ -146,6 +147,19 @@ static void test_b_zero_bitwise(void **state)
             assert_memory_equal(want, got, (len - 1) * sizeof *want);
             assert_memory_equal(want, got2, (len - 1) * sizeof *want);
             free(got), free(got2);
+            /* bf16 products (LLaMA's BF16 matrices used as stored) and LoRA */
+            if (CASES[c].arch == BA_ARCH_LLAMA && ba_bf16_dot_available()) {
+                ba_model_ctx *b16 = NULL, *b16a = NULL;
+                assert_int_equal(ba_model_ctx_create(m, &b16, &err), BA_OK);
+                assert_int_equal(ba_model_ctx_create(m, &b16a, &err), BA_OK);
+                assert_int_equal(ba_model_ctx_set_matmul(b16, BA_MATMUL_BF16, &err), BA_OK);
+                assert_int_equal(ba_model_ctx_set_matmul(b16a, BA_MATMUL_BF16, &err), BA_OK);
+                assert_int_equal(ba_model_ctx_set_adapter(b16a, ad, &err), BA_OK);
+                float *w16 = features(b16, tokens, &len), *g16 = features(b16a, tokens, &len);
+                assert_memory_equal(w16, g16, (len - 1) * sizeof *w16);
+                free(w16), free(g16);
+                ba_model_ctx_destroy(b16), ba_model_ctx_destroy(b16a);
+            }
             assert_int_equal(ba_model_ctx_attach(tr, NULL, &err), BA_OK);
             assert_int_equal(ba_model_ctx_set_adapter(inf, NULL, &err), BA_OK);
             ba_trainable_destroy(t);
