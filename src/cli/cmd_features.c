@@ -51,6 +51,10 @@ static void help(void)
         "                      features within bf16 rounding of the f32 ones; norms and\n"
         "                      attention stay float32. Needs a CPU with AVX512-BF16 and a\n"
         "                      LLaMA checkpoint with BF16 matrices (an error otherwise)\n"
+        "  --adapter DIR       apply a PEFT LoRA adapter (adapter_config.json and\n"
+        "                      adapter_model.safetensors, e.g. from `brainalign finetune`):\n"
+        "                      W x + (lora_alpha / r) B A x at every module it targets; its\n"
+        "                      identity is recorded in the file's root attribute 'adapter'\n"
         "associative memory (see include/brainalign/pipeline/associations.h):\n"
         "  --associations FILE a JSONL association set: the model reads each story with the\n"
         "                      associations inserted; features are still given for the\n"
@@ -125,6 +129,7 @@ static void print_summary(const ba_features_summary *s, const ba_features_config
     printf("time: %.2f s in all, forward %.2f s (slowest rank), %d rank(s): %.1f story "
            "tokens/s, %.1f window tokens/s\n", s->seconds_total, max_fwd, size,
            s->n_tokens / s->seconds_total, s->n_window_tokens / s->seconds_total);
+    if (cfg->adapter_dir) printf("adapter: %s\n", s->adapter);
     printf("wrote %s (checkpoint %s)\n", cfg->out_path, s->checkpoint);
 }
 
@@ -161,7 +166,8 @@ int ba_cmd_features(int argc, char **argv)
         } else if (ba_args_value(&a, "--matmul")) {
             if (ba_matmul_parse(a.value, &cfg.matmul, &err))
                 snprintf(usage_error, sizeof usage_error, "--matmul: %s", err.message);
-        } else if (ba_args_value(&a, "--associations")) cfg.associations = a.value;
+        } else if (ba_args_value(&a, "--adapter")) cfg.adapter_dir = a.value;
+        else if (ba_args_value(&a, "--associations")) cfg.associations = a.value;
         else if (ba_args_value(&a, "--policy")) {
             if (ba_augment_policy_parse(a.value, &cfg.augment, &err))
                 snprintf(usage_error, sizeof usage_error, "--policy: %s", err.message);

@@ -1,7 +1,7 @@
 /* model.c — the architecture-neutral model layer (see model.h): loading,
  * contexts (the run state), argument checks, weight access, the one
  * weight product every architecture multiplies through
- * (ba_weight_product, where LoRA adapters will apply), the shared
+ * (ba_weight_product, where LoRA adapters apply), the shared
  * hidden-state store and next-token log-probabilities, and the
  * random-checkpoint writer. The architectures themselves live in
  * arch/<arch>.c behind ba_model_ops. */

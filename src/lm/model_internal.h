@@ -219,7 +219,7 @@ ba_weight ba_weight_rows(const ba_weight *w, size_t first, size_t count);
 
 /* y[i][0..out) (row stride ldy) = x[i][0..in) (row stride ldx) W (+ bias)
  * (+ y's previous value when `accumulate`): every matrix product of every
- * architecture goes through here, and this is where LoRA adapters will
+ * architecture goes through here, and this is where LoRA adapters
  * apply (w->lora). F32 weights are used in place; half-precision ones are
  * widened into ctx->wscratch, OUT_IN a panel of rows at a time (all rows
  * at once when they fit), IN_OUT whole (a panel of its rows would split

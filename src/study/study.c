@@ -188,6 +188,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         if (strcmp(value, "auto") && strcmp(value, "yes") && strcmp(value, "no")) BAD("[model] bos is auto, yes or no");
         snprintf(c->bos, sizeof c->bos, "%s", value);
     }
+    else if (KEY("model", "adapter")) resolve(st->base_dir, value, c->adapter_dir, sizeof c->adapter_dir);
     else if (KEY("model", "matmul")) { if (ba_matmul_parse(value, &c->matmul, &err)) BAD("[model] matmul is f32 or bf16"); }
     else if (KEY("stimuli", "dir")) resolve(st->base_dir, value, c->stimuli_dir, sizeof c->stimuli_dir);
     else if (KEY("stimuli", "format")) snprintf(c->stimuli_format, sizeof c->stimuli_format, "%s", value);
@@ -524,6 +525,12 @@ static void features_recipe(const ba_study_config *cfg, const ba_study_condition
      * option existed are still reused */
     if (cfg->matmul != BA_MATMUL_F32 && n > 0 && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n, " --matmul %s", ba_matmul_name(cfg->matmul));
+    if (cfg->adapter_dir[0] && n > 0 && (size_t)n < size) {
+        char weights[BA_PATH_MAX + 64];
+        snprintf(weights, sizeof weights, "%s/adapter_model.safetensors", cfg->adapter_dir);
+        n += snprintf(out + n, size - (size_t)n, " --adapter %s (fnv1a %016llx)", cfg->adapter_dir,
+                      (unsigned long long)file_hash(weights));
+    }
     if (k && n > 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n, " --associations %s (fnv1a %016llx) --policy %s "
                  "--every %d --seed %llu --pause %g", k->associations,
@@ -591,6 +598,7 @@ static ba_status model_features(const ba_study_config *cfg, const ba_study_condi
     fc.context = cfg->context;
     fc.stride = cfg->stride;
     fc.matmul = cfg->matmul;
+    fc.adapter_dir = cfg->adapter_dir[0] ? cfg->adapter_dir : NULL;
     fc.condition = name;
     if (k) {
         fc.associations = k->associations;

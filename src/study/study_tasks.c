@@ -192,6 +192,7 @@ static ba_status model_features_task(const ba_study_config *cfg, int c, ba_study
     if (cfg->stride > 0) OPT(t, "--stride", "%ld", cfg->stride);
     OPT(t, "--bos", "%s", cfg->bos);
     if (cfg->matmul != BA_MATMUL_F32) OPT(t, "--matmul", "%s", ba_matmul_name(cfg->matmul));
+    if (cfg->adapter_dir[0]) OPT(t, "--adapter", "%s", cfg->adapter_dir);
     OPT(t, "--condition", "%s", condition_name(cfg, c));
     if (k) {
         OPT(t, "--associations", "%s", k->associations);

@@ -15,3 +15,14 @@ add_test(NAME train_model.grad_oracle
     --data ${BA_DATA_DIR} --workdir ${CMAKE_CURRENT_BINARY_DIR}/train-grad-oracle)
 set_tests_properties(train_model.grad_oracle PROPERTIES LABELS "lm;oracle" TIMEOUT 600
   ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1")
+
+# `features --adapter` and `merge` end to end (tests/e2e/adapter_cli.py): a
+# B = 0 adapter gives the base features bitwise, features --adapter equal the
+# merged checkpoint's within 1e-5 (1 and 2 ranks), bad adapters refused on
+# every rank with no output.
+add_test(NAME train_model.adapter_cli
+  COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/e2e/adapter_cli.py
+    --brainalign $<TARGET_FILE:brainalign> --data ${BA_DATA_DIR}
+    --workdir ${CMAKE_CURRENT_BINARY_DIR}/adapter-cli -- ${BA_MPIEXEC})
+set_tests_properties(train_model.adapter_cli PROPERTIES LABELS "lm;e2e" PROCESSORS 2 TIMEOUT 900
+  ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMP_NUM_THREADS=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")

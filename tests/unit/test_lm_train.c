@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brainalign/kernels/kernels.h"
 #include "brainalign/lm/model.h"
 #include "brainalign/lm/ops.h"
 #include "brainalign/lm/train.h"
@@ -146,6 +147,19 @@ static void test_b_zero_bitwise(void **state)
             assert_memory_equal(want, got, (len - 1) * sizeof *want);
             assert_memory_equal(want, got2, (len - 1) * sizeof *want);
             free(got), free(got2);
+            /* bf16 products (LLaMA's BF16 matrices used as stored) and LoRA */
+            if (CASES[c].arch == BA_ARCH_LLAMA && ba_bf16_dot_available()) {
+                ba_model_ctx *b16 = NULL, *b16a = NULL;
+                assert_int_equal(ba_model_ctx_create(m, &b16, &err), BA_OK);
+                assert_int_equal(ba_model_ctx_create(m, &b16a, &err), BA_OK);
+                assert_int_equal(ba_model_ctx_set_matmul(b16, BA_MATMUL_BF16, &err), BA_OK);
+                assert_int_equal(ba_model_ctx_set_matmul(b16a, BA_MATMUL_BF16, &err), BA_OK);
+                assert_int_equal(ba_model_ctx_set_adapter(b16a, ad, &err), BA_OK);
+                float *w16 = features(b16, tokens, &len), *g16 = features(b16a, tokens, &len);
+                assert_memory_equal(w16, g16, (len - 1) * sizeof *w16);
+                free(w16), free(g16);
+                ba_model_ctx_destroy(b16), ba_model_ctx_destroy(b16a);
+            }
             assert_int_equal(ba_model_ctx_attach(tr, NULL, &err), BA_OK);
             assert_int_equal(ba_model_ctx_set_adapter(inf, NULL, &err), BA_OK);
             ba_trainable_destroy(t);
@@ -313,6 +327,105 @@ static void test_bad_inputs(void **state)
     }
 }
 
+/* LoRA dropout: a pure function of the seed, the sequence key, the module
+ * and the position, so the pass is deterministic, recompute draws the same
+ * masks (bitwise equal gradients), another sequence key draws others,
+ * inference forwards never drop, and the gradient is that of the loss with
+ * the drawn mask (central finite differences on A). */
+static double dropout_loss(ba_model_ctx *ctx, ba_trainable *t, const int32_t *tokens,
+                           const int32_t *labels, bool recompute)
+{
+    ba_error err;
+    ba_error_clear(&err);
+    double loss = 0;
+    size_t count = 0;
+    ba_trainable_zero_grad(t);
+    if (ba_model_train_sequence(ctx, tokens, labels, N_TOK, 1.0f, recompute, &loss, &count,
+                                NULL, &err) != BA_OK)
+        fail_msg("%s", err.message);
+    return loss;
+}
+
+static float *grads_copy(const ba_trainable *t, size_t *total)
+{
+    *total = 0;
+    for (size_t i = 0; i < ba_trainable_count(t); i++) *total += ba_trainable_tensor(t, i)->n;
+    float *g = malloc(*total * sizeof *g);
+    assert_non_null(g);
+    size_t at = 0;
+    for (size_t i = 0; i < ba_trainable_count(t); i++) {
+        const ba_train_tensor *tt = ba_trainable_tensor(t, i);
+        memcpy(g + at, tt->grad, tt->n * sizeof *g);
+        at += tt->n;
+    }
+    return g;
+}
+
+static void test_dropout(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof CASES / sizeof *CASES; c++) {
+        ba_model *m = write_model(&CASES[c], 32, "dropout");
+        ba_adapter *ad = make_adapter(m, true, 6);
+        for (size_t i = 0; i < ad->n_modules; i++)
+            fill_random(ad->modules[i].B, (size_t)ad->modules[i].out * 4, 50 + i, 0.2f);
+        ba_error err;
+        ba_error_clear(&err);
+        ba_trainable *t = NULL, *t0 = NULL;
+        ba_model_ctx *ctx = NULL, *ref = NULL;
+        assert_int_equal(ba_trainable_lora(m, ad, 1.5, 9, &t, &err), BA_ERR_VALUE);
+        assert_int_equal(ba_trainable_lora(m, ad, 0.4, 9, &t, &err), BA_OK);
+        assert_int_equal(ba_trainable_lora(m, ad, 0.0, 9, &t0, &err), BA_OK);
+        assert_int_equal(ba_model_ctx_create(m, &ctx, &err), BA_OK);
+        assert_int_equal(ba_model_ctx_create(m, &ref, &err), BA_OK);
+        assert_int_equal(ba_model_ctx_attach(ctx, t, &err), BA_OK);
+        assert_int_equal(ba_model_ctx_attach(ref, t0, &err), BA_OK);
+        int32_t tokens[N_TOK], labels[N_TOK];
+        make_tokens(tokens, 300);
+        memcpy(labels, tokens, sizeof labels);
+        ba_trainable_set_sequence(t, 17);
+        double l1 = dropout_loss(ctx, t, tokens, labels, false);
+        size_t total = 0;
+        float *g1 = grads_copy(t, &total);
+        double l2 = dropout_loss(ctx, t, tokens, labels, true);
+        float *g2 = grads_copy(t, &total);
+        assert_memory_equal(&l1, &l2, sizeof l1);
+        assert_memory_equal(g1, g2, total * sizeof *g1);
+        double l_nodrop = dropout_loss(ref, t0, tokens, labels, false);
+        assert_true(fabs(l1 - l_nodrop) > 1e-3 * fabs(l_nodrop));
+        ba_trainable_set_sequence(t, 18);
+        double l3 = dropout_loss(ctx, t, tokens, labels, false);
+        assert_true(l3 != l1);
+        /* inference forwards: no dropout */
+        size_t len = 0;
+        float *fa = features(ctx, tokens, &len), *fb = features(ref, tokens, &len);
+        assert_memory_equal(fa, fb, (len - 1) * sizeof *fa);
+        free(fa), free(fb);
+        /* the gradient of the loss with the drawn masks: finite differences */
+        ba_trainable_set_sequence(t, 17);
+        (void)dropout_loss(ctx, t, tokens, labels, false);
+        const ba_train_tensor *a = ba_trainable_tensor(t, 0); /* layer 0's first A */
+        size_t best = 0;
+        for (size_t j = 0; j < a->n; j++)
+            if (fabsf(a->grad[j]) > fabsf(a->grad[best])) best = j;
+        double analytic = a->grad[best];
+        float keep = a->value[best], h = 1e-2f;
+        a->value[best] = keep + h;
+        double lp = dropout_loss(ctx, t, tokens, labels, false);
+        a->value[best] = keep - h;
+        double lm = dropout_loss(ctx, t, tokens, labels, false);
+        a->value[best] = keep;
+        double fd = (lp - lm) / (2.0 * (double)h);
+        printf("%s: dropout gradient %.6g, finite difference %.6g\n", CASES[c].name, analytic, fd);
+        assert_true(fabs(fd - analytic) < 2e-2 * fabs(analytic));
+        free(g1), free(g2);
+        ba_model_ctx_destroy(ctx), ba_model_ctx_destroy(ref);
+        ba_trainable_destroy(t), ba_trainable_destroy(t0);
+        ba_adapter_destroy(ad);
+        ba_model_destroy(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_merged_equals_adapter),
         cmocka_unit_test(test_save_trained),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_dropout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,6 +69,7 @@ typedef struct {
     long context, stride;
     char bos[8];
     ba_matmul matmul;                 /* [model] matmul = f32 (default) | bf16 */
+    char adapter_dir[BA_PATH_MAX];    /* [model] adapter = DIR (PEFT LoRA), "" = none */
     char stimuli_dir[BA_PATH_MAX];
     char stimuli_format[32];
     char stories[4096];            /* comma-separated, empty: all */
