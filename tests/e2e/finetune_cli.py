@@ -4,6 +4,8 @@
   - the loss curve (the whole --log) is the same with 1, 2 and 4 ranks
     (<= 1e-6 relative) and bitwise the same when a run is repeated with the
     same rank count, and so are the trained adapters;
+  - with --lora-dropout, the same across rank counts (the draw follows the
+    sample's place in the data stream);
   - a run stopped by SIGTERM (at a step boundary, the restart file saved)
     and rerun with the same command ends bitwise identical to an
     uninterrupted run (adapter and log), and so does a run killed with
@@ -172,6 +174,18 @@ def main():
     check(np.array_equal(logs["2"], logs["2b"]) and adapters["2"] == adapters["2b"],
           "2 ranks repeated: log and adapter bitwise identical")
     check(ref[-1, 1] < ref[0, 1], f"the loss goes down ({ref[0, 1]:.4g} -> {ref[-1, 1]:.4g})")
+
+    # LoRA dropout: drawn per sample of the data stream, not per rank.
+    drop = {}
+    for ranks in (1, 2):
+        out, log = os.path.join(w, f"dropout{ranks}"), os.path.join(w, f"dropout{ranks}.csv")
+        run(ft(out, ["--lora-dropout", "0.3"], ranks=ranks, log=log))
+        drop[ranks] = read_log(log)
+    err = float(np.max(np.abs(drop[2][:, 1:4] - drop[1][:, 1:4]) /
+                       np.maximum(np.abs(drop[1][:, 1:4]), 1e-30)))
+    check(err <= 1e-6 and not np.array_equal(drop[1][:, 1], ref[:, 1]),
+          f"--lora-dropout 0.3: 2 ranks equal 1 rank within 1e-6 (worst {err:.3g}), "
+          "and the curve differs from no dropout")
 
     # ---- restart ----
     long = ["--steps", "40", "--batch", "2"]
