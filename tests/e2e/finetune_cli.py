@@ -200,6 +200,10 @@ def main():
               f"{name}: stopped (exit {rc}), no output, a restart file")
         if sig == signal.SIGTERM:
             check("rerun the same command" in stderr, f"{name}: the message says how to resume")
+            other = run(ft(out, long + extra + ["--lr", "2e-2"], ranks=2, log=log), expect_ok=False)
+            check(other.returncode != 0 and "different finetune command" in other.stderr
+                  and not os.path.exists(out),
+                  f"{name}: another command does not resume from the restart file")
         done = run(cmd, expect_ok=False)
         check(done.returncode == 0, f"{name}: the rerun finishes ({done.stderr.strip()[-300:]})")
         if done.returncode == 0:
