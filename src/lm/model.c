@@ -1152,7 +1152,7 @@ static ba_status write_saved_weights(const ba_model *m, const save_plan *p, cons
     }
     if (biggest) BA_ALLOC(buf, biggest, "saved tensor", done);
     const char *meta[] = {"format", "pt"};
-    BA_TRY(ba_st_writer_open(path, specs, n, meta, 2, &w, err), done);
+    BA_TRY(ba_st_writer_open(path, specs, n, meta, 1, &w, err), done);
     for (size_t i = 0; i < n; i++) {
         const ba_tensor *t = ba_checkpoint_at(m->ckpt, i);
         if (saved_as_f32(m, p, t)) {
