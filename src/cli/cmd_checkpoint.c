@@ -9,6 +9,7 @@
 
 #include "brainalign/lm/model.h"
 #include "brainalign/parallel/parallel.h"
+#include "brainalign/pipeline/finetune.h"
 #include "commands.h"
 
 static void checkpoint_usage(FILE *out)
@@ -16,7 +17,9 @@ static void checkpoint_usage(FILE *out)
     fprintf(out,
             "usage: brainalign checkpoint --out DIR (--vocab-from DIR | --vocab-size V) [options]\n\n"
             "Write a checkpoint with random weights (config.json, model.safetensors or\n"
-            "shards + model.safetensors.index.json, tokenizer files) into the new directory DIR.\n\n"
+            "shards + model.safetensors.index.json, tokenizer files) into the new directory DIR.\n"
+            "With --vocab-from, config.json carries the tokenizer's bos_token_id and\n"
+            "eos_token_id as Hugging Face writes them (GPT-2: <|endoftext|>; LLaMA: 1 and 2).\n\n"
             "  --arch NAME        architecture: gpt2 or llama (default gpt2)\n"
             "  --layers L         transformer blocks (default 2)\n"
             "  --d-model D        model width (default 64)\n"
@@ -180,6 +183,9 @@ int ba_cmd_checkpoint(int argc, char **argv)
     ba_error_clear(&err);
     ba_status rc = BA_OK;
     if (rank == 0) rc = ba_model_write_random(&spec, out_dir, &err);
+    /* bos_token_id / eos_token_id in config.json, as Hugging Face writes
+     * them (finetune reads them there). */
+    if (rank == 0 && rc == BA_OK && spec.vocab_from) rc = ba_config_add_special_ids(out_dir, &err);
     rc = ba_mpi_agree(MPI_COMM_WORLD, rc, &err);
     if (rc != BA_OK) return ba_cli_report("checkpoint", rc, &err);
     return 0;

@@ -44,6 +44,10 @@ static void help(void)
         );
     ba_option_help(&ba_features_option_table, "model", stdout);
     printf(
+        "  --adapter DIR       apply a PEFT LoRA adapter (adapter_config.json and\n"
+        "                      adapter_model.safetensors, e.g. from `brainalign finetune`):\n"
+        "                      W x + (lora_alpha / r) B A x at every module it targets; its\n"
+        "                      identity is recorded in the file's root attribute 'adapter'\n"
         "associative memory (see include/brainalign/pipeline/associations.h):\n"
         "  --associations FILE a JSONL association set: the model reads each story with the\n"
         "                      associations inserted; features are still given for the\n"
@@ -118,6 +122,7 @@ static void print_summary(const ba_features_summary *s, const ba_features_config
     printf("time: %.2f s in all, forward %.2f s (slowest rank), %d rank(s): %.1f story "
            "tokens/s, %.1f window tokens/s\n", s->seconds_total, max_fwd, size,
            s->n_tokens / s->seconds_total, s->n_window_tokens / s->seconds_total);
+    if (cfg->adapter_dir) printf("adapter: %s\n", s->adapter);
     printf("wrote %s (checkpoint %s)\n", cfg->out_path, s->checkpoint);
 }
 
@@ -147,6 +152,7 @@ int ba_cmd_features(int argc, char **argv)
         } else if (ba_args_value(&a, "--layers") || ba_args_value(&a, "--layer"))
             snprintf(layer_text, sizeof layer_text, "%s", a.value);
         else if (ba_args_table(&a, &ba_features_option_table, &options)) continue;
+        else if (ba_args_value(&a, "--adapter")) cfg.adapter_dir = a.value;
         else if (ba_args_value(&a, "--associations")) cfg.associations = a.value;
         else if (ba_args_value(&a, "--policy")) {
             if (ba_augment_policy_parse(a.value, &cfg.augment, &err))

@@ -21,7 +21,9 @@ static const ba_command COMMANDS[] = {
     {"maps", "write per-voxel scores back as NIfTI or GIfTI brain maps", ba_cmd_maps},
     {"compare", "conditions vs baseline per region: Δr, intervals, p and q-values, tables, maps", ba_cmd_compare},
     {"augment", "show stories as the model reads them with associations inserted", ba_cmd_augment},
+    {"merge", "write a checkpoint with a PEFT LoRA adapter merged into its weights", ba_cmd_merge},
     {"tasks", "a study as array-job tasks (SLURM), and their collected summary", ba_cmd_tasks},
+    {"finetune", "LoRA or frozen-layer fine-tuning on instruction data (data-parallel)", ba_cmd_finetune},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 

@@ -1,7 +1,7 @@
 /* model.c — the architecture-neutral model layer (see model.h): loading,
  * contexts (the run state), argument checks, weight access, the one
  * weight product every architecture multiplies through
- * (ba_weight_product, where LoRA adapters will apply), the shared
+ * (ba_weight_product, where LoRA adapters apply), the shared
  * hidden-state store and next-token log-probabilities, and the
  * random-checkpoint writer. The architectures themselves live in
  * arch/<arch>.c behind ba_model_ops. */
@@ -10,6 +10,7 @@
 #include "brainalign/core/hash.h"
 #include "brainalign/core/rng.h"
 
+#include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -149,13 +150,16 @@ static void free_buffers(ba_model_ctx *ctx)
     ctx->kernel_ws = NULL;
     ctx->kernel_ws_bytes = 0;
     ctx->capacity = 0;
+    ctx->lora_capacity = 0; /* the LoRA buffers follow the capacity */
 }
 
 void ba_model_ctx_destroy(ba_model_ctx *ctx)
 {
     if (!ctx) return;
     free_buffers(ctx);
-    free(ctx->kv_cache), free(ctx->saved_activations), free(ctx->gradients);
+    free(ctx->kv_cache), free(ctx->saved_activations), free(ctx->head_f32);
+    free(ctx->lora_u), free(ctx->lora_du), free(ctx->lora_x), free(ctx->lora_t);
+    free(ctx->loras), free(ctx->arch_blocks);
     free(ctx);
 }
 
@@ -179,7 +183,35 @@ static size_t kernel_ws_bytes(const ba_model_ctx *ctx, size_t n)
     return ba_linear_bf16_workspace_bytes(n, in, out);
 }
 
+static ba_status reserve_base(ba_model_ctx *ctx, size_t n, ba_error *err);
+
+/* The LoRA buffers for the context's capacity and adapter (none without one). */
+static ba_status reserve_lora(ba_model_ctx *ctx, ba_error *err)
+{
+    ba_status rc = BA_OK;
+    if (ctx->lora_r == 0 || ctx->lora_capacity >= ctx->capacity) return BA_OK;
+    free(ctx->lora_u), free(ctx->lora_du), free(ctx->lora_x), free(ctx->lora_t);
+    ctx->lora_u = ctx->lora_du = ctx->lora_x = ctx->lora_t = NULL;
+    ctx->lora_capacity = 0;
+    size_t n = ctx->capacity, r = (size_t)ctx->lora_r;
+    BA_ALLOC(ctx->lora_u, n * r, "LoRA x A^T", fail);
+    BA_ALLOC(ctx->lora_du, n * r, "LoRA x A^T gradient", fail);
+    BA_ALLOC(ctx->lora_x, n * ctx->lora_in, "LoRA dropped-out input", fail);
+    BA_ALLOC(ctx->lora_t, (size_t)BA_LORA_ROWS * ctx->lora_out, "LoRA delta rows", fail);
+    ctx->lora_capacity = n;
+    return BA_OK;
+fail:
+    ba_context(err, "%s: LoRA buffers for windows of %zu tokens", ctx->model->dir, n);
+    return rc;
+}
+
 ba_status ba_model_ctx_reserve(ba_model_ctx *ctx, size_t n, ba_error *err)
+{
+    BA_CHECK(reserve_base(ctx, n, err));
+    return reserve_lora(ctx, err);
+}
+
+static ba_status reserve_base(ba_model_ctx *ctx, size_t n, ba_error *err)
 {
     const ba_model *m = ctx->model;
     const ba_model_config *c = &m->cfg;
@@ -388,16 +420,193 @@ static ba_status product_bf16(ba_model_ctx *ctx, const ba_weight *w, const float
     return BA_OK;
 }
 
+/* ---- LoRA at the weight product ----------------------------------------------------- */
+
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The dropout multiplier of input element (t, j) of a module: 0 with
+ * probability p, else 1 / (1 - p); a pure function of the sequence's key,
+ * the module and the position, so the backward (and a recomputed block)
+ * draws the same mask. */
+static float dropout_factor(uint64_t seq, uint64_t module, size_t t, size_t j, float p)
+{
+    uint64_t h = mix64(seq ^ mix64(module ^ mix64(((uint64_t)t << 32) ^ (uint64_t)j)));
+    double u = (double)(h >> 11) * (1.0 / 9007199254740992.0);
+    return u < (double)p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+static bool lora_drops(const ba_model_ctx *ctx, const ba_lora *l)
+{
+    return ctx->training && l->dropout > 0.0f;
+}
+
+/* The adapter's input: x itself, or drop(x) into ctx->lora_x [n][in]. */
+static const float *lora_input(ba_model_ctx *ctx, const ba_lora *l, const float *x, size_t n,
+                               size_t in, size_t ldx, size_t *ld)
+{
+    *ld = ldx;
+    if (!lora_drops(ctx, l)) return x;
+    for (size_t t = 0; t < n; t++)
+        for (size_t j = 0; j < in; j++)
+            ctx->lora_x[t * in + j] =
+                x[t * ldx + j] * dropout_factor(ctx->dropout_key, l->key, t, j, l->dropout);
+    *ld = in;
+    return ctx->lora_x;
+}
+
+static ba_status lora_check(const ba_model_ctx *ctx, const ba_weight *w, size_t n, ba_error *err)
+{
+    const ba_lora *l = w->lora;
+    if (w->out0 != 0 || l->r != ctx->lora_r || w->in > ctx->lora_in || w->out > ctx->lora_out ||
+        n > ctx->lora_capacity)
+        return ba_fail(err, BA_ERR_INTERNAL, "%s: tensor '%s': LoRA product of %zu tokens "
+                       "(r %d) outside the context's LoRA buffers (%zu tokens, r %d)",
+                       ctx->model->dir, w->tensor->name, n, l->r, ctx->lora_capacity,
+                       ctx->lora_r);
+    return BA_OK;
+}
+
+/* y [n][out] (row stride ldy) += scale (drop(x) A^T) B^T, each zero of the
+ * delta as -0.0f: y + -0.0f is y bitwise, so B = 0 leaves the base product. */
+static ba_status lora_forward(ba_model_ctx *ctx, const ba_weight *w, const float *x, size_t n,
+                              size_t ldx, float *y, size_t ldy, ba_error *err)
+{
+    const ba_lora *l = w->lora;
+    BA_CHECK(lora_check(ctx, w, n, err));
+    size_t in = w->in, out = w->out, r = (size_t)l->r, ldxs;
+    const float *xs = lora_input(ctx, l, x, n, in, ldx, &ldxs);
+    float *u = ctx->lora_u; /* [n][r] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)r, (int)in, 1.0f, xs,
+                (int)ldxs, l->A, (int)in, 0.0f, u, (int)r);
+    for (size_t t0 = 0; t0 < n; t0 += BA_LORA_ROWS) {
+        size_t m = n - t0 < BA_LORA_ROWS ? n - t0 : BA_LORA_ROWS;
+        float *tile = ctx->lora_t; /* [m][out] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)out, (int)r, l->scale,
+                    u + t0 * r, (int)r, l->B, (int)r, 0.0f, tile, (int)out);
+        for (size_t t = 0; t < m; t++) {
+            float *dst = y + (t0 + t) * ldy;
+            const float *src = tile + t * out;
+            for (size_t o = 0; o < out; o++) dst[o] += -(-src[o] + 0.0f);
+        }
+    }
+    return BA_OK;
+}
+
+/* dA, dB and (dx != NULL) the adapter's part of dx. */
+static ba_status lora_backward(ba_model_ctx *ctx, const ba_weight *w, const float *x, size_t n,
+                               size_t ldx, const float *dy, size_t ldy, float *dx, size_t lddx,
+                               ba_error *err)
+{
+    const ba_lora *l = w->lora;
+    BA_CHECK(lora_check(ctx, w, n, err));
+    size_t in = w->in, out = w->out, r = (size_t)l->r, ldxs;
+    const float *xs = lora_input(ctx, l, x, n, in, ldx, &ldxs);
+    float *u = ctx->lora_u, *du = ctx->lora_du; /* [n][r] each */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)r, (int)in, 1.0f, xs,
+                (int)ldxs, l->A, (int)in, 0.0f, u, (int)r);
+    /* dB [out][r] += scale dy^T u */
+    if (l->dB)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)r, (int)n, l->scale,
+                    dy, (int)ldy, u, (int)r, 1.0f, l->dB, (int)r);
+    /* du [n][r] = scale dy B */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)r, (int)out, l->scale, dy,
+                (int)ldy, l->B, (int)r, 0.0f, du, (int)r);
+    /* dA [r][in] += du^T drop(x) */
+    if (l->dA)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)in, (int)n, 1.0f, du,
+                    (int)r, xs, (int)ldxs, 1.0f, l->dA, (int)in);
+    if (!dx) return BA_OK;
+    if (!lora_drops(ctx, l)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)r, 1.0f, du,
+                    (int)r, l->A, (int)in, 1.0f, dx, (int)lddx);
+        return BA_OK;
+    }
+    float *dxs = ctx->lora_x; /* [n][in]: d drop(x), then through the mask */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)r, 1.0f, du,
+                (int)r, l->A, (int)in, 0.0f, dxs, (int)in);
+    for (size_t t = 0; t < n; t++)
+        for (size_t j = 0; j < in; j++)
+            dx[t * lddx + j] +=
+                dxs[t * in + j] * dropout_factor(ctx->dropout_key, l->key, t, j, l->dropout);
+    return BA_OK;
+}
+
+static ba_status base_product(ba_model_ctx *ctx, const ba_weight *w, const float *x, size_t n,
+                              size_t ldx, float *y, size_t ldy, int accumulate, ba_error *err);
+
 ba_status ba_weight_product(ba_model_ctx *ctx, const ba_weight *w, const float *x, size_t n,
                             size_t ldx, float *y, size_t ldy, int accumulate, ba_error *err)
 {
+    BA_CHECK(base_product(ctx, w, x, n, ldx, y, ldy, accumulate, err));
+    if (w->lora) BA_CHECK(lora_forward(ctx, w, x, n, ldx, y, ldy, err));
+    return BA_OK;
+}
+
+ba_status ba_weight_product_backward(ba_model_ctx *ctx, const ba_weight *w, const float *x,
+                                     size_t n, size_t ldx, const float *dy, size_t ldy,
+                                     float *dx, size_t lddx, const ba_weight_grad *g,
+                                     ba_error *err)
+{
+    const ba_tensor *t = w->tensor;
+    size_t in = w->in, out = w->out;
+    bool trained = g && (g->dw || g->db);
+    if (trained && (!ba_weight_is_direct(t) || w->out0 != 0))
+        return ba_fail(err, BA_ERR_INTERNAL, "%s: tensor '%s' is trained but not a float32 "
+                       "master weight", ctx->model->dir, t->name);
+    if (g && g->dw) {
+        if (w->layout == BA_WEIGHT_IN_OUT) /* dw [in][out] += x^T dy */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in, (int)out, (int)n, 1.0f,
+                        x, (int)ldx, dy, (int)ldy, 1.0f, g->dw, (int)out);
+        else /* dw [out][in] += dy^T x */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0f,
+                        dy, (int)ldy, x, (int)ldx, 1.0f, g->dw, (int)in);
+    }
+    if (g && g->db)
+        for (size_t i = 0; i < n; i++)
+            for (size_t o = 0; o < out; o++) g->db[o] += dy[i * ldy + o];
+    if (w->lora) BA_CHECK(lora_backward(ctx, w, x, n, ldx, dy, ldy, dx, lddx, err));
+    if (!dx) return BA_OK;
+    size_t scratch = ctx->wscratch ? ctx->model->widen_floats : 0;
+    if (w->layout == BA_WEIGHT_IN_OUT) {
+        /* dx [n][in] += dy [n][out] W^T with W [in][out] */
+        const float *wf = t->data;
+        if (!ba_weight_is_direct(t)) {
+            if (scratch < in * out) return scratch_too_small(ctx, w, in * out, err);
+            wf = ba_weight_f32(t, 0, in * out, ctx->wscratch);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)in, (int)out, 1.0f, dy,
+                    (int)ldy, wf, (int)out, 1.0f, dx, (int)lddx);
+        return BA_OK;
+    }
+    /* dx [n][in] += dy [n][out] W with W [out][in], a panel of rows at a time */
+    if (ba_weight_is_direct(t)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)out, 1.0f, dy,
+                    (int)ldy, (const float *)t->data + w->out0 * in, (int)in, 1.0f, dx,
+                    (int)lddx);
+        return BA_OK;
+    }
+    if (scratch < in) return scratch_too_small(ctx, w, in, err);
+    size_t step = panel_rows(out, in, scratch);
+    for (size_t r = 0; r < out; r += step) {
+        size_t m = out - r < step ? out - r : step;
+        const float *panel = ba_weight_f32(t, (w->out0 + r) * in, m * in, ctx->wscratch);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)m, 1.0f,
+                    dy + r, (int)ldy, panel, (int)in, 1.0f, dx, (int)lddx);
+    }
+    return BA_OK;
+}
+
+static ba_status base_product(ba_model_ctx *ctx, const ba_weight *w, const float *x, size_t n,
+                              size_t ldx, float *y, size_t ldy, int accumulate, ba_error *err)
+{
     const ba_tensor *t = w->tensor;
     size_t in = w->in, rows = w->out;
-    if (w->lora)
-        /* The LoRA hook: y += (alpha / r) (x A^T) B^T after the base
-         * product below, for the weights an adapter targets (issue 12). */
-        return ba_fail(err, BA_ERR_USAGE, "%s: tensor '%s' carries a LoRA adapter, and LoRA "
-                       "products are not implemented yet", ctx->model->dir, t->name);
     if (w->layout == BA_WEIGHT_IN_OUT) {
         /* [in][out]: whole, rows of it are inputs (never a row range). */
         if (w->out0 != 0 || rows != (size_t)t->shape[1])
@@ -864,4 +1073,160 @@ done:
     if (temp[0]) remove_tree_flat(temp);
     free(layout);
     return rc;
+}
+
+/* ---- trained and merged checkpoints (lm/train.h) ----------------------------------------- */
+
+/* Which tensors a saved checkpoint replaces by float32 values, and how. */
+typedef struct {
+    const ba_trainable *trained;  /* freeze masters, or NULL */
+    const ba_adapter *adapter;    /* merged LoRA, or NULL    */
+    const char *prefix;           /* the checkpoint's block-name prefix */
+} save_plan;
+
+/* The adapter module whose base weight is `name`, or NULL. */
+static const ba_lora_module *merged_module(const ba_model *m, const save_plan *p,
+                                           const char *name)
+{
+    if (!p->adapter) return NULL;
+    bool gpt2 = m->cfg.arch == BA_ARCH_GPT2;
+    for (size_t i = 0; i < p->adapter->n_modules; i++) {
+        const ba_lora_module *mod = &p->adapter->modules[i];
+        char want[256];
+        snprintf(want, sizeof want, "%s%s%d.%s.weight", p->prefix, gpt2 ? "h." : "layers.",
+                 mod->layer, ba_lora_site_path(mod->site));
+        if (strcmp(want, name) == 0) return mod;
+    }
+    return NULL;
+}
+
+static bool saved_as_f32(const ba_model *m, const save_plan *p, const ba_tensor *t)
+{
+    return (p->trained && ba_trainable_find(p->trained, t->name) >= 0) ||
+           merged_module(m, p, t->name) != NULL;
+}
+
+/* out [t->n_elements]: the master, or W + scale B A (as [in][out] for GPT-2's Conv1D). */
+static void saved_values(const ba_model *m, const save_plan *p, const ba_tensor *t, float *out)
+{
+    long k = p->trained ? ba_trainable_find(p->trained, t->name) : -1;
+    if (k >= 0) {
+        memcpy(out, p->trained->tensors[k].value, t->n_elements * sizeof *out);
+        return;
+    }
+    const ba_lora_module *mod = merged_module(m, p, t->name);
+    const float *src = ba_weight_f32(t, 0, t->n_elements, out);
+    if (src != out) memcpy(out, src, t->n_elements * sizeof *out);
+    size_t in = (size_t)mod->in, o = (size_t)mod->out, r = (size_t)p->adapter->cfg.r;
+    float scale = (float)p->adapter->scale;
+    if (m->cfg.arch == BA_ARCH_GPT2) /* W [in][out] += scale A^T B^T */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)in, (int)o, (int)r, scale, mod->A,
+                    (int)in, mod->B, (int)r, 1.0f, out, (int)o);
+    else /* W [out][in] += scale B A */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)o, (int)in, (int)r, scale,
+                    mod->B, (int)r, mod->A, (int)in, 1.0f, out, (int)in);
+}
+
+static ba_status write_saved_weights(const ba_model *m, const save_plan *p, const char *path,
+                                     ba_error *err)
+{
+    ba_status rc = BA_OK;
+    size_t n = ba_checkpoint_count(m->ckpt), biggest = 0;
+    ba_tensor_spec *specs = NULL;
+    float *buf = NULL;
+    ba_st_writer *w = NULL;
+    BA_ALLOC(specs, n ? n : 1, "checkpoint tensor list", done);
+    for (size_t i = 0; i < n; i++) {
+        const ba_tensor *t = ba_checkpoint_at(m->ckpt, i);
+        specs[i].name = t->name;
+        specs[i].dtype = saved_as_f32(m, p, t) ? BA_DTYPE_F32 : t->dtype;
+        specs[i].rank = t->rank;
+        for (int d = 0; d < t->rank; d++) specs[i].shape[d] = t->shape[d];
+        if (specs[i].dtype == BA_DTYPE_F32 && t->n_elements > biggest) biggest = t->n_elements;
+    }
+    if (biggest) BA_ALLOC(buf, biggest, "saved tensor", done);
+    const char *meta[] = {"format", "pt"};
+    BA_TRY(ba_st_writer_open(path, specs, n, meta, 1, &w, err), done);
+    for (size_t i = 0; i < n; i++) {
+        const ba_tensor *t = ba_checkpoint_at(m->ckpt, i);
+        if (saved_as_f32(m, p, t)) {
+            saved_values(m, p, t, buf);
+            BA_TRY(ba_st_writer_write(w, buf, t->n_elements * sizeof *buf, err), done);
+        } else if (t->n_bytes) {
+            BA_TRY(ba_st_writer_write(w, t->data, t->n_bytes, err), done);
+        }
+    }
+    rc = ba_st_writer_finish(w, err);
+    w = NULL;
+done:
+    ba_st_writer_abort(w);
+    free(buf);
+    free(specs);
+    return rc;
+}
+
+static ba_status save_checkpoint(const ba_model *m, const save_plan *p, const char *dir,
+                                 ba_error *err)
+{
+    ba_status rc = BA_OK;
+    char temp[4200] = "", path[4300], src[4300];
+    struct stat sb;
+    if (stat(dir, &sb) == 0)
+        return ba_fail(err, BA_ERR_IO, "%s: already exists; choose a new output directory", dir);
+    int n = snprintf(temp, sizeof temp, "%s.tmp-XXXXXX", dir);
+    if (n < 0 || (size_t)n >= sizeof temp || !mkdtemp(temp)) {
+        temp[0] = '\0';
+        return ba_fail(err, BA_ERR_IO, "%s: cannot create a temporary directory beside it: %s",
+                       dir, strerror(errno));
+    }
+    snprintf(src, sizeof src, "%s/config.json", m->dir);
+    snprintf(path, sizeof path, "%s/config.json", temp);
+    BA_TRY(copy_file(src, path, err), done);
+    for (size_t i = 0; i < sizeof TOKENIZER_FILES / sizeof *TOKENIZER_FILES; i++) {
+        snprintf(src, sizeof src, "%s/%s", m->dir, TOKENIZER_FILES[i]);
+        snprintf(path, sizeof path, "%s/%s", temp, TOKENIZER_FILES[i]);
+        if (ba_file_exists(src)) BA_TRY(copy_file(src, path, err), done);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", temp);
+    BA_TRY(write_saved_weights(m, p, path, err), done);
+    chmod(temp, 0755);
+    if (rename(temp, dir) != 0) {
+        rc = ba_fail(err, BA_ERR_IO, "%s: cannot rename from %s: %s", dir, temp, strerror(errno));
+        goto done;
+    }
+    temp[0] = '\0';
+done:
+    if (temp[0]) remove_tree_flat(temp);
+    if (rc != BA_OK) ba_context(err, "%s: writing the checkpoint", dir);
+    return rc;
+}
+
+static const char *block_prefix(const ba_model *m)
+{
+    if (m->cfg.arch == BA_ARCH_GPT2)
+        return ba_checkpoint_lookup(m->ckpt, "transformer.wte.weight") ? "transformer." : "";
+    return ba_checkpoint_lookup(m->ckpt, "model.embed_tokens.weight") ? "model." : "";
+}
+
+ba_status ba_model_save_trained(const ba_model *model, const ba_trainable *t, const char *dir,
+                                ba_error *err)
+{
+    if (!t || t->is_lora)
+        return ba_fail(err, BA_ERR_USAGE, "%s: ba_model_save_trained takes a freeze set (a LoRA "
+                       "set is saved with ba_adapter_save or merged with ba_model_save_merged)",
+                       dir);
+    if (memcmp(&t->model->cfg, &model->cfg, sizeof model->cfg) != 0)
+        return ba_fail(err, BA_ERR_USAGE, "%s: the trainable set was built for the model in %s, "
+                       "not %s", dir, t->model->dir, model->dir);
+    save_plan p = {t, NULL, block_prefix(model)};
+    return save_checkpoint(model, &p, dir, err);
+}
+
+ba_status ba_model_save_merged(const ba_model *model, const ba_adapter *adapter,
+                               const char *dir, ba_error *err)
+{
+    if (!adapter) return ba_fail(err, BA_ERR_USAGE, "%s: no adapter to merge", dir);
+    BA_CHECK(ba_adapter_check_model(adapter, &model->cfg, err));
+    save_plan p = {NULL, adapter, block_prefix(model)};
+    return save_checkpoint(model, &p, dir, err);
 }

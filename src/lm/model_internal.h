@@ -8,7 +8,9 @@
 
 #include "brainalign/core/limits.h"
 #include "brainalign/kernels/kernels.h"
+#include "brainalign/lm/adapter.h"
 #include "brainalign/lm/model.h"
+#include "brainalign/lm/train.h"
 
 /* How the random-checkpoint writer fills a tensor. */
 typedef enum {
@@ -43,6 +45,18 @@ typedef struct {
      * deviation); *out is malloc'd. */
     ba_status (*random_layout)(const ba_model_config *cfg, double init_std,
                                ba_random_tensor **out, size_t *n, ba_error *err);
+    /* Training (issue 12). attach: build ctx->arch_blocks, the context's
+     * copy of the model's per-block descriptors with the attached set
+     * applied (LoRA hooks in the ba_weights, freeze masters in place of the
+     * mapped tensors, gradient pointers), from ctx->loras and
+     * ctx->trainable; NULL arch_blocks means the model's own. train: the
+     * forward/backward of ba_model_train_sequence (arguments checked; the
+     * labels as given: position t predicts labels[t + 1], so the
+     * cross-entropy runs over rows 0..n-2 with targets labels + 1). */
+    ba_status (*attach)(ba_model_ctx *ctx, ba_error *err);
+    ba_status (*train)(ba_model_ctx *ctx, const int32_t *tokens, const int32_t *labels,
+                       size_t n, float grad_scale, bool recompute, double *loss_sum,
+                       size_t *count, float *d_input_embeds, ba_error *err);
     /* Activation buffers this architecture needs besides the common ones. */
     bool gated_mlp; /* a second [n][d_ff] buffer (SwiGLU's up projection)  */
     bool rotary;    /* rotary tables [n][d_head / 2]                      */
@@ -93,11 +107,74 @@ struct ba_model_ctx {
     float *wscratch;    /* [model->widen_floats]: widened weights           */
     void *kernel_ws;    /* packed operands of the bf16 kernel              */
     size_t kernel_ws_bytes;
-    /* Prepared for fine-tuning and generation (issue 12), NULL until then:
-     * the key/value cache of earlier positions, the activations a backward
-     * pass reads, and the gradients of the trainable weights. */
-    void *kv_cache, *saved_activations, *gradients;
+    /* Prepared for generation, NULL until then: the key/value cache. */
+    void *kv_cache;
+    /* Training (train.c): the activations a backward pass reads, one
+     * float arena carved by the architecture per call ([saved_floats]). */
+    float *saved_activations;
+    size_t saved_floats;
+    float *head_f32;    /* [vocab][d] the output layer widened (half lm_head) */
+    /* LoRA at the weight product: loras [n_layers][BA_LORA_N_SITES] (A ==
+     * NULL: not adapted), from ba_model_ctx_set_adapter or _attach. */
+    struct ba_lora *loras;
+    int lora_r;         /* the adapter's r (0: none)                          */
+    size_t lora_in, lora_out; /* widest input / output of an adapted product */
+    float *lora_u;      /* [capacity][lora_r]  x A^T                          */
+    float *lora_du;     /* [capacity][lora_r]  its gradient                   */
+    float *lora_x;      /* [capacity][lora_in] the dropped-out input / grad   */
+    float *lora_t;      /* [BA_LORA_ROWS][lora_out] scale (x A^T) B^T rows    */
+    size_t lora_capacity; /* tokens the lora buffers hold                     */
+    void *arch_blocks;  /* the architecture's blocks with the set applied     */
+    ba_trainable *trainable;   /* attached set (ba_model_ctx_attach), or NULL */
+    const ba_adapter *adapter; /* inference adapter (set_adapter), or NULL    */
+    bool training;      /* inside ba_model_train_sequence: dropout applies    */
+    uint64_t dropout_key; /* the sequence's dropout stream                    */
 };
+
+/* Rows of the LoRA delta computed per step (bounds ctx->lora_t). */
+#define BA_LORA_ROWS 64
+
+/* A LoRA adapter of one weight: y += scale (drop(x) A^T) B^T. */
+struct ba_lora {
+    const float *A;     /* [r][in]                                            */
+    const float *B;     /* [out][r]                                           */
+    float *dA, *dB;     /* gradients ([r][in], [out][r]) or NULL (inference)  */
+    int r;
+    float scale;        /* lora_alpha / r                                     */
+    float dropout;      /* in [0, 1): applied inside train_sequence only      */
+    uint64_t key;       /* the module's dropout stream (layer, site)          */
+};
+
+/* The trainable set (train.c); arch files read it through these fields. */
+struct ba_trainable {
+    const ba_model *model;
+    bool is_lora;
+    ba_adapter *adapter;        /* LoRA: the caller's, updated in place       */
+    double dropout;
+    uint64_t seed, sequence_key;
+    int k;                      /* freeze: trained blocks                     */
+    int lowest;                 /* the lowest block with a trainable tensor   */
+    ba_train_tensor *tensors;   /* [count]                                    */
+    ba_tensor *masters;         /* freeze: [count] the masters as F32 tensors */
+    size_t count;
+    char (*names)[192];         /* [count]                                    */
+    float *values, *grads;      /* arenas                                     */
+    size_t floats;
+};
+
+/* Index of the trainable tensor of that (checkpoint) name, or -1. */
+long ba_trainable_find(const ba_trainable *t, const char *name);
+
+/* Gradients of one weight product's weight (freeze masters, F32), or NULL. */
+typedef struct {
+    float *dw; /* the weight's layout                                          */
+    float *db; /* [out]                                                        */
+} ba_weight_grad;
+
+/* The arena of the training pass: at least `floats` floats (grown, never
+ * shrunk; its contents are not kept across a growth). */
+ba_status ba_ctx_train_arena(ba_model_ctx *ctx, size_t floats, ba_error *err);
+
 
 extern const ba_model_ops ba_gpt2_ops;
 extern const ba_model_ops ba_llama_ops;
@@ -118,9 +195,8 @@ const float *ba_weight_f32(const ba_tensor *t, size_t first, size_t count, float
 
 /* ---- the weight product (model.c) ------------------------------------------ */
 
-/* A LoRA adapter of one weight (issue 12): y += (alpha / r) (x A^T) B^T
- * with A [r][in], B [out][r]. Not implemented yet: every weight has
- * lora == NULL, and ba_weight_product refuses any other value. */
+/* A LoRA adapter of one weight (struct above): y += (alpha / r) (x A^T) B^T
+ * with A [r][in], B [out][r]. */
 typedef struct ba_lora ba_lora;
 
 /* A matrix of the model as the products see it. The tensor is 2-D, stored
@@ -133,7 +209,7 @@ typedef struct {
     ba_weight_layout layout;
     size_t in, out, out0;
     const float *bias;    /* [out] float32 (already offset by out0), or NULL */
-    const ba_lora *lora;  /* the adapter applied at this product: NULL      */
+    const ba_lora *lora;  /* the adapter applied at this product, or NULL   */
 } ba_weight;
 
 /* The whole tensor t as a weight of the given layout. */
@@ -144,18 +220,33 @@ ba_weight ba_weight_rows(const ba_weight *w, size_t first, size_t count);
 
 /* y[i][0..out) (row stride ldy) = x[i][0..in) (row stride ldx) W (+ bias)
  * (+ y's previous value when `accumulate`): every matrix product of every
- * architecture goes through here, and this is where LoRA adapters will
+ * architecture goes through here, and this is where LoRA adapters
  * apply (w->lora). F32 weights are used in place; half-precision ones are
  * widened into ctx->wscratch, OUT_IN a panel of rows at a time (all rows
  * at once when they fit), IN_OUT whole (a panel of its rows would split
  * the sum over inputs), and multiplied in float32. With BA_MATMUL_BF16 a
  * BF16 OUT_IN weight without bias is used as stored (ba_linear_bf16, x
  * rounded to bfloat16, ctx->kernel_ws as its workspace; one at an odd
- * address is copied a panel at a time into the scratch first). Errors: a
- * LoRA adapter (not implemented), a scratch or kernel workspace smaller
- * than the product needs (a context not reserved for this model). */
+ * address is copied a panel at a time into the scratch first). LoRA
+ * (w->lora): after the base product, y += delta with delta = scale
+ * (drop(x) A^T) B^T computed BA_LORA_ROWS rows at a time in float32, each
+ * zero of delta made -0.0f so that an adapter with B = 0 gives the base
+ * product bitwise (y + -0.0f == y for every y, -0.0f included). Errors: a
+ * scratch or kernel workspace smaller than the product needs (a context
+ * not reserved for this model). */
 ba_status ba_weight_product(ba_model_ctx *ctx, const ba_weight *w, const float *x, size_t n,
                             size_t ldx, float *y, size_t ldy, int accumulate, ba_error *err);
+
+/* Backward of ba_weight_product given its input x (row stride ldx) and
+ * dy [n][out] (row stride ldy): dx [n][in] (row stride lddx, NULL: not
+ * needed) += dy W^T (half weights widened as in the forward, a bf16
+ * product's rounding of x straight through), g->dw / g->db += (freeze; g
+ * NULL or its pointers NULL: frozen), and the LoRA gradients dA, dB of
+ * w->lora (its part of dx included). */
+ba_status ba_weight_product_backward(ba_model_ctx *ctx, const ba_weight *w, const float *x,
+                                     size_t n, size_t ldx, const float *dy, size_t ldy,
+                                     float *dx, size_t lddx, const ba_weight_grad *g,
+                                     ba_error *err);
 
 /* Floats of the widening scratch w needs, given the panel size a context
  * offers for OUT_IN weights (0 when w is direct). */
@@ -171,5 +262,10 @@ void ba_model_store_hidden(const float *state, int index, size_t n, size_t d, co
  * context's logits workspace; out[n-1] = NaN. */
 ba_status ba_model_next_logprobs(ba_model_ctx *ctx, const ba_weight *head, const float *h,
                                  size_t n, const int32_t *tokens, float *out, ba_error *err);
+
+/* The output layer as float32 [vocab][d]: in place when direct, else
+ * widened once into ctx->head_f32. */
+ba_status ba_ctx_head_f32(ba_model_ctx *ctx, const ba_weight *head, const float **out,
+                          ba_error *err);
 
 #endif

@@ -18,8 +18,10 @@
 #include "brainalign/core/fs.h"
 #include "brainalign/core/hash.h"
 #include "brainalign/io/features_io.h"
+#include "brainalign/lm/adapter.h"
 #include "brainalign/lm/model.h"
 #include "brainalign/lm/safetensors.h"
+#include "brainalign/lm/train.h"
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/parallel/fault.h"
 #include "brainalign/lm/tokenizer.h"
@@ -136,6 +138,23 @@ typedef struct {
     char name[256];
     char path[BA_PATH_MAX + 600];
 } forced_entry;
+
+ba_status ba_adapter_identity(const char *adapter_dir, char *out, size_t size, ba_error *err)
+{
+    static const char *const FILES[] = {"adapter_config.json", "adapter_model.safetensors"};
+    char absolute[PATH_MAX], path[BA_PATH_MAX + 64];
+    if (!realpath(adapter_dir, absolute))
+        return ba_fail(err, BA_ERR_IO, "%s: cannot resolve the path: %s", adapter_dir,
+                       strerror(errno));
+    uint64_t h = BA_FNV1A_OFFSET;
+    for (size_t i = 0; i < sizeof FILES / sizeof *FILES; i++) {
+        snprintf(path, sizeof path, "%s/%s", adapter_dir, FILES[i]);
+        h = ba_fnv1a(h, FILES[i], strlen(FILES[i]) + 1);
+        BA_CHECK(ba_hash_file(path, 0, &h, NULL, err));
+    }
+    snprintf(out, size, "%s#fnv1a64:%016llx", absolute, (unsigned long long)h);
+    return BA_OK;
+}
 
 /* The file of directory entry `entry` in `format`, and its story name. */
 static bool forced_match(const char *dir, const char *entry, ba_stimulus_format format,
@@ -673,6 +692,7 @@ static ba_status record_associations(ba_h5file *f, const ba_features_config *cfg
 typedef struct {
     ba_model *model;
     ba_model_ctx *ctx;
+    ba_adapter *adapter;        /* NULL without --adapter */
     ba_tokenizer *tok;
     run_settings rs;
     ba_story *stories;
@@ -689,6 +709,7 @@ static void prepared_free(prepared *p)
     ba_story_array_free(p->stories, p->n_stories);
     ba_tokenizer_destroy(p->tok);
     ba_model_ctx_destroy(p->ctx);
+    ba_adapter_destroy(p->adapter);
     ba_model_destroy(p->model);
     memset(p, 0, sizeof *p);
 }
@@ -700,6 +721,11 @@ static ba_status prepare(const ba_features_config *cfg, prepared *p, ba_features
     BA_TRY(ba_model_load(cfg->model_dir, &p->model, err), done);
     BA_TRY(ba_model_ctx_create(p->model, &p->ctx, err), done);
     BA_TRY(ba_model_ctx_set_matmul(p->ctx, cfg->matmul, err), done);
+    if (cfg->adapter_dir) {
+        BA_TRY(ba_adapter_load(cfg->adapter_dir, ba_model_get_config(p->model), &p->adapter,
+                               err), done);
+        BA_TRY(ba_model_ctx_set_adapter(p->ctx, p->adapter, err), done);
+    }
     BA_TRY(ba_tokenizer_load(cfg->model_dir, &p->tok, err), done);
     BA_TRY(resolve_settings(cfg, p->model, &p->rs, err), done);
     BA_TRY(read_stories(cfg, &p->stories, &p->n_stories, &sum->stimuli, err), done);
@@ -802,6 +828,8 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     if (rc == BA_OK) rc = deal_windows(p.tokens, p.n_stories, &p.rs, n_ranks, &units, &n_units, err);
     if (rc == BA_OK && rank == 0)
         rc = ba_checkpoint_identity(cfg->model_dir, sum->checkpoint, sizeof sum->checkpoint, err);
+    if (rc == BA_OK && rank == 0 && cfg->adapter_dir)
+        rc = ba_adapter_identity(cfg->adapter_dir, sum->adapter, sizeof sum->adapter, err);
     if (rc == BA_OK) {
         info = ba_calloc(p.n_stories, sizeof *info, "story list", err);
         wr.token_logp = ba_calloc(p.total_tokens ? p.total_tokens : 1, sizeof(double),
@@ -810,6 +838,7 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     }
     BA_TRY(ba_mpi_agree(comm, rc, err), done);
     MPI_Bcast(sum->checkpoint, (int)sizeof sum->checkpoint, MPI_CHAR, 0, comm);
+    MPI_Bcast(sum->adapter, (int)sizeof sum->adapter, MPI_CHAR, 0, comm);
 
     for (size_t s = 0; s < p.n_stories; s++)
         info[s] = (ba_features_story_info){p.stories[s].name, (long)p.stories[s].n_words,
@@ -831,6 +860,8 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     if (rc == BA_OK) rc = ba_h5_set_attr_i64(&writer.file, "/", "bos_token", &extra[1], 1, err);
     if (rc == BA_OK)
         rc = ba_h5_set_attr_str(&writer.file, "/", "matmul", ba_matmul_name(cfg->matmul), err);
+    if (rc == BA_OK && cfg->adapter_dir)
+        rc = ba_h5_set_attr_str(&writer.file, "/", "adapter", sum->adapter, err);
     if (rc == BA_OK && cfg->associations) rc = record_associations(&writer.file, cfg, sum, err);
     /* A SIGBUS inside the mapped checkpoint (truncated during a window):
      * name the file, remove the unfinished output, exit 1 (safetensors.h). */

@@ -179,6 +179,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (KEY("compare", "seed")) { if (!parse_long(value, &l) || l < 0) BAD("[compare] seed must be >= 0"); c->compare_seed = (uint64_t)l; }
     else if (KEY("features", "path")) { st->seen_features = true; resolve(st->base_dir, value, c->features_path, sizeof c->features_path); }
     else if (KEY("model", "path")) { st->seen_model = true; resolve(st->base_dir, value, c->model_dir, sizeof c->model_dir); }
+    else if (KEY("model", "adapter")) resolve(st->base_dir, value, c->adapter_dir, sizeof c->adapter_dir);
     else if (KEY("stimuli", "dir")) resolve(st->base_dir, value, c->stimuli_dir, sizeof c->stimuli_dir);
     else if (KEY("stimuli", "format")) snprintf(c->stimuli_format, sizeof c->stimuli_format, "%s", value);
     else if (KEY("stimuli", "stories")) snprintf(c->stories, sizeof c->stories, "%s", value);
@@ -363,6 +364,12 @@ static void features_recipe(const ba_study_config *cfg, const ba_study_condition
     if (cfg->features.matmul != BA_MATMUL_F32 && n > 0 && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n, " --matmul %s",
                       ba_matmul_name((ba_matmul)cfg->features.matmul));
+    if (cfg->adapter_dir[0] && n > 0 && (size_t)n < size) {
+        char weights[BA_PATH_MAX + 64];
+        snprintf(weights, sizeof weights, "%s/adapter_model.safetensors", cfg->adapter_dir);
+        n += snprintf(out + n, size - (size_t)n, " --adapter %s (fnv1a %016llx)", cfg->adapter_dir,
+                      (unsigned long long)file_hash(weights));
+    }
     if (k && n > 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n, " --associations %s (fnv1a %016llx) --policy %s "
                  "--every %d --seed %llu --pause %g", k->associations,
@@ -427,6 +434,7 @@ static ba_status model_features(const ba_study_plan *plan, const ba_plan_conditi
     memcpy(fc.layers, cfg->layers, (size_t)cfg->n_layers * sizeof *cfg->layers);
     fc.n_layers = cfg->n_layers;
     ba_features_options_apply(&cfg->features, &fc);
+    fc.adapter_dir = cfg->adapter_dir[0] ? cfg->adapter_dir : NULL;
     fc.condition = name;
     if (k) {
         fc.associations = k->associations;

@@ -172,6 +172,7 @@ static ba_status model_features_task(const ba_study_plan *plan, const ba_plan_co
     join_ints(cfg->layers, cfg->n_layers, layers, sizeof layers);
     OPT(t, "--layers", "%s", layers);
     BA_CHECK(table_options(&ba_features_option_table, &cfg->features, t, err));
+    if (cfg->adapter_dir[0]) OPT(t, "--adapter", "%s", cfg->adapter_dir);
     OPT(t, "--condition", "%s", pc->name);
     if (k) {
         OPT(t, "--associations", "%s", k->associations);

@@ -385,7 +385,7 @@ def main():
         first = L - args.trainable_layers
         prefixes = [f"h.{i}." if args.arch == "gpt2" else f"model.layers.{i}." for i in range(first, L)]
         for name in sorted(base):
-            if any(name.startswith(p) for p in prefixes) and not name.endswith("attn.bias"):
+            if any(name.startswith(p) for p in prefixes) and not name.endswith(".attn.bias"):
                 model.w[name] = model.w[name].clone().requires_grad_(True)
                 params[name] = model.w[name]
         ft += ["--freeze-trainable-layers", str(args.trainable_layers)]
@@ -462,9 +462,26 @@ def main():
             if k not in params and not np.array_equal(trained[k], base[k]):
                 sys.exit(f"FAILED: frozen tensor {k} changed")
     worst_param = 0.0
+    lr_sum = sum(r[2] for r in rows)
     for k in names:
-        e = rel(trained[k], params[k].detach().numpy())
+        have, want = trained[k], params[k].detach().numpy()
+        if args.arch == "gpt2" and k.endswith("attn.c_attn.bias"):
+            # The key part of GPT-2's c_attn bias has a gradient of exactly 0
+            # (softmax does not change when every score of a row moves by
+            # q . b_k); AdamW turns the float32 rounding noise of that 0 into
+            # steps of up to lr, which torch's float64 does not take. Compare
+            # the query and value parts, and bound the key part by sum(lr).
+            d = have.shape[0] // 3
+            key = slice(d, 2 * d)
+            drift = float(np.abs(have[key] - want[key]).max())
+            print(f"param {k}: key part drift {drift:.3g} (bound: sum of lr {lr_sum:.3g})")
+            if drift > lr_sum * (1 + 1e-6) + 1e-7:
+                sys.exit(f"FAILED: {k}: the key part of the bias moved {drift} > {lr_sum}")
+            have = np.concatenate([have[:d], have[2 * d:]])
+            want = np.concatenate([want[:d], want[2 * d:]])
+        e = rel(have, want)
         worst_param = max(worst_param, e)
+        print(f"param {k}: relative error {e:.3g}")
     print(f"RESULT arch={args.arch} dtype={args.dtype} method={args.method} "
           f"max_grad_rel={worst_grad:.3g} max_log_rel={worst_log:.3g} max_param_rel={worst_param:.3g}")
     if worst_grad > args.grad_tol or worst_log > args.tol or worst_param > args.tol:

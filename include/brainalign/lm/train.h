@@ -65,6 +65,12 @@ size_t ba_trainable_count(const ba_trainable *t);
 /* i < ba_trainable_count(t), in a fixed order (layer-major). */
 const ba_train_tensor *ba_trainable_tensor(const ba_trainable *t, size_t i);
 void ba_trainable_zero_grad(ba_trainable *t);
+/* The dropout stream of the next ba_model_train_sequence calls: the
+ * sequence's position in the data (so that the draw does not depend on
+ * which rank trains it); 0 until set. The mask is a pure function of
+ * (seed, key, module, token position, feature), so a recomputed block
+ * draws the same one. */
+void ba_trainable_set_sequence(ba_trainable *t, uint64_t sequence_key);
 
 /* The context's forwards apply `t` from now on (NULL detaches). The set
  * must outlive the attachment. */

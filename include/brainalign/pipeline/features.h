@@ -99,6 +99,8 @@ typedef struct {
     long stride;              /* 0: context / 2 (at least 1)                  */
     ba_bos_mode bos;
     ba_matmul matmul;         /* precision of the products (model.h); default f32 */
+    const char *adapter_dir;  /* a PEFT LoRA adapter (lm/adapter.h) applied at
+                                 every product it targets; NULL: none        */
     const char *associations; /* JSONL association set; NULL: the plain text  */
     ba_augment_options augment; /* how the associations are inserted          */
     const char *condition;    /* NULL: the set's name, else "baseline"        */
@@ -126,6 +128,7 @@ typedef struct {
     double seconds_forward, seconds_total;
     double cpu_seconds_forward; /* process CPU time (all threads) in forwards */
     char checkpoint[BA_ERROR_MESSAGE_MAX]; /* the identity recorded          */
+    char adapter[BA_ERROR_MESSAGE_MAX];    /* the adapter's identity, or ""  */
 } ba_features_summary;
 
 /* Collective over comm. Writes cfg->out_path (atomically) or nothing. */
@@ -149,5 +152,11 @@ void ba_feature_window_span(size_t k, size_t n, size_t context, size_t stride, s
  * header (not the weights themselves: cheap even for large models).
  * Independent. */
 ba_status ba_checkpoint_identity(const char *model_dir, char *out, size_t size, ba_error *err);
+
+/* A LoRA adapter's identity as recorded in features.h5 (root attribute
+ * "adapter"): "<absolute dir>#fnv1a64:<16 hex digits>", the hash covering
+ * the whole of adapter_config.json and adapter_model.safetensors (the
+ * trained weights included: an adapter is small). */
+ba_status ba_adapter_identity(const char *adapter_dir, char *out, size_t size, ba_error *err);
 
 #endif

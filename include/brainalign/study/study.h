@@ -70,6 +70,7 @@ typedef struct {
     char features_path[BA_PATH_MAX];  /* [features] path */
     char model_dir[BA_PATH_MAX];      /* [model] path */
     ba_features_options features;     /* [model] context, stride, bos, matmul */
+    char adapter_dir[BA_PATH_MAX];    /* [model] adapter = DIR (PEFT LoRA), "" = none */
     char stimuli_dir[BA_PATH_MAX];
     char stimuli_format[32];
     char stories[4096];            /* comma-separated, empty: all */

@@ -27,6 +27,10 @@ typedef struct {
         *mlp_proj_bf;
     /* The Conv1D products ([in][out] with their biases). */
     ba_weight attn, attn_proj, fc, mlp_proj;
+    /* Training (a context's copy, ctx->arch_blocks; all NULL in the
+     * model's): the gradients of a trained (freeze) block's tensors. */
+    ba_weight_grad g_attn, g_attn_proj, g_fc, g_mlp_proj;
+    float *g_ln1_w, *g_ln1_b, *g_ln2_w, *g_ln2_b;
 } gpt2_block;
 
 /* The weights, read-only once loaded (the run state is the ba_model_ctx). */
@@ -301,10 +305,11 @@ static ba_status gpt2_forward(ba_model_ctx *ctx, const int32_t *tokens, size_t n
     for (int k = 0; k < n_kept; k++) deepest = layers[k] > deepest ? layers[k] : deepest;
     int blocks = next_logprob ? L : deepest;
 
+    const gpt2_block *bl = ctx->arch_blocks ? ctx->arch_blocks : g->blocks;
     embed(g, tokens, n, d, ctx->x, ctx->wscratch);
     ba_model_store_hidden(ctx->x, 0, n, d, layers, n_kept, hidden);
     for (int i = 0; i < blocks; i++) {
-        BA_CHECK(run_block(ctx, &g->blocks[i], n, err));
+        BA_CHECK(run_block(ctx, &bl[i], n, err));
         if (i + 1 < L) ba_model_store_hidden(ctx->x, i + 1, n, d, layers, n_kept, hidden);
     }
     if (blocks == L) {
@@ -315,6 +320,249 @@ static ba_status gpt2_forward(ba_model_ctx *ctx, const int32_t *tokens, size_t n
             BA_CHECK(ba_model_next_logprobs(ctx, &g->lm_head, ctx->a, n, tokens, next_logprob,
                                             err));
     }
+    return BA_OK;
+}
+
+
+/* ---- training (issue 12) ---------------------------------------------------------- */
+
+/* A tensor of the attached freeze set in place of the mapped one: its
+ * float32 master (value and gradient), or the original when not trained. */
+static const ba_tensor *master_of(const ba_trainable *t, const ba_tensor *orig,
+                                  const float **value, float **grad)
+{
+    long i = t ? ba_trainable_find(t, orig->name) : -1;
+    if (i < 0) return orig;
+    if (value) *value = t->tensors[i].value;
+    *grad = t->tensors[i].grad;
+    return &t->masters[i];
+}
+
+static void master_weight(const ba_trainable *t, ba_weight *w, const ba_tensor *wt,
+                          const ba_tensor *bt, const float **bias, ba_weight_grad *g)
+{
+    const ba_tensor *m = master_of(t, wt, NULL, &g->dw);
+    master_of(t, bt, bias, &g->db);
+    const ba_lora *lora = w->lora;
+    *w = ba_weight_of(m, BA_WEIGHT_IN_OUT, *bias);
+    w->lora = lora;
+}
+
+/* ctx->arch_blocks: the model's blocks with the context's LoRA hooks and
+ * the freeze masters of the attached set. */
+static ba_status gpt2_attach(ba_model_ctx *ctx, ba_error *err)
+{
+    const gpt2_model *g = ctx->model->impl;
+    int L = ctx->model->cfg.n_layers;
+    gpt2_block *bl = ba_calloc((size_t)L, sizeof *bl, "GPT-2 blocks of a context", err);
+    if (!bl) return BA_ERR_NOMEM;
+    const ba_trainable *t = ctx->trainable && !ctx->trainable->is_lora ? ctx->trainable : NULL;
+    for (int i = 0; i < L; i++) {
+        gpt2_block *b = &bl[i];
+        *b = g->blocks[i];
+        if (ctx->loras) {
+            const ba_lora *lo = &ctx->loras[(size_t)i * BA_LORA_N_SITES];
+            if (lo[BA_LORA_GPT2_C_ATTN].A) b->attn.lora = &lo[BA_LORA_GPT2_C_ATTN];
+            if (lo[BA_LORA_GPT2_ATTN_C_PROJ].A) b->attn_proj.lora = &lo[BA_LORA_GPT2_ATTN_C_PROJ];
+            if (lo[BA_LORA_GPT2_C_FC].A) b->fc.lora = &lo[BA_LORA_GPT2_C_FC];
+            if (lo[BA_LORA_GPT2_MLP_C_PROJ].A) b->mlp_proj.lora = &lo[BA_LORA_GPT2_MLP_C_PROJ];
+        }
+        if (!t) continue;
+        master_of(t, b->ln1_w, &b->ln1_wf, &b->g_ln1_w);
+        master_of(t, b->ln1_b, &b->ln1_bf, &b->g_ln1_b);
+        master_of(t, b->ln2_w, &b->ln2_wf, &b->g_ln2_w);
+        master_of(t, b->ln2_b, &b->ln2_bf, &b->g_ln2_b);
+        master_weight(t, &b->attn, b->attn_w, b->attn_b, &b->attn_bf, &b->g_attn);
+        master_weight(t, &b->attn_proj, b->attn_proj_w, b->attn_proj_b, &b->attn_proj_bf,
+                      &b->g_attn_proj);
+        master_weight(t, &b->fc, b->fc_w, b->fc_b, &b->fc_bf, &b->g_fc);
+        master_weight(t, &b->mlp_proj, b->mlp_proj_w, b->mlp_proj_b, &b->mlp_proj_bf,
+                      &b->g_mlp_proj);
+    }
+    ctx->arch_blocks = bl;
+    return BA_OK;
+}
+
+/* What one block's backward reads (d = d_model, f = d_ff, H heads). */
+typedef struct {
+    float *a1;           /* [n][d]   ln_1 output                          */
+    float *mean1, *rstd1; /* [n]                                          */
+    float *qkv;          /* [n][3d]  c_attn output q | k | v              */
+    float *att;          /* [n][d]   attention output                     */
+    float *lse;          /* [H][n]   attention log-sum-exp                */
+    float *x_mid;        /* [n][d]   residual after the attention          */
+    float *a2;           /* [n][d]   ln_2 output                          */
+    float *mean2, *rstd2; /* [n]                                          */
+    float *fc_pre;       /* [n][f]   c_fc output (gelu input)             */
+    float *fc_act;       /* [n][f]   gelu output                          */
+} gpt2_acts;
+
+static size_t gpt2_acts_floats(const ba_model_config *c, size_t n)
+{
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, H = (size_t)c->n_heads;
+    return n * (7 * d + 4 + H + 2 * f);
+}
+
+static float *carve(float **p, size_t floats)
+{
+    float *r = *p;
+    *p += floats;
+    return r;
+}
+
+static void carve_acts(gpt2_acts *s, float **p, const ba_model_config *c, size_t n)
+{
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, H = (size_t)c->n_heads;
+    s->a1 = carve(p, n * d);
+    s->mean1 = carve(p, n);
+    s->rstd1 = carve(p, n);
+    s->qkv = carve(p, n * 3 * d);
+    s->att = carve(p, n * d);
+    s->lse = carve(p, H * n);
+    s->x_mid = carve(p, n * d);
+    s->a2 = carve(p, n * d);
+    s->mean2 = carve(p, n);
+    s->rstd2 = carve(p, n);
+    s->fc_pre = carve(p, n * f);
+    s->fc_act = carve(p, n * f);
+}
+
+/* Gradient buffers of the backward. */
+typedef struct {
+    float *dx;   /* [n][d]  gradient of the residual stream  */
+    float *da;   /* [n][d]  of a normalised activation       */
+    float *dqkv; /* [n][3d]                                  */
+    float *datt; /* [n][d]                                   */
+    float *dff, *dff2; /* [n][f]                             */
+    float *scratch; /* ba_attention_backward_scratch_floats(n) */
+} gpt2_grads;
+
+static ba_status gpt2_block_fwd(ba_model_ctx *ctx, const gpt2_block *b, const float *x_in,
+                                float *x_out, const gpt2_acts *s, size_t n, ba_error *err)
+{
+    const ba_model_config *c = &ctx->model->cfg;
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff;
+    int dh = c->d_model / c->n_heads;
+    float eps = (float)c->norm_eps;
+    ba_layernorm_fwd(x_in, n, d, b->ln1_wf, b->ln1_bf, eps, s->a1, s->mean1, s->rstd1);
+    BA_CHECK(ba_weight_product(ctx, &b->attn, s->a1, n, d, s->qkv, 3 * d, 0, err));
+    ba_attention_causal_fwd(s->qkv, 3 * d, s->qkv + d, s->qkv + 2 * d, 3 * d, n, c->n_heads,
+                            c->n_heads, dh, 1.0f / sqrtf((float)dh), s->att, d, s->lse,
+                            ctx->scores);
+    memcpy(s->x_mid, x_in, n * d * sizeof *x_in);
+    BA_CHECK(ba_weight_product(ctx, &b->attn_proj, s->att, n, d, s->x_mid, d, 1, err));
+    ba_layernorm_fwd(s->x_mid, n, d, b->ln2_wf, b->ln2_bf, eps, s->a2, s->mean2, s->rstd2);
+    BA_CHECK(ba_weight_product(ctx, &b->fc, s->a2, n, d, s->fc_pre, f, 0, err));
+    memcpy(s->fc_act, s->fc_pre, n * f * sizeof *s->fc_pre);
+    ba_gelu_new(s->fc_act, n * f);
+    memcpy(x_out, s->x_mid, n * d * sizeof *x_out);
+    return ba_weight_product(ctx, &b->mlp_proj, s->fc_act, n, f, x_out, d, 1, err);
+}
+
+/* gr->dx: the gradient of the block's output on entry, of its input on
+ * exit when need_dx (else the block's parameter gradients only). */
+static ba_status gpt2_block_bwd(ba_model_ctx *ctx, const gpt2_block *b, const float *x_in,
+                                const gpt2_acts *s, const gpt2_grads *gr, size_t n, bool need_dx,
+                                ba_error *err)
+{
+    const ba_model_config *c = &ctx->model->cfg;
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff;
+    int dh = c->d_model / c->n_heads;
+    memset(gr->dff, 0, n * f * sizeof *gr->dff);
+    BA_CHECK(ba_weight_product_backward(ctx, &b->mlp_proj, s->fc_act, n, f, gr->dx, d, gr->dff, f,
+                                        &b->g_mlp_proj, err));
+    memset(gr->dff2, 0, n * f * sizeof *gr->dff2);
+    ba_gelu_new_backward(s->fc_pre, gr->dff, n * f, gr->dff2);
+    memset(gr->da, 0, n * d * sizeof *gr->da);
+    BA_CHECK(ba_weight_product_backward(ctx, &b->fc, s->a2, n, d, gr->dff2, f, gr->da, d,
+                                        &b->g_fc, err));
+    ba_layernorm_backward(gr->da, s->x_mid, s->mean2, s->rstd2, b->ln2_wf, n, d, gr->dx,
+                          b->g_ln2_w, b->g_ln2_b);
+    memset(gr->datt, 0, n * d * sizeof *gr->datt);
+    BA_CHECK(ba_weight_product_backward(ctx, &b->attn_proj, s->att, n, d, gr->dx, d, gr->datt, d,
+                                        &b->g_attn_proj, err));
+    memset(gr->dqkv, 0, n * 3 * d * sizeof *gr->dqkv);
+    ba_attention_causal_backward(gr->datt, d, s->qkv, 3 * d, s->qkv + d, s->qkv + 2 * d, 3 * d,
+                                 s->att, s->lse, n, c->n_heads, c->n_heads, dh,
+                                 1.0f / sqrtf((float)dh), gr->dqkv, gr->dqkv + d,
+                                 gr->dqkv + 2 * d, gr->scratch);
+    bool need_da = need_dx || b->g_ln1_w || b->g_ln1_b;
+    if (need_da) memset(gr->da, 0, n * d * sizeof *gr->da);
+    BA_CHECK(ba_weight_product_backward(ctx, &b->attn, s->a1, n, d, gr->dqkv, 3 * d,
+                                        need_da ? gr->da : NULL, d, &b->g_attn, err));
+    if (need_da)
+        ba_layernorm_backward(gr->da, x_in, s->mean1, s->rstd1, b->ln1_wf, n, d,
+                              need_dx ? gr->dx : NULL, b->g_ln1_w, b->g_ln1_b);
+    return BA_OK;
+}
+
+#define GPT2_CE_ROWS 64
+
+static ba_status gpt2_train(ba_model_ctx *ctx, const int32_t *tokens, const int32_t *labels,
+                            size_t n, float grad_scale, bool recompute, double *loss_sum,
+                            size_t *count, float *d_input_embeds, ba_error *err)
+{
+    const ba_model_config *c = &ctx->model->cfg;
+    const gpt2_model *g = ctx->model->impl;
+    const gpt2_block *bl = ctx->arch_blocks ? ctx->arch_blocks : g->blocks;
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, V = (size_t)c->vocab_size;
+    int L = c->n_layers;
+    int lowest = d_input_embeds ? 0 : ctx->trainable->lowest;
+    size_t sets = recompute ? 1 : (size_t)L, vchunk = ctx->lp.chunk;
+    size_t need = 6 * GPT2_CE_ROWS + GPT2_CE_ROWS * vchunk + (size_t)(L + 1) * n * d +
+                  sets * gpt2_acts_floats(c, n) + n * (d + 3 * d + d + d + 2 * f) +
+                  ba_attention_backward_scratch_floats(n) + n * (3 * d + 2) + n * d;
+    BA_CHECK(ba_ctx_train_arena(ctx, need, err));
+    float *p = ctx->saved_activations;
+    double *row_stats = (double *)(void *)carve(&p, 6 * GPT2_CE_ROWS);
+    float *tile = carve(&p, GPT2_CE_ROWS * vchunk);
+    float *xs = carve(&p, (size_t)(L + 1) * n * d); /* [L + 1][n][d] block inputs, x_L */
+    float *acts_base = p;
+    p += sets * gpt2_acts_floats(c, n);
+    gpt2_grads gr;
+    gr.dx = carve(&p, n * d);
+    gr.dqkv = carve(&p, n * 3 * d);
+    gr.da = carve(&p, n * d);
+    gr.datt = carve(&p, n * d);
+    gr.dff = carve(&p, n * f);
+    gr.dff2 = carve(&p, n * f);
+    gr.scratch = carve(&p, ba_attention_backward_scratch_floats(n));
+    float *hf = carve(&p, n * d), *dhf = carve(&p, n * d), *meanf = carve(&p, n);
+    float *rstdf = carve(&p, n), *x_tmp = carve(&p, n * d);
+    (void)carve(&p, n * d);
+
+    /* forward */
+    embed(g, tokens, n, d, xs, ctx->wscratch);
+    for (int i = 0; i < L; i++) {
+        gpt2_acts s;
+        float *q = acts_base + (recompute ? 0 : (size_t)i * gpt2_acts_floats(c, n));
+        carve_acts(&s, &q, c, n);
+        BA_CHECK(gpt2_block_fwd(ctx, &bl[i], xs + (size_t)i * n * d, xs + (size_t)(i + 1) * n * d,
+                                &s, n, err));
+    }
+    const float *xl = xs + (size_t)L * n * d;
+    ba_layernorm_fwd(xl, n, d, g->lnf_wf, g->lnf_bf, (float)c->norm_eps, hf, meanf, rstdf);
+    const float *head = NULL;
+    BA_CHECK(ba_ctx_head_f32(ctx, &g->lm_head, &head, err));
+    memset(dhf, 0, n * d * sizeof *dhf);
+    BA_CHECK(ba_cross_entropy_chunked(hf, n - 1, d, head, V, labels + 1, grad_scale,
+                                      GPT2_CE_ROWS, vchunk, tile, row_stats, loss_sum, count,
+                                      dhf, NULL, err));
+    /* backward */
+    memset(gr.dx, 0, n * d * sizeof *gr.dx);
+    ba_layernorm_backward(dhf, xl, meanf, rstdf, g->lnf_wf, n, d, gr.dx, NULL, NULL);
+    for (int i = L - 1; i >= lowest; i--) {
+        gpt2_acts s;
+        float *q = acts_base + (recompute ? 0 : (size_t)i * gpt2_acts_floats(c, n));
+        carve_acts(&s, &q, c, n);
+        const float *x_in = xs + (size_t)i * n * d;
+        if (recompute) BA_CHECK(gpt2_block_fwd(ctx, &bl[i], x_in, x_tmp, &s, n, err));
+        BA_CHECK(gpt2_block_bwd(ctx, &bl[i], x_in, &s, &gr, n, i > lowest || d_input_embeds,
+                                err));
+    }
+    if (d_input_embeds)
+        BA_CHECK(ba_embedding_backward(gr.dx, tokens, n, d, V, (size_t)c->n_positions, 0, NULL,
+                                       NULL, d_input_embeds, err));
     return BA_OK;
 }
 
@@ -386,6 +634,8 @@ const ba_model_ops ba_gpt2_ops = {
     .destroy = gpt2_destroy,
     .forward = gpt2_forward,
     .random_layout = gpt2_random_layout,
+    .attach = gpt2_attach,
+    .train = gpt2_train,
     .gated_mlp = false,
     .rotary = false,
 };

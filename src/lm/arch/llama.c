@@ -52,6 +52,10 @@ typedef struct {
     const float *attn_norm_f, *mlp_norm_f; /* as float32 (map or vector arena) */
     /* The nn.Linear products ([out][in], no bias). */
     ba_weight wq, wk, wv, wo, wgate, wup, wdown;
+    /* Training (a context's copy, ctx->arch_blocks; all NULL in the
+     * model's): the gradients of a trained (freeze) block's tensors. */
+    ba_weight_grad gq, gk, gv, go, ggate, gup, gdown;
+    float *g_attn_norm, *g_mlp_norm;
 } llama_block;
 
 /* The weights, read-only once loaded (the run state is the ba_model_ctx). */
@@ -331,12 +335,13 @@ static ba_status llama_forward(ba_model_ctx *ctx, const int32_t *tokens, size_t 
     for (int k = 0; k < n_kept; k++) deepest = layers[k] > deepest ? layers[k] : deepest;
     int blocks = next_logprob ? L : deepest;
 
+    const llama_block *bl = ctx->arch_blocks ? ctx->arch_blocks : g->blocks;
     embed(g, tokens, n, d, ctx->x);
     ba_model_store_hidden(ctx->x, 0, n, d, layers, n_kept, hidden);
     ba_rope_tables(0, n, head_dim(c), c->rope_theta, ctx->rope_cos, ctx->rope_sin);
     for (int i = 0; i < blocks; i++) {
-        BA_CHECK(attention(ctx, &g->blocks[i], n, err));
-        BA_CHECK(mlp(ctx, &g->blocks[i], n, err));
+        BA_CHECK(attention(ctx, &bl[i], n, err));
+        BA_CHECK(mlp(ctx, &bl[i], n, err));
         if (i + 1 < L) ba_model_store_hidden(ctx->x, i + 1, n, d, layers, n_kept, hidden);
     }
     if (blocks == L) {
@@ -347,6 +352,261 @@ static ba_status llama_forward(ba_model_ctx *ctx, const int32_t *tokens, size_t 
             BA_CHECK(ba_model_next_logprobs(ctx, &g->lm_head, ctx->a, n, tokens, next_logprob,
                                             err));
     }
+    return BA_OK;
+}
+
+
+/* ---- training (issue 12) ---------------------------------------------------------- */
+
+/* A tensor of the attached freeze set in place of the mapped one: its
+ * float32 master (value and gradient), or the original when not trained. */
+static const ba_tensor *master_of(const ba_trainable *t, const ba_tensor *orig,
+                                  const float **value, float **grad)
+{
+    long i = t ? ba_trainable_find(t, orig->name) : -1;
+    if (i < 0) return orig;
+    if (value) *value = t->tensors[i].value;
+    *grad = t->tensors[i].grad;
+    return &t->masters[i];
+}
+
+static void master_weight(const ba_trainable *t, ba_weight *w, const ba_tensor *wt,
+                          ba_weight_grad *g)
+{
+    const ba_tensor *m = master_of(t, wt, NULL, &g->dw);
+    const ba_lora *lora = w->lora;
+    *w = ba_weight_of(m, BA_WEIGHT_OUT_IN, NULL);
+    w->lora = lora;
+}
+
+/* ctx->arch_blocks: the model's blocks with the context's LoRA hooks and
+ * the freeze masters of the attached set. */
+static ba_status llama_attach(ba_model_ctx *ctx, ba_error *err)
+{
+    const llama_model *g = ctx->model->impl;
+    int L = ctx->model->cfg.n_layers;
+    llama_block *bl = ba_calloc((size_t)L, sizeof *bl, "LLaMA blocks of a context", err);
+    if (!bl) return BA_ERR_NOMEM;
+    const ba_trainable *t = ctx->trainable && !ctx->trainable->is_lora ? ctx->trainable : NULL;
+    for (int i = 0; i < L; i++) {
+        llama_block *b = &bl[i];
+        *b = g->blocks[i];
+        if (ctx->loras) {
+            const ba_lora *lo = &ctx->loras[(size_t)i * BA_LORA_N_SITES];
+            ba_weight *w[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->wgate, &b->wup, &b->wdown};
+            for (int k = 0; k < 7; k++)
+                if (lo[BA_LORA_LLAMA_Q + k].A) w[k]->lora = &lo[BA_LORA_LLAMA_Q + k];
+        }
+        if (!t) continue;
+        master_of(t, b->attn_norm, &b->attn_norm_f, &b->g_attn_norm);
+        master_of(t, b->mlp_norm, &b->mlp_norm_f, &b->g_mlp_norm);
+        master_weight(t, &b->wq, b->q, &b->gq);
+        master_weight(t, &b->wk, b->k, &b->gk);
+        master_weight(t, &b->wv, b->v, &b->gv);
+        master_weight(t, &b->wo, b->o, &b->go);
+        master_weight(t, &b->wgate, b->gate, &b->ggate);
+        master_weight(t, &b->wup, b->up, &b->gup);
+        master_weight(t, &b->wdown, b->down, &b->gdown);
+    }
+    ctx->arch_blocks = bl;
+    return BA_OK;
+}
+
+/* What one block's backward reads (d = d_model, f = d_ff, H query heads,
+ * qc = H dh, ld = qc + 2 kv_heads dh). */
+typedef struct {
+    float *a1;     /* [n][d]  input RMSNorm output                       */
+    float *rstd1;  /* [n]                                                 */
+    float *qkv;    /* [n][ld] q | k | v, q and k after the rotation       */
+    float *att;    /* [n][qc] attention output                           */
+    float *lse;    /* [H][n]                                              */
+    float *x_mid;  /* [n][d]  residual after the attention                */
+    float *a2;     /* [n][d]  post-attention RMSNorm output              */
+    float *rstd2;  /* [n]                                                 */
+    float *gate, *up, *h; /* [n][f] gate and up projections, silu(gate) up */
+} llama_acts;
+
+static size_t qkv_cols(const ba_model_config *c)
+{
+    return (size_t)(c->n_heads + 2 * c->n_kv_heads) * (size_t)head_dim(c);
+}
+
+static size_t llama_acts_floats(const ba_model_config *c, size_t n)
+{
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, H = (size_t)c->n_heads;
+    size_t qc = H * (size_t)head_dim(c);
+    return n * (3 * d + 2 + qkv_cols(c) + qc + H + 3 * f);
+}
+
+static float *carve(float **p, size_t floats)
+{
+    float *r = *p;
+    *p += floats;
+    return r;
+}
+
+static void carve_acts(llama_acts *s, float **p, const ba_model_config *c, size_t n)
+{
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, H = (size_t)c->n_heads;
+    size_t qc = H * (size_t)head_dim(c);
+    s->a1 = carve(p, n * d);
+    s->rstd1 = carve(p, n);
+    s->qkv = carve(p, n * qkv_cols(c));
+    s->att = carve(p, n * qc);
+    s->lse = carve(p, H * n);
+    s->x_mid = carve(p, n * d);
+    s->a2 = carve(p, n * d);
+    s->rstd2 = carve(p, n);
+    s->gate = carve(p, n * f);
+    s->up = carve(p, n * f);
+    s->h = carve(p, n * f);
+}
+
+typedef struct {
+    float *dx;   /* [n][d]                                 */
+    float *da;   /* [n][d]                                 */
+    float *dqkv; /* [n][ld]                                */
+    float *datt; /* [n][qc]                                */
+    float *dh, *dgate, *dup; /* [n][f]                     */
+    float *scratch; /* ba_attention_backward_scratch_floats(n) */
+} llama_grads;
+
+static ba_status llama_block_fwd(ba_model_ctx *ctx, const llama_block *b, const float *x_in,
+                                 float *x_out, const llama_acts *s, size_t n, ba_error *err)
+{
+    const ba_model_config *c = &ctx->model->cfg;
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, dh = (size_t)head_dim(c);
+    size_t qc = (size_t)c->n_heads * dh, kc = (size_t)c->n_kv_heads * dh, ld = qkv_cols(c);
+    float eps = (float)c->norm_eps;
+    float *q = s->qkv, *k = q + qc, *v = k + kc;
+    ba_rmsnorm_fwd(x_in, n, d, b->attn_norm_f, eps, s->a1, s->rstd1);
+    BA_CHECK(ba_weight_product(ctx, &b->wq, s->a1, n, d, q, ld, 0, err));
+    BA_CHECK(ba_weight_product(ctx, &b->wk, s->a1, n, d, k, ld, 0, err));
+    BA_CHECK(ba_weight_product(ctx, &b->wv, s->a1, n, d, v, ld, 0, err));
+    ba_rope(q, n, ld, c->n_heads, (int)dh, ctx->rope_cos, ctx->rope_sin);
+    ba_rope(k, n, ld, c->n_kv_heads, (int)dh, ctx->rope_cos, ctx->rope_sin);
+    ba_attention_causal_fwd(q, ld, k, v, ld, n, c->n_heads, c->n_kv_heads, (int)dh,
+                            1.0f / sqrtf((float)dh), s->att, qc, s->lse, ctx->scores);
+    memcpy(s->x_mid, x_in, n * d * sizeof *x_in);
+    BA_CHECK(ba_weight_product(ctx, &b->wo, s->att, n, qc, s->x_mid, d, 1, err));
+    ba_rmsnorm_fwd(s->x_mid, n, d, b->mlp_norm_f, eps, s->a2, s->rstd2);
+    BA_CHECK(ba_weight_product(ctx, &b->wgate, s->a2, n, d, s->gate, f, 0, err));
+    BA_CHECK(ba_weight_product(ctx, &b->wup, s->a2, n, d, s->up, f, 0, err));
+    memcpy(s->h, s->gate, n * f * sizeof *s->h);
+    ba_swiglu(s->h, s->up, n * f);
+    memcpy(x_out, s->x_mid, n * d * sizeof *x_out);
+    return ba_weight_product(ctx, &b->wdown, s->h, n, f, x_out, d, 1, err);
+}
+
+static ba_status llama_block_bwd(ba_model_ctx *ctx, const llama_block *b, const float *x_in,
+                                 const llama_acts *s, const llama_grads *gr, size_t n,
+                                 bool need_dx, ba_error *err)
+{
+    const ba_model_config *c = &ctx->model->cfg;
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, dh = (size_t)head_dim(c);
+    size_t qc = (size_t)c->n_heads * dh, kc = (size_t)c->n_kv_heads * dh, ld = qkv_cols(c);
+    const float *q = s->qkv, *k = q + qc, *v = k + kc;
+    float *dq = gr->dqkv, *dk = dq + qc, *dv = dk + kc;
+    memset(gr->dh, 0, n * f * sizeof *gr->dh);
+    BA_CHECK(ba_weight_product_backward(ctx, &b->wdown, s->h, n, f, gr->dx, d, gr->dh, f,
+                                        &b->gdown, err));
+    memset(gr->dgate, 0, n * f * sizeof *gr->dgate);
+    memset(gr->dup, 0, n * f * sizeof *gr->dup);
+    ba_swiglu_backward(s->gate, s->up, gr->dh, n * f, gr->dgate, gr->dup);
+    memset(gr->da, 0, n * d * sizeof *gr->da);
+    BA_CHECK(ba_weight_product_backward(ctx, &b->wgate, s->a2, n, d, gr->dgate, f, gr->da, d,
+                                        &b->ggate, err));
+    BA_CHECK(ba_weight_product_backward(ctx, &b->wup, s->a2, n, d, gr->dup, f, gr->da, d,
+                                        &b->gup, err));
+    ba_rmsnorm_backward(gr->da, s->x_mid, s->rstd2, b->mlp_norm_f, n, d, gr->dx, b->g_mlp_norm);
+    memset(gr->datt, 0, n * qc * sizeof *gr->datt);
+    BA_CHECK(ba_weight_product_backward(ctx, &b->wo, s->att, n, qc, gr->dx, d, gr->datt, qc,
+                                        &b->go, err));
+    memset(gr->dqkv, 0, n * ld * sizeof *gr->dqkv);
+    ba_attention_causal_backward(gr->datt, qc, q, ld, k, v, ld, s->att, s->lse, n, c->n_heads,
+                                 c->n_kv_heads, (int)dh, 1.0f / sqrtf((float)dh), dq, dk, dv,
+                                 gr->scratch);
+    ba_rope_backward(dq, n, ld, c->n_heads, (int)dh, ctx->rope_cos, ctx->rope_sin);
+    ba_rope_backward(dk, n, ld, c->n_kv_heads, (int)dh, ctx->rope_cos, ctx->rope_sin);
+    bool need_da = need_dx || b->g_attn_norm;
+    float *da = need_da ? gr->da : NULL;
+    if (need_da) memset(gr->da, 0, n * d * sizeof *gr->da);
+    BA_CHECK(ba_weight_product_backward(ctx, &b->wq, s->a1, n, d, dq, ld, da, d, &b->gq, err));
+    BA_CHECK(ba_weight_product_backward(ctx, &b->wk, s->a1, n, d, dk, ld, da, d, &b->gk, err));
+    BA_CHECK(ba_weight_product_backward(ctx, &b->wv, s->a1, n, d, dv, ld, da, d, &b->gv, err));
+    if (need_da)
+        ba_rmsnorm_backward(gr->da, x_in, s->rstd1, b->attn_norm_f, n, d,
+                            need_dx ? gr->dx : NULL, b->g_attn_norm);
+    return BA_OK;
+}
+
+#define LLAMA_CE_ROWS 64
+
+static ba_status llama_train(ba_model_ctx *ctx, const int32_t *tokens, const int32_t *labels,
+                             size_t n, float grad_scale, bool recompute, double *loss_sum,
+                             size_t *count, float *d_input_embeds, ba_error *err)
+{
+    const ba_model_config *c = &ctx->model->cfg;
+    const llama_model *g = ctx->model->impl;
+    const llama_block *bl = ctx->arch_blocks ? ctx->arch_blocks : g->blocks;
+    size_t d = (size_t)c->d_model, f = (size_t)c->d_ff, V = (size_t)c->vocab_size;
+    size_t qc = (size_t)c->n_heads * (size_t)head_dim(c), ld = qkv_cols(c);
+    int L = c->n_layers;
+    int lowest = d_input_embeds ? 0 : ctx->trainable->lowest;
+    size_t sets = recompute ? 1 : (size_t)L, vchunk = ctx->lp.chunk;
+    size_t need = 6 * LLAMA_CE_ROWS + LLAMA_CE_ROWS * vchunk + (size_t)(L + 1) * n * d +
+                  sets * llama_acts_floats(c, n) + n * (2 * d + ld + qc + 3 * f) +
+                  ba_attention_backward_scratch_floats(n) + n * (2 * d + 1) + n * d;
+    BA_CHECK(ba_ctx_train_arena(ctx, need, err));
+    float *p = ctx->saved_activations;
+    double *row_stats = (double *)(void *)carve(&p, 6 * LLAMA_CE_ROWS);
+    float *tile = carve(&p, LLAMA_CE_ROWS * vchunk);
+    float *xs = carve(&p, (size_t)(L + 1) * n * d); /* [L + 1][n][d] block inputs, x_L */
+    float *acts_base = p;
+    p += sets * llama_acts_floats(c, n);
+    llama_grads gr;
+    gr.dx = carve(&p, n * d);
+    gr.da = carve(&p, n * d);
+    gr.dqkv = carve(&p, n * ld);
+    gr.datt = carve(&p, n * qc);
+    gr.dh = carve(&p, n * f);
+    gr.dgate = carve(&p, n * f);
+    gr.dup = carve(&p, n * f);
+    gr.scratch = carve(&p, ba_attention_backward_scratch_floats(n));
+    float *hf = carve(&p, n * d), *dhf = carve(&p, n * d), *rstdf = carve(&p, n);
+    float *x_tmp = carve(&p, n * d);
+
+    embed(g, tokens, n, d, xs);
+    ba_rope_tables(0, n, head_dim(c), c->rope_theta, ctx->rope_cos, ctx->rope_sin);
+    for (int i = 0; i < L; i++) {
+        llama_acts s;
+        float *q = acts_base + (recompute ? 0 : (size_t)i * llama_acts_floats(c, n));
+        carve_acts(&s, &q, c, n);
+        BA_CHECK(llama_block_fwd(ctx, &bl[i], xs + (size_t)i * n * d,
+                                 xs + (size_t)(i + 1) * n * d, &s, n, err));
+    }
+    const float *xl = xs + (size_t)L * n * d;
+    ba_rmsnorm_fwd(xl, n, d, g->norm_f, (float)c->norm_eps, hf, rstdf);
+    const float *head = NULL;
+    BA_CHECK(ba_ctx_head_f32(ctx, &g->lm_head, &head, err));
+    memset(dhf, 0, n * d * sizeof *dhf);
+    BA_CHECK(ba_cross_entropy_chunked(hf, n - 1, d, head, V, labels + 1, grad_scale,
+                                      LLAMA_CE_ROWS, vchunk, tile, row_stats, loss_sum, count,
+                                      dhf, NULL, err));
+    memset(gr.dx, 0, n * d * sizeof *gr.dx);
+    ba_rmsnorm_backward(dhf, xl, rstdf, g->norm_f, n, d, gr.dx, NULL);
+    for (int i = L - 1; i >= lowest; i--) {
+        llama_acts s;
+        float *q = acts_base + (recompute ? 0 : (size_t)i * llama_acts_floats(c, n));
+        carve_acts(&s, &q, c, n);
+        const float *x_in = xs + (size_t)i * n * d;
+        if (recompute) BA_CHECK(llama_block_fwd(ctx, &bl[i], x_in, x_tmp, &s, n, err));
+        BA_CHECK(llama_block_bwd(ctx, &bl[i], x_in, &s, &gr, n, i > lowest || d_input_embeds,
+                                 err));
+    }
+    if (d_input_embeds)
+        BA_CHECK(ba_embedding_backward(gr.dx, tokens, n, d, V, 0, 0, NULL, NULL, d_input_embeds,
+                                       err));
     return BA_OK;
 }
 
@@ -410,6 +670,8 @@ const ba_model_ops ba_llama_ops = {
     .destroy = llama_destroy,
     .forward = llama_forward,
     .random_layout = llama_random_layout,
+    .attach = llama_attach,
+    .train = llama_train,
     .gated_mlp = true,
     .rotary = true,
 };
