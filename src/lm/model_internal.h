@@ -268,4 +268,20 @@ ba_status ba_model_next_logprobs(ba_model_ctx *ctx, const ba_weight *head, const
 ba_status ba_ctx_head_f32(ba_model_ctx *ctx, const ba_weight *head, const float **out,
                           ba_error *err);
 
+/* The loss of a training sequence (train.c): the cross-entropy of the
+ * final states h [n][d] (position t predicts labels[t + 1]) through the
+ * float32 output layer head [vocab][d], on the unmasked rows only (packed
+ * into ws->h first), dh [n][d] += grad_scale d(loss_sum)/dh. */
+typedef struct {
+    float *h, *dh;      /* [n][d] the packed rows and their gradient        */
+    int32_t *target;    /* [n]                                              */
+    size_t row_chunk, vocab_chunk;
+    float *tile;        /* [row_chunk][vocab_chunk]                         */
+    double *row_stats;  /* [3 row_chunk]                                    */
+} ba_train_loss_ws;
+
+ba_status ba_train_loss(const float *h, size_t n, size_t d, const float *head, size_t vocab,
+                        const int32_t *labels, float grad_scale, const ba_train_loss_ws *ws,
+                        double *loss_sum, size_t *count, float *dh, ba_error *err);
+
 #endif

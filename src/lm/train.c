@@ -322,6 +322,36 @@ ba_status ba_ctx_head_f32(ba_model_ctx *ctx, const ba_weight *head, const float 
     return BA_OK;
 }
 
+/* ---- the loss ----------------------------------------------------------------------- */
+
+ba_status ba_train_loss(const float *h, size_t n, size_t d, const float *head, size_t vocab,
+                        const int32_t *labels, float grad_scale, const ba_train_loss_ws *ws,
+                        double *loss_sum, size_t *count, float *dh, ba_error *err)
+{
+    /* The rows that have a target, packed: masked rows (a prompt) cost
+     * nothing in the output layer. */
+    size_t k = 0;
+    for (size_t t = 0; t + 1 < n; t++) {
+        if (labels[t + 1] == BA_LABEL_IGNORE) continue;
+        memcpy(ws->h + k * d, h + t * d, d * sizeof *h);
+        ws->target[k++] = labels[t + 1];
+    }
+    *loss_sum = 0;
+    *count = 0;
+    if (k == 0) return BA_OK;
+    memset(ws->dh, 0, k * d * sizeof *ws->dh);
+    BA_CHECK(ba_cross_entropy_chunked(ws->h, k, d, head, vocab, ws->target, grad_scale,
+                                      ws->row_chunk, ws->vocab_chunk, ws->tile, ws->row_stats,
+                                      loss_sum, count, ws->dh, NULL, err));
+    k = 0;
+    for (size_t t = 0; t + 1 < n; t++) {
+        if (labels[t + 1] == BA_LABEL_IGNORE) continue;
+        const float *src = ws->dh + (k++) * d;
+        for (size_t j = 0; j < d; j++) dh[t * d + j] += src[j];
+    }
+    return BA_OK;
+}
+
 /* ---- one sequence -------------------------------------------------------------------- */
 
 static bool all_finite(const float *v, size_t n)
