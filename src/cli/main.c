@@ -22,6 +22,7 @@ static const ba_command COMMANDS[] = {
     {"compare", "conditions vs baseline per region: Δr, intervals, p and q-values, tables, maps", ba_cmd_compare},
     {"augment", "show stories as the model reads them with associations inserted", ba_cmd_augment},
     {"tasks", "a study as array-job tasks (SLURM), and their collected summary", ba_cmd_tasks},
+    {"dataset", "instruction data: story passages + associations (and Alpaca imports) -> JSONL", ba_cmd_dataset},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 
