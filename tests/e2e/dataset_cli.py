@@ -414,7 +414,10 @@ def must_fail(args, needle, what):
     outs = [W("bad.jsonl"), W("bad-val.jsonl"), W("bad.json")]
     p = run(args + ["--out", outs[0], "--val-out", outs[1], "--val-fraction", "0.2",
                     "--summary", outs[2]], expect_ok=False)
-    check(p.returncode != 0, f"{what}: exit status 0")
+    check(p.returncode == 1, f"{what}: exit status {p.returncode}, expected 1 (an error, not a "
+                             "crash)")
+    check("Sanitizer" not in p.stderr and "runtime error" not in p.stderr,
+          f"{what}: a sanitizer report: {p.stderr[-2000:]}")
     check(needle in p.stderr, f"{what}: the message does not name {needle!r}: {p.stderr.strip()}")
     no_outputs(*outs)
 
