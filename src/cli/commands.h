@@ -28,6 +28,7 @@ int ba_cmd_augment(int argc, char **argv);
 int ba_cmd_tasks(int argc, char **argv);
 int ba_cmd_finetune(int argc, char **argv);
 int ba_cmd_merge(int argc, char **argv);
+int ba_cmd_dataset(int argc, char **argv);
 
 /* Report a failure (rank 0 prints it; every rank has the same message after
  * ba_mpi_agree) and return the exit code 1. */

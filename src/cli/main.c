@@ -24,6 +24,7 @@ static const ba_command COMMANDS[] = {
     {"merge", "write a checkpoint with a PEFT LoRA adapter merged into its weights", ba_cmd_merge},
     {"tasks", "a study as array-job tasks (SLURM), and their collected summary", ba_cmd_tasks},
     {"finetune", "LoRA or frozen-layer fine-tuning on instruction data (data-parallel)", ba_cmd_finetune},
+    {"dataset", "instruction data: story passages + associations (and Alpaca imports) -> JSONL", ba_cmd_dataset},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 

@@ -9,7 +9,7 @@ set(BA_FUZZ_DIR ${PROJECT_SOURCE_DIR}/tests/fuzz)
 set(BA_FUZZ_SECONDS 6 CACHE STRING "Seconds each fuzz.* test fuzzes (BRAINALIGN_FUZZ builds)")
 set(BA_FUZZ_TARGETS safetensors safetensors_index model_config tokenizer_gpt2 tokenizer_json
     tokenizer_sp tokenizer_sp_decode stimuli study_config annot label_table sft_jsonl adapter_config
-    adapter)
+    adapter alpaca)
 
 add_custom_target(fuzz_all)
 foreach(parser ${BA_FUZZ_TARGETS})
@@ -32,6 +32,8 @@ foreach(parser ${BA_FUZZ_TARGETS})
     set(layer ba_study)
   elseif(parser STREQUAL "sft_jsonl")
     set(layer ba_train)
+  elseif(parser STREQUAL "alpaca")
+    set(layer ba_pipeline)
   endif()
   target_link_libraries(${exe} PRIVATE ${layer})
   add_dependencies(fuzz_all ${exe})

@@ -603,6 +603,26 @@ def adapter_seeds():
     out(p, "bad-no-weights", lora_config())
 
 
+# --------------------------------------------------------------- Alpaca imports
+def alpaca_seeds():
+    p = "alpaca"
+    recs = [{"instruction": "Give three tips for staying healthy.", "input": "",
+             "output": "1. Eat well.\n2. Sleep.\n3. Move."},
+            {"instruction": "Translate to French.", "input": "good morning", "output": "bonjour"},
+            {"instruction": "Brackets [in] {strings}, \"quotes\"", "output": "ok", "id": [1, {"k": "]"}]}]
+    out(p, "array-indent", "\ufeff" + json.dumps(recs, indent=2, ensure_ascii=False) + "\n")
+    out(p, "array-compact", json.dumps(recs, separators=(",", ":")))
+    out(p, "array-one-line-each", "[\n" + ",\n".join(json.dumps(r) for r in recs) + "\n]")
+    out(p, "jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in recs) + "\n")
+    out(p, "bad-empty-array", "[ ]")
+    out(p, "bad-not-json", "[\n {\"instruction\": \"a\", \"output\": \"b\"},\n {oops}\n]")
+    out(p, "bad-unterminated", "[\n {\"instruction\": \"a\", \"output\": \"b\"}\n")
+    out(p, "bad-element-not-object", "[{\"instruction\": \"a\", \"output\": \"b\"}, 7]")
+    out(p, "bad-empty-output", "[\n\n {\"instruction\": \"a\", \"output\": \"\"}]")
+    out(p, "bad-object-not-array", json.dumps(recs[0], indent=1))
+    out(p, "bad-blank", " \n\t")
+
+
 if __name__ == "__main__":
     safetensors_seeds()
     safetensors_index_seeds()
@@ -618,3 +638,4 @@ if __name__ == "__main__":
     sft_jsonl_seeds()
     adapter_config_seeds()
     adapter_seeds()
+    alpaca_seeds()
