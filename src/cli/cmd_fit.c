@@ -63,10 +63,26 @@ static void help(void)
         "  --folds K           outer folds, contiguous as KFold(K, shuffle=False) (default 5)\n"
         "  --story-folds       fold boundaries on whole stories\n"
         "  --alphas SPEC       logspace:LO:HI:N or a list (default logspace:-1:8:10)\n"
+        "  --fold-gap N        leave N samples (TRs) on each side of a test fold out of its\n"
+        "                      training rows (BOLD autocorrelation; default 0)\n"
         "  --tie-tolerance T   a voxel whose second-best alpha has a leave-one-out loss within\n"
         "                      a relative T of the best is re-ranked in double precision, so\n"
         "                      the choice does not depend on ranks or threads (default 1e-6;\n"
         "                      0 turns it off; ScaLAPACK solver)\n"
+        "banded ridge (each band of columns its own penalty: sum_b alpha_b |w_b|^2):\n"
+        "  --bands SPEC        column ranges of the design, e.g. 0:40,40:100 (disjoint, in\n"
+        "                      order, covering every column); one band is the plain fit\n"
+        "  --band-alphas SPEC  the --alphas syntax: one grid for every band, or one per band\n"
+        "                      separated by ';' (default: the --alphas grid)\n"
+        "  --band-search grid|random:N  the Cartesian product of the grids (default), or N\n"
+        "                      band weights g on the simplex (Dirichlet(1), --seed) times the\n"
+        "                      one grid: candidate alpha_b = alpha / g_b (himalaya's kernel\n"
+        "                      weights)\n"
+        "  --band-weights FILE the band weights g, one candidate per line (n_bands positive\n"
+        "                      numbers; '#' comments), times the one grid as random:N\n"
+        "  --seed S            seed of random:N\n"
+        "                      Output adds /band_alphas, /band_r2 (split r^2), /band_candidates;\n"
+        "                      near-tied candidates are NOT re-ranked in double.\n"
         "parallel:\n"
         "  --fold-groups G     split the ranks into G groups that take folds in turn (default 1)\n"
         "  --voxel-block B     voxels per block on each rank (default 512)\n"
@@ -173,6 +189,21 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_value(&a, "--tr")) ba_args_double(&a, "--tr", &cfg.design.tr_s);
         else if (ba_args_value(&a, "--folds")) { if (ba_args_long(&a, "--folds", &number)) cfg.ridge.n_folds = (int)number; }
         else if (ba_args_flag(&a, "--story-folds")) cfg.story_folds = true;
+        else if (ba_args_value(&a, "--fold-gap")) {
+            if (ba_args_long(&a, "--fold-gap", &number)) {
+                if (number < 0) snprintf(a.error, sizeof a.error, "--fold-gap %s must be >= 0", a.value);
+                else cfg.ridge.fold_gap = number;
+            }
+        } else if (ba_args_value(&a, "--bands")) cfg.bands_spec = a.value;
+        else if (ba_args_value(&a, "--band-alphas")) cfg.band_alphas_spec = a.value;
+        else if (ba_args_value(&a, "--band-search")) cfg.band_search = a.value;
+        else if (ba_args_value(&a, "--band-weights")) cfg.band_weights_path = a.value;
+        else if (ba_args_value(&a, "--seed")) {
+            if (ba_args_long(&a, "--seed", &number)) {
+                if (number < 0) snprintf(a.error, sizeof a.error, "--seed %s must be >= 0", a.value);
+                else cfg.seed = (unsigned long long)number, cfg.has_seed = true;
+            }
+        }
         else if (ba_args_value(&a, "--alphas")) {
             if (ba_parse_alphas(a.value, cfg.alphas, BA_MAX_ALPHAS, &cfg.ridge.n_alphas, &err))
                 snprintf(usage_error, sizeof usage_error, "--alphas: %s", err.message);
