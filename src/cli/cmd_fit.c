@@ -111,6 +111,11 @@ static void print_table(const ba_fit_summary *s)
 {
     printf("\nbrain score: %ld TRs, %ld features, %ld voxels, %d folds; mean r = %.4f\n",
            s->n_samples, s->n_features, s->n_voxels, s->n_folds, s->mean_r);
+    if (s->n_bands > 1)
+        printf("banded ridge: %d bands, %d candidates per fold (near-tied candidates are NOT "
+               "re-ranked in double)\n", s->n_bands, s->n_candidates);
+    else if (s->n_bands == 1)
+        printf("banded ridge with one band: the plain fit over %d alphas\n", s->n_candidates);
     if (s->roi.n_regions == 0) return;
     printf("\n%-28s %8s %9s %9s %9s\n", "region", "voxels", "mean r", "median r", "sem");
     for (int g = 0; g < s->roi.n_regions; g++)

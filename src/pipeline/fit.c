@@ -365,6 +365,10 @@ static ba_status write_bands(const ba_fit_config *cfg, MPI_Comm comm, ba_h5file 
     if (rc == BA_OK) rc = ba_h5_create_dataset(f, "/band_candidates", BA_H5_F64, 2, cdims, err);
     if (rc == BA_OK)
         rc = ba_h5_write(f, "/band_candidates", BA_H5_F64, cstart, ccount, bands->candidates, err);
+    if (rc == BA_OK)
+        rc = ba_h5_set_attr_str(f, "/", "band_ties", B == 1
+            ? "one band: the plain dense solver, near-ties re-ranked in double"
+            : "NOT re-ranked: near-tied candidates keep their float32 choice", err);
     if (rc == BA_OK && B == 1)
         return ba_h5_set_attr_str(f, "/", "band_r2_note", "one band: the plain dense solver "
                                   "ran (bitwise the plain fit); /band_r2 is not computed", err);
@@ -654,6 +658,8 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     sum->n_voxels = in.v;
     sum->n_folds = ropt.n_folds;
     sum->timing = R.timing;
+    sum->n_bands = bands.bo.n_bands;
+    sum->n_candidates = bands.n_candidates;
     BA_TRY(write_scores(cfg, comm, &L, &in, &R, &bands, &BR, sum, err), done);
     sum->n_folds_resumed = R.n_folds_resumed;
     /* The scores are safely in place: the checkpoint has served. */

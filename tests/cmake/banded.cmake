@@ -16,7 +16,7 @@ function(ba_banded_test name check ranks)
             --workdir ${PROJECT_BINARY_DIR}/banded-oracle-${name}
             -- ${BA_MPIEXEC})
   set_tests_properties(banded_oracle.${name} PROPERTIES
-    LABELS "oracle;fit;banded" PROCESSORS ${ranks} TIMEOUT 300
+    LABELS "oracle;fit;banded" PROCESSORS ${ranks} TIMEOUT 600
     ENVIRONMENT "${BA_BANDED_ENV}")
 endfunction()
 foreach(np 1 2 4)

@@ -16,6 +16,10 @@
  *   fit is the plain dense one (bitwise), /band_alphas = /alpha and no
  *   /band_r2 is written (attribute band_r2_note says so).
  *   root attribute fold_gap (int64) always.
+ *   Banded restart: the checkpoint restores /r, /r_folds and the chosen
+ *   candidates (so /band_alphas); the split r² of resumed folds is not
+ *   saved, so /band_r2 is then the mean over the folds computed in the
+ *   last run (its attribute n_folds says how many).
  *   root attributes: config (the full configuration), inputs, version,
  *   command.
  *
@@ -87,6 +91,7 @@ typedef struct {
     ba_ridge_timing timing; /* this rank */
     double seconds_total, seconds_io;
     int n_folds_resumed;    /* folds taken from a previous run's checkpoint */
+    int n_bands, n_candidates; /* banded ridge (0: plain) */
 } ba_fit_summary;
 
 /* Banded ridge (fit_bands.c). Parse "--bands 0:40,40:100" against the
