@@ -177,7 +177,7 @@ ba_status ba_fit_band_candidates(const ba_fit_config *cfg, int n_bands, double *
 {
     *candidates = NULL;
     *n = 0;
-    static double grids[BA_MAX_BANDS][BA_MAX_ALPHAS];
+    double grids[BA_MAX_BANDS][BA_MAX_ALPHAS];
     int sizes[BA_MAX_BANDS], n_grids = 0;
     BA_CHECK(band_grids(cfg, n_bands, grids, sizes, &n_grids, err));
     long random_n = -1;

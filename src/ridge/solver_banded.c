@@ -9,10 +9,13 @@
  *   feature side, once per fold (ScaLAPACK, over the fold group's grid):
  *     K_b    = X_tr,b X_tr,bᵀ      [n_tr][n_tr], distributed, double
  *     T_b    = X_te,b X_tr,bᵀ      [n_te][n_tr], replicated, float32
- *   per candidate c (one eigendecomposition each):
- *     K(c)   = Σ_b K_b / α_b = Q diag(s) Qᵀ          (pdsyevd)
- *     G_ii   = Σ_k Q_ik² / (s_k + 1)                 (double, from the distributed Q)
- *     C      = Q diag(1/(s+1)) Qᵀ Y_tr               (two float32 GEMMs per voxel chunk)
+ *   per candidate c (at most one eigendecomposition each):
+ *     K(c)   = Σ_b K_b / α_b = S K_γ,  S = Σ_b 1/α_b,  γ_b = 1/(α_b S)
+ *     K_γ    = Q diag(s) Qᵀ                          (pdsyevd; reused while
+ *              consecutive candidates keep the direction γ, as a band-weight
+ *              vector times the alpha grid does)
+ *     G_ii   = Σ_k Q_ik² / (S s_k + 1)               (double, from the distributed Q)
+ *     C      = Q diag(1/(S s+1)) Qᵀ Y_tr             (two float32 GEMMs per voxel chunk)
  *     loss_j = Σ_i (C_ij / G_ii)²                    (exact leave-one-out, sum of squares)
  *   per voxel j, with its best candidate c* (the driver's choice):
  *     ŷ_b = (T_b / α_b(c*)) c_j,   ŷ = Σ_b ŷ_b,   r = Pearson(ŷ, y_te)
@@ -134,7 +137,11 @@ typedef struct {
     ba_dmat ktr[BA_MAX_BANDS]; /* K_b [ntr][ntr], distributed */
     ba_dmat kc, vecs;    /* K(c) and its eigenvectors, distributed */
     float *kte;          /* [B][nte][ntr] X_te,b X_tr,bᵀ, replicated */
-    double *eig, *den;   /* [ntr] */
+    double *eig, *den;   /* [ntr]: eigenvalues of K_γ, denominators of the candidate */
+    double gamma[BA_MAX_BANDS]; /* direction of the spectrum held (have_gamma) */
+    bool have_gamma;
+    double scale;        /* the candidate's K(c) = scale * K_γ */
+    long n_spectra;      /* eigendecompositions done (statistics) */
     float *q;            /* [ntr][ntr] eigenvectors, replicated, row-major */
     float *ytr;          /* [ntr][vloc] training rows of Y, centred */
     float *cbest;        /* [ntr][vloc] dual coefficients of the best candidate so far */
@@ -155,6 +162,7 @@ static void fold_free(banded_solver *s)
     s->kte = s->q = s->ytr = s->cbest = s->z = s->t = s->parts = NULL;
     s->eig = s->den = s->best_loss = NULL;
     s->best_cand = NULL;
+    s->have_gamma = false;
 }
 
 static ba_status banded_begin(void *self, const ba_ridge_layout *L, const ba_ridge_data *D,
@@ -268,29 +276,51 @@ done:
 #undef AGREE
 }
 
-/* Candidate c's kernel, eigendecomposition, denominators and replicated
- * eigenvectors. Collective over the grid. */
+/* Candidate c's spectrum, denominators and replicated eigenvectors.
+ * K(c) = Σ_b K_b / α_b = S K_γ with S = Σ_b 1/α_b and the direction
+ * γ_b = (1/α_b) / S; consecutive candidates on one direction (a band-weight
+ * vector times the alpha grid: random:N, --band-weights) share one
+ * eigendecomposition of K_γ, whose eigenvalues S scales. Collective over
+ * the grid. */
 static ba_status candidate_spectrum(banded_solver *s, int c, ba_error *err)
 {
     const ba_grid *grid = &s->grid;
     int B = s->bo->n_bands;
     const double *alpha = s->bo->candidates + (size_t)c * B;
-    size_t local = (size_t)s->kc.desc[8] * (size_t)s->kc.nloc;
-    if (s->kc.mloc == 0 || s->kc.nloc == 0) local = 0;
-    for (size_t i = 0; i < local; i++) {
-        double sum = 0;
-        for (int b = 0; b < B; b++) sum += s->ktr[b].data[i] / alpha[b];
-        s->kc.data[i] = sum;
+    double gamma[BA_MAX_BANDS], S = 0;
+    for (int b = 0; b < B; b++) S += 1.0 / alpha[b];
+    bool same = s->have_gamma;
+    for (int b = 0; b < B; b++) {
+        gamma[b] = (1.0 / alpha[b]) / S;
+        if (fabs(gamma[b] - s->gamma[b]) > 1e-12 * s->gamma[b]) same = false;
     }
-    BA_CHECK(ba_mpi_agree(grid->comm, ba_dmat_syevd(grid, &s->kc, s->eig, &s->vecs, err), err));
+    s->scale = S;
     long ntr = s->ntr;
-    for (long k = 0; k < ntr; k++)
-        if (s->eig[k] < 0) s->eig[k] = 0; /* round-off on a PSD matrix */
+    if (!same) {
+        size_t local = (size_t)s->kc.desc[8] * (size_t)s->kc.nloc;
+        if (s->kc.mloc == 0 || s->kc.nloc == 0) local = 0;
+        for (size_t i = 0; i < local; i++) {
+            double sum = 0;
+            for (int b = 0; b < B; b++) sum += s->ktr[b].data[i] * gamma[b];
+            s->kc.data[i] = sum;
+        }
+        s->have_gamma = false;
+        BA_CHECK(ba_mpi_agree(grid->comm, ba_dmat_syevd(grid, &s->kc, s->eig, &s->vecs, err),
+                              err));
+        for (long k = 0; k < ntr; k++)
+            if (s->eig[k] < 0) s->eig[k] = 0; /* round-off on a PSD matrix */
+        /* ScaLAPACK's eigenvectors are the columns: q[i][k] = Q_ik, row-major. */
+        BA_CHECK(ba_dmat_replicate_f32(&s->vecs, grid, s->q, err));
+        memcpy(s->gamma, gamma, sizeof gamma);
+        s->have_gamma = true;
+        s->n_spectra++;
+        s->feature_flops += 10.0 / 3.0 * (double)ntr * ntr * ntr;
+    }
     for (long i = 0; i < ntr; i++) s->den[i] = 0;
     const ba_dmat *q = &s->vecs;
     int lld = q->desc[8];
     for (int j = 0; j < q->nloc; j++) {
-        double w = 1.0 / (s->eig[ba_dmat_global_col(q, grid, j)] + 1.0);
+        double w = 1.0 / (S * s->eig[ba_dmat_global_col(q, grid, j)] + 1.0);
         const double *col = q->data + (size_t)j * lld;
         for (int i = 0; i < q->mloc; i++) s->den[ba_dmat_global_row(q, grid, i)] += col[i] * col[i] * w;
     }
@@ -302,9 +332,6 @@ static ba_status candidate_spectrum(banded_solver *s, int c, ba_error *err)
                            "banded ridge: candidate %d's kernel (%ld x %ld) gave a "
                            "leave-one-out denominator %g outside (0, 1]", c, ntr, ntr,
                            s->den[i]);
-    BA_CHECK(ba_dmat_replicate_f32(&s->vecs, grid, s->q, err));
-    /* ScaLAPACK's eigenvectors are the columns: q[i][k] = Q_ik, row-major. */
-    s->feature_flops += 10.0 / 3.0 * (double)ntr * ntr * ntr;
     return BA_OK;
 }
 
@@ -334,11 +361,11 @@ static ba_status banded_score_block(void *self, const ba_ridge_fold *F, long blk
         BA_CHECK(candidate_spectrum(s, c, err));
         for (long c0 = 0; c0 < vloc; c0 += s->chunk) {
             long bw = vloc - c0 < s->chunk ? vloc - c0 : s->chunk;
-            /* Z = Qᵀ Y_tr; Z_k *= 1/(s_k + 1); C = Q Z */
+            /* Z = Qᵀ Y_tr; Z_k *= 1/(S s_k + 1); C = Q Z */
             ba_sgemm(true, (size_t)ntr, (size_t)bw, (size_t)ntr, 1.0f, s->q, (size_t)ntr,
                      s->ytr + c0, (size_t)vloc, 0.0f, s->z, (size_t)bw);
             for (long k = 0; k < ntr; k++) {
-                float w = (float)(1.0 / (s->eig[k] + 1.0));
+                float w = (float)(1.0 / (s->scale * s->eig[k] + 1.0));
                 for (long j = 0; j < bw; j++) s->z[k * bw + j] *= w;
             }
             ba_sgemm(false, (size_t)ntr, (size_t)bw, (size_t)ntr, 1.0f, s->q, (size_t)ntr,

@@ -152,8 +152,10 @@ double ba_pearson_f32(const float *a, long stride_a, const float *b, long stride
  * Scaling band b's columns by 1/sqrt(α_b) makes a candidate plain ridge
  * with α = 1, so with K = Σ_b X_b X_bᵀ / α_b (n_train x n_train, always the
  * dual form) = Q diag(s) Qᵀ, one eigendecomposition per candidate and fold
- * gives c = (K + I)^-1 y = Q diag(1/(s+1)) Qᵀ y and the leave-one-out
- * residuals c_i / G_ii, G_ii = Σ_k Q_ik² / (s_k + 1). The held-out
+ * (shared by consecutive candidates whose K differ only by a factor: a
+ * band-weight vector times the alpha grid) gives c = (K + I)^-1 y =
+ * Q diag(1/(s+1)) Qᵀ y and the leave-one-out residuals c_i / G_ii,
+ * G_ii = Σ_k Q_ik² / (s_k + 1). The held-out
  * prediction splits into bands: ŷ_b = (X_te,b X_tr,bᵀ / α_b) c.
  *
  * Near-ties between candidates are NOT re-ranked in double precision (the
