@@ -389,6 +389,11 @@ static ba_status write_bands(const ba_fit_config *cfg, MPI_Comm comm, ba_h5file 
         "test rows; sum_b r2_b = 1 - |y - yhat|^2 / |y|^2, himalaya's r2_score_split); mean "
         "over folds", err);
     long long computed = BR->n_folds_computed;
+    if (rank == 0 && BR->n_folds_computed < K)
+        fprintf(stderr, "fit: warning: /band_r2 is the mean over the %d folds computed in this "
+                "run; the split r2 of the %d folds resumed from the checkpoint is not saved "
+                "there (/band_r2 attribute n_folds)\n", BR->n_folds_computed,
+                K - BR->n_folds_computed);
     if (rc == BA_OK) rc = ba_h5_set_attr_i64(f, "/band_r2", "n_folds", &computed, 1, err);
 
     /* Region tables per band: /roi/band_r2/{mean,median,sem} [B][n_regions]. */
