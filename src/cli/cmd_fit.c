@@ -58,6 +58,22 @@ static void help(void)
     ba_option_help(&ba_fit_option_table, "design", stdout);
     printf("cross-validation:\n");
     ba_option_help(&ba_fit_option_table, "cross-validation", stdout);
+    printf(
+        "banded ridge (each band of columns its own penalty: sum_b alpha_b |w_b|^2):\n"
+        "  --bands SPEC        column ranges of the design, e.g. 0:40,40:100 (disjoint, in\n"
+        "                      order, covering every column); one band is the plain fit\n"
+        "  --band-alphas SPEC  the --alphas syntax: one grid for every band, or one per band\n"
+        "                      separated by ';' (default: the --alphas grid)\n"
+        "  --band-search grid|random:N  the Cartesian product of the grids (default), or N\n"
+        "                      band weights g on the simplex (Dirichlet(1), --seed) times the\n"
+        "                      one grid: candidate alpha_b = alpha / g_b (himalaya's kernel\n"
+        "                      weights)\n"
+        "  --band-weights FILE the band weights g, one candidate per line (n_bands positive\n"
+        "                      numbers; '#' comments), times the one grid as random:N\n"
+        "  --seed S            seed of random:N\n"
+        "                      Output adds /band_alphas, /band_r2 (split r^2), /band_candidates;\n"
+        "                      near-tied candidates are NOT re-ranked in double.\n"
+        );
     printf("parallel:\n");
     ba_option_help(&ba_fit_option_table, "parallel", stdout);
     printf(
@@ -85,6 +101,11 @@ static void print_table(const ba_fit_summary *s)
 {
     printf("\nbrain score: %ld TRs, %ld features, %ld voxels, %d folds; mean r = %.4f\n",
            s->n_samples, s->n_features, s->n_voxels, s->n_folds, s->mean_r);
+    if (s->n_bands > 1)
+        printf("banded ridge: %d bands, %d candidates per fold (near-tied candidates are NOT "
+               "re-ranked in double)\n", s->n_bands, s->n_candidates);
+    else if (s->n_bands == 1)
+        printf("banded ridge with one band: the plain fit over %d alphas\n", s->n_candidates);
     if (s->roi.n_regions == 0) return;
     printf("\n%-28s %8s %9s %9s %9s\n", "region", "voxels", "mean r", "median r", "sem");
     for (int g = 0; g < s->roi.n_regions; g++)
@@ -122,6 +143,7 @@ int ba_cmd_fit(int argc, char **argv)
     ba_error err;
     ba_error_clear(&err);
     ba_args a;
+    long number = 0;
     ba_args_init(&a, argc, argv);
     bool timing = false;
     const char *design_only = NULL;
@@ -151,6 +173,16 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_value(&a, "--layer") || ba_args_value(&a, "--layers"))
             snprintf(layer_text, sizeof layer_text, "%s", a.value);
         else if (ba_args_table(&a, &ba_fit_option_table, &options)) continue;
+        else if (ba_args_value(&a, "--bands")) cfg.bands_spec = a.value;
+        else if (ba_args_value(&a, "--band-alphas")) cfg.band_alphas_spec = a.value;
+        else if (ba_args_value(&a, "--band-search")) cfg.band_search = a.value;
+        else if (ba_args_value(&a, "--band-weights")) cfg.band_weights_path = a.value;
+        else if (ba_args_value(&a, "--seed")) {
+            if (ba_args_long(&a, "--seed", &number)) {
+                if (number < 0) snprintf(a.error, sizeof a.error, "--seed %s must be >= 0", a.value);
+                else cfg.seed = (unsigned long long)number, cfg.has_seed = true;
+            }
+        }
         else if (ba_args_flag(&a, "--quiet")) cfg.ridge.quiet = true;
         else if (ba_args_flag(&a, "--timing")) timing = true;
         else if (ba_args_value(&a, "--design-only")) design_only = a.value;

@@ -300,8 +300,26 @@ static ba_status read_bold_columns(const ba_fit_config *cfg, study_inputs *s,
 
 /* ------------------------------------------------------ the output */
 
-static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char *buf,
-                            size_t size)
+/* Banded ridge, as ba_fit_run set it up (n_bands 0: plain ridge). */
+typedef struct {
+    ba_banded_options bo;
+    double *candidates; /* [n_candidates][n_bands] */
+    int n_candidates;
+} fit_bands;
+
+/* FNV-1a of the candidates' bits, for the configuration (and so the
+ * checkpoint key). */
+static unsigned long long candidates_hash(const fit_bands *B)
+{
+    unsigned long long h = 1469598103934665603ULL;
+    const unsigned char *bytes = (const unsigned char *)B->candidates;
+    size_t size = sizeof(double) * (size_t)B->n_candidates * (size_t)B->bo.n_bands;
+    for (size_t i = 0; i < size; i++) h = (h ^ bytes[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void describe_config(const ba_fit_config *cfg, const fit_inputs *in,
+                            const fit_bands *bands, char *buf, size_t size)
 {
     size_t len = 0;
 #define ADD(...) len += (size_t)snprintf(buf + len, len < size ? size - len : 0, __VA_ARGS__)
@@ -320,8 +338,33 @@ static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char
             : cfg->design.aggregate == BA_AGGREGATE_LANCZOS ? "lanczos" : "sum",
             cfg->design.tr_offset_s);
     }
+    ADD(", \"fold_gap\": %ld", cfg->ridge.fold_gap);
+    if (bands && bands->bo.n_bands > 0) {
+        ADD(", \"bands\": [");
+        for (int b = 0; b < bands->bo.n_bands; b++)
+            ADD("%s[%ld, %ld]", b ? ", " : "", bands->bo.band_begin[b], bands->bo.band_end[b]);
+        ADD("], \"band_search\": \"%s\", \"band_alphas\": \"",
+            cfg->band_weights_path ? "weights-file"
+            : cfg->band_search ? cfg->band_search : "grid");
+        for (const char *c = cfg->band_alphas_spec ? cfg->band_alphas_spec : ""; *c; c++)
+            if (*c != '"' && *c != '\\') ADD("%c", *c);
+        ADD("\"");
+        if (cfg->band_weights_path) {
+            ADD(", \"band_weights\": \"");
+            for (const char *c = cfg->band_weights_path; *c; c++)
+                if (*c != '"' && *c != '\\') ADD("%c", *c);
+            ADD("\"");
+        }
+        if (cfg->has_seed) ADD(", \"seed\": %llu", cfg->seed);
+        ADD(", \"n_candidates\": %d, \"candidates_fnv1a\": \"%016llx\"",
+            bands->n_candidates, candidates_hash(bands));
+        ADD(", \"band_ties\": \"%s\"", bands->bo.n_bands == 1
+            ? "one band: the plain dense solver, ties re-ranked"
+            : "NOT re-ranked: near-tied candidates keep the float32 choice");
+    }
     ADD(", \"fold_groups\": %d, \"solver\": \"%s\"", cfg->ridge.fold_groups,
-        cfg->solver == BA_FIT_SOLVER_PETSC ? "petsc" : "scalapack");
+        cfg->solver == BA_FIT_SOLVER_PETSC ? "petsc"
+        : bands && bands->bo.n_bands > 1 ? "banded" : "scalapack");
     if (cfg->solver != BA_FIT_SOLVER_PETSC) /* 0: off */
         ADD(", \"tie_tolerance\": %.17g", cfg->ridge.tie_tolerance);
     if (cfg->solver_options) { /* JSON string: PETSc options have no quotes or backslashes */
@@ -334,9 +377,138 @@ static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char
 #undef ADD
 }
 
+/* Gather group 0's [mine] floats of every rank into all [v] on rank 0. */
+static void gather_voxels(MPI_Comm comm, int mine, const float *local, float *all,
+                          int *counts, int *displs)
+{
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, comm);
+    if (rank == 0)
+        for (int i = 1; i < size; i++) displs[i] = displs[i - 1] + counts[i - 1];
+    MPI_Gatherv(local, mine, MPI_FLOAT, all, counts, displs, MPI_FLOAT, 0, comm);
+}
+
+/* The banded datasets of scores.h5 (fit.h) and the per-band region tables. */
+static ba_status write_bands(const ba_fit_config *cfg, MPI_Comm comm, ba_h5file *f,
+                             const ba_ridge_layout *L, const fit_inputs *in,
+                             const ba_ridge_result *R, const fit_bands *bands,
+                             const ba_banded_result *BR, ba_fit_summary *sum, ba_error *err)
+{
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int B = bands->bo.n_bands, K = R->n_folds;
+    long mine = L->group_index == 0 ? R->v_local : 0;
+    ba_status rc = BA_OK;
+    /* /band_alphas [K][v][B]: from the candidate numbers in /alpha (one
+     * band: /alpha is the alpha). */
+    float *ba = ba_calloc((size_t)K * (size_t)(mine ? mine : 1) * (size_t)B, sizeof(float),
+                          "band alphas", err);
+    rc = ba_mpi_agree(comm, ba ? BA_OK : BA_ERR_NOMEM, err);
+    for (int k = 0; rc == BA_OK && k < K; k++)
+        for (long j = 0; j < mine; j++) {
+            float a = R->alpha[(size_t)k * R->v_local + j];
+            for (int b = 0; b < B; b++) {
+                float value = a;
+                if (B > 1) {
+                    long c = lroundf(a) - 1;
+                    value = c >= 0 && c < bands->n_candidates
+                                ? (float)bands->candidates[(size_t)c * B + b] : NAN;
+                }
+                ba[((size_t)k * mine + j) * B + b] = value;
+            }
+        }
+    hsize_t adims[3] = {(hsize_t)K, (hsize_t)in->v, (hsize_t)B};
+    hsize_t astart[3] = {0, (hsize_t)L->v_begin, 0};
+    hsize_t acount[3] = {mine ? (hsize_t)K : 0, (hsize_t)mine, mine ? (hsize_t)B : 0};
+    if (rc == BA_OK) rc = ba_h5_create_dataset(f, "/band_alphas", BA_H5_F32, 3, adims, err);
+    if (rc == BA_OK) rc = ba_h5_write(f, "/band_alphas", BA_H5_F32, astart, acount, ba, err);
+    free(ba);
+    hsize_t cdims[2] = {(hsize_t)bands->n_candidates, (hsize_t)B};
+    hsize_t cstart[2] = {0, 0};
+    hsize_t ccount[2] = {rank == 0 ? (hsize_t)bands->n_candidates : 0, rank == 0 ? (hsize_t)B : 0};
+    if (rc == BA_OK) rc = ba_h5_create_dataset(f, "/band_candidates", BA_H5_F64, 2, cdims, err);
+    if (rc == BA_OK)
+        rc = ba_h5_write(f, "/band_candidates", BA_H5_F64, cstart, ccount, bands->candidates, err);
+    if (rc == BA_OK)
+        rc = ba_h5_set_attr_str(f, "/", "band_ties", B == 1
+            ? "one band: the plain dense solver, near-ties re-ranked in double"
+            : "NOT re-ranked: near-tied candidates keep their float32 choice", err);
+    if (rc == BA_OK && B == 1)
+        return ba_h5_set_attr_str(f, "/", "band_r2_note", "one band: the plain dense solver "
+                                  "ran (bitwise the plain fit); /band_r2 is not computed", err);
+    if (rc != BA_OK) return rc;
+
+    /* /band_r2 [B][v] */
+    float *r2 = ba_calloc((size_t)B * (size_t)(mine ? mine : 1), sizeof(float), "band r2", err);
+    rc = ba_mpi_agree(comm, r2 ? BA_OK : BA_ERR_NOMEM, err);
+    for (int b = 0; rc == BA_OK && b < B; b++)
+        for (long j = 0; j < mine; j++) r2[(size_t)b * mine + j] = BR->band_r2[(size_t)b * BR->v_local + j];
+    hsize_t rdims[2] = {(hsize_t)B, (hsize_t)in->v}, rstart[2] = {0, (hsize_t)L->v_begin};
+    hsize_t rcount[2] = {mine ? (hsize_t)B : 0, (hsize_t)mine};
+    if (rc == BA_OK) rc = ba_h5_create_dataset(f, "/band_r2", BA_H5_F32, 2, rdims, err);
+    if (rc == BA_OK) rc = ba_h5_write(f, "/band_r2", BA_H5_F32, rstart, rcount, r2, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(f, "/band_r2", "formula",
+        "per held-out fold, y and each band's prediction yhat_b = X_b w_b centred on the test "
+        "rows, yhat = sum_b yhat_b: r2_b = (2 yhat_b.y - yhat_b.yhat) / y.y (sums over the "
+        "test rows; sum_b r2_b = 1 - |y - yhat|^2 / |y|^2, himalaya's r2_score_split); mean "
+        "over folds", err);
+    long long computed = BR->n_folds_computed;
+    if (rank == 0 && BR->n_folds_computed < K)
+        fprintf(stderr, "fit: warning: /band_r2 is the mean over the %d folds computed in this "
+                "run; the split r2 of the %d folds resumed from the checkpoint is not saved "
+                "there (/band_r2 attribute n_folds)\n", BR->n_folds_computed,
+                K - BR->n_folds_computed);
+    if (rc == BA_OK) rc = ba_h5_set_attr_i64(f, "/band_r2", "n_folds", &computed, 1, err);
+
+    /* Region tables per band: /roi/band_r2/{mean,median,sem} [B][n_regions]. */
+    if (rc == BA_OK && cfg->atlas_path) {
+        int nr = sum->atlas.n_regions;
+        float *all = NULL;
+        int *counts = NULL, *displs = NULL;
+        double *cols[3] = {NULL, NULL, NULL};
+        ba_status lrc = BA_OK;
+        if (rank == 0) {
+            all = ba_calloc((size_t)in->v, sizeof(float), "band r2", err);
+            counts = ba_calloc((size_t)size, sizeof(int), "counts", err);
+            displs = ba_calloc((size_t)size, sizeof(int), "counts", err);
+            for (int c = 0; c < 3; c++)
+                cols[c] = ba_calloc((size_t)B * (size_t)nr + 1, sizeof(double), "band tables", err);
+            if (!all || !counts || !displs || !cols[0] || !cols[1] || !cols[2]) lrc = BA_ERR_NOMEM;
+        }
+        rc = ba_mpi_agree(comm, lrc, err);
+        for (int b = 0; rc == BA_OK && b < B; b++) {
+            gather_voxels(comm, (int)mine, r2 + (size_t)b * mine, all, counts, displs);
+            ba_roi_table table = {0};
+            lrc = rank == 0 ? ba_roi_table_compute(&sum->atlas, all, &table, err) : BA_OK;
+            for (int g = 0; lrc == BA_OK && rank == 0 && g < nr; g++) {
+                cols[0][(size_t)b * nr + g] = table.mean[g];
+                cols[1][(size_t)b * nr + g] = table.median[g];
+                cols[2][(size_t)b * nr + g] = table.sem[g];
+            }
+            if (rank == 0) ba_roi_table_free(&table);
+            rc = ba_mpi_agree(comm, lrc, err);
+        }
+        const char *names[3] = {"/roi/band_r2/mean", "/roi/band_r2/median", "/roi/band_r2/sem"};
+        hsize_t tdims[2] = {(hsize_t)B, (hsize_t)nr}, tstart[2] = {0, 0};
+        hsize_t tcount[2] = {rank == 0 ? (hsize_t)B : 0, rank == 0 ? (hsize_t)nr : 0};
+        for (int c = 0; rc == BA_OK && c < 3; c++) {
+            rc = ba_h5_create_dataset(f, names[c], BA_H5_F64, 2, tdims, err);
+            if (rc == BA_OK) rc = ba_h5_write(f, names[c], BA_H5_F64, tstart, tcount, cols[c], err);
+        }
+        free(all); free(counts); free(displs);
+        for (int c = 0; c < 3; c++) free(cols[c]);
+    }
+    free(r2);
+    return rc;
+}
+
 static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
                               const ba_ridge_layout *L, const fit_inputs *in,
-                              const ba_ridge_result *R, ba_fit_summary *sum, ba_error *err)
+                              const ba_ridge_result *R, const fit_bands *bands,
+                              const ba_banded_result *BR, ba_fit_summary *sum, ba_error *err)
 {
     int rank = 0, size = 1;
     MPI_Comm_rank(comm, &rank);
@@ -403,8 +575,12 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
             STEP(ba_h5_write(&f, names[c], BA_H5_F64, st, ct, cols[c], err));
         }
     }
+    if (rc == BA_OK && bands->bo.n_bands > 0)
+        rc = write_bands(cfg, comm, &f, L, in, R, bands, BR, sum, err);
+    long long gap = cfg->ridge.fold_gap;
+    if (rc == BA_OK) rc = ba_h5_set_attr_i64(&f, "/", "fold_gap", &gap, 1, err);
     char config[8192];
-    describe_config(cfg, in, config, sizeof config);
+    describe_config(cfg, in, bands, config, sizeof config);
     char inputs[3 * BA_PATH_MAX];
     snprintf(inputs, sizeof inputs, "%s %s%s%s",
              cfg->features_path ? cfg->features_path : cfg->x_spec,
@@ -442,6 +618,15 @@ static ba_status check_config(const ba_fit_config *cfg, ba_error *err)
     if (matrix && cfg->story_folds)
         return ba_fail(err, BA_ERR_USAGE, "--story-folds needs --features and --bold");
     if (!cfg->out_path) return ba_fail(err, BA_ERR_USAGE, "--out is required");
+    if (cfg->ridge.fold_gap < 0)
+        return ba_fail(err, BA_ERR_USAGE, "--fold-gap %ld must be >= 0", cfg->ridge.fold_gap);
+    bool band_options = cfg->band_alphas_spec || cfg->band_search || cfg->band_weights_path;
+    if (band_options && !cfg->bands_spec)
+        return ba_fail(err, BA_ERR_USAGE,
+                       "--band-alphas, --band-search and --band-weights need --bands");
+    if (cfg->bands_spec && cfg->solver == BA_FIT_SOLVER_PETSC)
+        return ba_fail(err, BA_ERR_USAGE, "--bands runs the banded solver; it does not combine "
+                       "with --solver petsc");
     return BA_OK;
 }
 
@@ -461,6 +646,8 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     ba_ridge_result R = {0};
     ba_ridge_options ropt = cfg->ridge;
     long fold_bounds[BA_MAX_ALPHAS + 1];
+    fit_bands bands = {0};
+    ba_banded_result BR = {0};
 
     if (study_mode) {
         BA_TRY(study_open(cfg, comm, &study, &in, err), done);
@@ -469,6 +656,15 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     } else {
         BA_TRY(matrix_shapes(cfg, comm, &xf, &yf, ydset, &in, err), done);
         in.xfile = &xf;
+    }
+    if (cfg->bands_spec) { /* every rank alike: no communication */
+        rc = ba_fit_parse_bands(cfg->bands_spec, in.p, &bands.bo, err);
+        if (rc == BA_OK)
+            rc = ba_fit_band_candidates(cfg, bands.bo.n_bands, &bands.candidates,
+                                        &bands.n_candidates, err);
+        BA_TRY(ba_mpi_agree(comm, rc, err), done);
+        bands.bo.candidates = bands.candidates;
+        bands.bo.n_candidates = bands.n_candidates;
     }
     if (cfg->atlas_path) BA_TRY(ba_atlas_read(cfg->atlas_path, comm, in.v, &sum->atlas, err), done);
     BA_TRY(ba_ridge_layout_create(comm, cfg->ridge.fold_groups, in.v, &L, err), done);
@@ -499,7 +695,7 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
      * rank gets the same key. */
     char checkpoint[BA_PATH_MAX + 32], key[16384];
     snprintf(checkpoint, sizeof checkpoint, "%s.checkpoint.h5", cfg->out_path);
-    describe_config(cfg, &in, key, sizeof key / 2);
+    describe_config(cfg, &in, &bands, key, sizeof key / 2);
     const char *inputs[4] = {study_mode ? cfg->features_path : cfg->x_spec,
                              study_mode ? cfg->bold_path : cfg->y_spec, NULL, NULL};
     for (int i = 0; i < 2; i++) {
@@ -528,8 +724,17 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     ropt.stop_requested = cfg->stop_requested;
     ba_ridge_data D = {in.n, in.p, study_mode ? read_rows_from_memory : read_rows_from_file,
                        &in, in.y_local};
-    rc = cfg->solver == BA_FIT_SOLVER_PETSC ? ba_ridge_cv_petsc(&L, &D, &ropt, &R, err)
-                                            : ba_ridge_cv(&L, &D, &ropt, &R, err);
+    if (bands.bo.n_bands == 1) {
+        /* One band is plain ridge: the dense solver over its grid, so that
+         * it reproduces `fit --alphas` bitwise. */
+        ropt.alphas = bands.candidates;
+        ropt.n_alphas = bands.n_candidates;
+    }
+    if (bands.bo.n_bands > 1)
+        rc = ba_ridge_cv_banded(&L, &D, &ropt, &bands.bo, &R, &BR, err);
+    else
+        rc = cfg->solver == BA_FIT_SOLVER_PETSC ? ba_ridge_cv_petsc(&L, &D, &ropt, &R, err)
+                                                : ba_ridge_cv(&L, &D, &ropt, &R, err);
     if (rc != BA_OK) {
         /* The engine marks a bad X or Y (err->about); name the file. */
         if (err->about == BA_ABOUT_X)
@@ -543,7 +748,9 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     sum->n_voxels = in.v;
     sum->n_folds = ropt.n_folds;
     sum->timing = R.timing;
-    BA_TRY(write_scores(cfg, comm, &L, &in, &R, sum, err), done);
+    sum->n_bands = bands.bo.n_bands;
+    sum->n_candidates = bands.n_candidates;
+    BA_TRY(write_scores(cfg, comm, &L, &in, &R, &bands, &BR, sum, err), done);
     sum->n_folds_resumed = R.n_folds_resumed;
     /* The scores are safely in place: the checkpoint has served. */
     int me = 0;
@@ -552,6 +759,8 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     sum->seconds_total = ba_now() - t0;
 done:
     ba_ridge_result_free(&R);
+    ba_banded_result_free(&BR);
+    free(bands.candidates);
     ba_ridge_layout_destroy(&L);
     if (xf.id > 0) ba_h5_abandon(&xf);
     if (yf.id > 0) ba_h5_abandon(&yf);

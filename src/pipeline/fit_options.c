@@ -39,6 +39,11 @@ static const ba_option FIT_OPTIONS[] = {
      .offset = OFF(alphas), .count_offset = OFF(n_alphas), .max_count = BA_MAX_ALPHAS,
      .metavar = "SPEC", .group = "cross-validation", .flags = BA_OPT_ALWAYS,
      .help = "logspace:LO:HI:N or a list (default logspace:-1:8:10)"},
+    {.name = "fold-gap", .section = "cv", .key = "fold_gap", .type = BA_OPT_LONG,
+     .offset = OFF(fold_gap), .min = 0, .max = LONG_MAX, .metavar = "N",
+     .group = "cross-validation",
+     .help = "leave N samples (TRs) on each side of a test fold out of its\n"
+             "training rows (BOLD autocorrelation; default 0)"},
     {.name = "fold-groups", .section = "cv", .key = "fold_groups", .type = BA_OPT_INT,
      .offset = OFF(fold_groups), .min = 1, .max = INT_MAX, .metavar = "G", .group = "parallel",
      .flags = BA_OPT_ALWAYS,
@@ -105,4 +110,5 @@ void ba_fit_options_apply(const ba_fit_options *o, ba_fit_config *cfg)
     cfg->ridge.voxel_block = o->voxel_block;
     cfg->ridge.block_size = o->block_size;
     cfg->ridge.tie_tolerance = o->tie_tolerance; /* 0: off, in both */
+    cfg->ridge.fold_gap = o->fold_gap;
 }

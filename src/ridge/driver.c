@@ -110,17 +110,25 @@ static ba_status check_options(const ba_ridge_data *D, const ba_ridge_options *o
     if (!(opt->tie_tolerance >= 0) || !isfinite(opt->tie_tolerance))
         return ba_fail(err, BA_ERR_USAGE, "the tie tolerance %g must be >= 0 (0 turns the "
                        "re-ranking off)", opt->tie_tolerance);
+    if (opt->fold_gap < 0)
+        return ba_fail(err, BA_ERR_USAGE, "the fold gap %ld must be >= 0", opt->fold_gap);
     if (D->p < 1) return ba_fail(err, BA_ERR_SHAPE, "X has no features");
     return BA_OK;
 }
 
-static ba_status check_bounds(const ba_ridge_data *D, int K, const long *bounds, ba_error *err)
+static ba_status check_bounds(const ba_ridge_data *D, int K, const long *bounds, long gap,
+                              ba_error *err)
 {
-    for (int k = 0; k < K; k++)
-        if (bounds[k + 1] - bounds[k] < 2 || D->n - (bounds[k + 1] - bounds[k]) < 2)
+    for (int k = 0; k < K; k++) {
+        if (bounds[k] < 0 || bounds[k + 1] > D->n || bounds[k + 1] < bounds[k])
+            return ba_fail(err, BA_ERR_SHAPE, "fold %d: rows %ld-%ld are not inside 0-%ld", k,
+                           bounds[k], bounds[k + 1], D->n);
+        ba_fold_rows f = ba_fold_make_gap(D->n, bounds[k], bounds[k + 1], gap);
+        if (f.n_test < 2 || f.n_train < 2)
             return ba_fail(err, BA_ERR_SHAPE,
-                           "fold %d has %ld test and %ld training samples; each needs >= 2",
-                           k, bounds[k + 1] - bounds[k], D->n - (bounds[k + 1] - bounds[k]));
+                           "fold %d has %ld test and %ld training samples (fold gap %ld); "
+                           "each needs >= 2", k, f.n_test, f.n_train, gap);
+    }
     return BA_OK;
 }
 
@@ -281,7 +289,7 @@ ba_status ba_ridge_cv_run(const ba_ridge_layout *L, const ba_ridge_data *D,
         rc = ba_kfold_bounds(D->n, K, bounds_store, err);
         bounds = bounds_store;
     }
-    if (rc == BA_OK) rc = check_bounds(D, K, bounds, err);
+    if (rc == BA_OK) rc = check_bounds(D, K, bounds, opt->fold_gap, err);
     if (rc == BA_OK) rc = check_y(L, D, err);
     BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);
 
@@ -318,7 +326,7 @@ ba_status ba_ridge_cv_run(const ba_ridge_layout *L, const ba_ridge_data *D,
     ba_ridge_progress progress = {&bar, 0, 0};
     for (int k = L->group_index; k < K; k += L->n_groups) {
         if (done[k]) continue;
-        ba_ridge_fold F = {k, ba_fold_make(D->n, bounds[k], bounds[k + 1]), L, D, opt};
+        ba_ridge_fold F = {k, ba_fold_make_gap(D->n, bounds[k], bounds[k + 1], opt->fold_gap), L, D, opt};
         progress.total += ops->fold_units(S->self, &F) + (double)ops->n_blocks(S->self, &F);
     }
 
@@ -330,7 +338,7 @@ ba_status ba_ridge_cv_run(const ba_ridge_layout *L, const ba_ridge_data *D,
         for (int j = first; j < last; j++) round_done = round_done && done[j];
         if (round_done) continue; /* resumed from the checkpoint */
         if (k < K && !done[k]) {
-            ba_ridge_fold F = {k, ba_fold_make(D->n, bounds[k], bounds[k + 1]), L, D, opt};
+            ba_ridge_fold F = {k, ba_fold_make_gap(D->n, bounds[k], bounds[k + 1], opt->fold_gap), L, D, opt};
             rc = run_fold(S, &F, &W, &progress, res, err);
         }
         BA_TRY(ba_mpi_agree(L->world, rc, err), cleanup);

@@ -206,7 +206,9 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
     ba_status rc = BA_OK;
     /* A failure on one rank must reach all before the next collective. */
 #define AGREE(status) BA_TRY(ba_mpi_agree(grid->comm, (status), err), done)
-    int n = (int)D->n, p = (int)D->p, ntr = (int)f->n_train, nte = (int)f->n_test;
+    /* n: the fold's permuted rows (training + test; fewer than D->n with a
+     * fold gap) */
+    int n = (int)f->n, p = (int)D->p, ntr = (int)f->n_train, nte = (int)f->n_test;
     /* ScaLAPACK's eigensolver returns wrong results, with info = 0, when a
      * block is larger than the matrix or some process owns no block of it;
      * so the block is small enough that every process row and column gets

@@ -358,7 +358,9 @@ static ba_status load_features(const ba_ridge_data *D, const ba_fold_rows *f, no
         for (long r = 0; r < run; r++) {
             long i = i0 + r;
             bool test = i >= f->test_begin && i < f->test_end;
-            long col = test ? i - f->test_begin : (i < f->test_begin ? i : i - f->n_test);
+            if (!test && i >= f->gap_begin && i < f->gap_end) continue; /* the fold gap */
+            long col = test ? i - f->test_begin
+                            : (i < f->gap_begin ? i : i - (f->gap_end - f->gap_begin));
             const float *row = chunk + r * D->p + op->big0;
             for (long q = 0; q < op->big_loc; q++) {
                 if (test) op->test_x[q * f->n_test + col] = row[q];

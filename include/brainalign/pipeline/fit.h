@@ -6,6 +6,20 @@
  *   /r_folds  float32 [n_folds, n_voxels]
  *   /alpha    float32 [n_folds, n_voxels]   the alpha chosen per fold
  *   /roi/{name,n_voxels,mean_r,median_r,sem_r} when an atlas is given
+ *   banded ridge (--bands), also:
+ *   /band_alphas     float32 [n_folds, n_voxels, n_bands]  the chosen α_b
+ *   /band_r2         float32 [n_bands, n_voxels]  each band's split r² on the
+ *                    held-out folds (ridge.h: ba_banded_result), mean over folds
+ *   /band_candidates float64 [n_candidates, n_bands]  every candidate's α_b
+ *   /roi/band_r2/{mean,median,sem} float64 [n_bands, n_regions] with an atlas
+ *   and /alpha holds the chosen candidate's number + 1. With one band the
+ *   fit is the plain dense one (bitwise), /band_alphas = /alpha and no
+ *   /band_r2 is written (attribute band_r2_note says so).
+ *   root attribute fold_gap (int64) always.
+ *   Banded restart: the checkpoint restores /r, /r_folds and the chosen
+ *   candidates (so /band_alphas); the split r² of resumed folds is not
+ *   saved, so /band_r2 is then the mean over the folds computed in the
+ *   last run (its attribute n_folds says how many).
  *   root attributes: config (the full configuration), inputs, version,
  *   command.
  *
@@ -54,6 +68,13 @@ typedef struct {
     const char *command_line;
     const char *study_config; /* the whole `run` configuration, when run */
     bool no_checkpoint;       /* do not save or resume <out>.checkpoint.h5 */
+    /* Banded ridge (fit_bands.c). bands_spec NULL: plain ridge. */
+    const char *bands_spec;        /* --bands "0:40,40:100", columns of the design */
+    const char *band_alphas_spec;  /* --band-alphas: one grid, or one per band with ';' */
+    const char *band_search;       /* --band-search "grid" (NULL: grid) or "random:N" */
+    const char *band_weights_path; /* --band-weights FILE */
+    bool has_seed;                 /* --seed given (needed by random:N) */
+    unsigned long long seed;
     volatile sig_atomic_t *stop_requested; /* set by a signal handler */
 } ba_fit_config;
 
@@ -70,7 +91,32 @@ typedef struct {
     ba_ridge_timing timing; /* this rank */
     double seconds_total, seconds_io;
     int n_folds_resumed;    /* folds taken from a previous run's checkpoint */
+    int n_bands, n_candidates; /* banded ridge (0: plain) */
 } ba_fit_summary;
+
+/* Banded ridge (fit_bands.c). Parse "--bands 0:40,40:100" against the
+ * design's p columns into bo's bands (checked: non-empty, disjoint,
+ * increasing, covering all p columns). */
+ba_status ba_fit_parse_bands(const char *spec, long p, ba_banded_options *bo, ba_error *err);
+
+/* The candidates, *candidates [*n][n_bands] (malloc'ed, the caller frees):
+ *   grid (default): the Cartesian product of one α grid per band
+ *     (--band-alphas "G" for all bands or "G1;G2;..." one per band, each
+ *     in the --alphas syntax; without --band-alphas the --alphas grid),
+ *     band 1 varying slowest (itertools.product order);
+ *   random:N: N band-weight vectors γ drawn uniformly on the simplex
+ *     (Dirichlet(1, .., 1): γ_b = e_b / Σ e, e_b ~ Gamma(1) from the
+ *     project rng seeded with --seed, stream 0), each times the single
+ *     α grid: candidate (γ, α) has α_b = α / γ_b — himalaya's kernel
+ *     weights (its K = Σ_b γ_b K_b with penalty α is Σ_b K_b / (α / γ_b));
+ *     order: γ outer, α inner;
+ *   --band-weights FILE: the γ vectors from FILE (one candidate line of
+ *     n_bands positive numbers separated by blanks or commas; blank lines
+ *     and '#' comments skipped), times the α grid as random:N.
+ * At most BA_MAX_CANDIDATES candidates. */
+#define BA_MAX_CANDIDATES 100000
+ba_status ba_fit_band_candidates(const ba_fit_config *cfg, int n_bands, double **candidates,
+                                 int *n, ba_error *err);
 
 /* Collective over comm. Writes cfg->out_path (atomically) or nothing. */
 ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *summary,

@@ -22,6 +22,7 @@ typedef struct {
     double alphas[BA_MAX_ALPHAS];
     int n_alphas;
     double tie_tolerance;        /* relative gap of near-tied alphas; 0: off */
+    long fold_gap;               /* samples left out on each side of a test fold */
     /* parallel */
     int fold_groups;
     long voxel_block;            /* 0 (the default): the solver's own, 512 or 64 (PETSc) */

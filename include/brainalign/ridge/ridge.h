@@ -41,6 +41,10 @@
 typedef struct {
     int n_folds;
     const long *fold_bounds; /* NULL: KFold(n_folds); else n_folds + 1 bounds */
+    /* Samples (TRs) on each side of a test fold left out of its training
+     * rows (--fold-gap; BOLD autocorrelation leaks across contiguous fold
+     * edges). >= 0; 0 (the default) trains on every other row. */
+    long fold_gap;
     const double *alphas;
     int n_alphas;
     int fold_groups;         /* >= 1, must divide the rank count */
@@ -134,5 +138,59 @@ ba_status ba_ridge_cv_reference(long n, long p, const float *x, long v, const fl
  * either is constant. */
 double ba_pearson_f32(const float *a, long stride_a, const float *b, long stride_b,
                       long n);
+
+/* ------------------------------------------------------- banded ridge */
+
+/* Banded ridge (solver_banded.c): the columns of X split into bands
+ * [band_begin[b], band_end[b]) (disjoint, covering all p columns) with
+ * penalties Σ_b α_b ||w_b||². A candidate is one vector (α_1 .. α_B); the
+ * candidates play the role of the alpha grid: each is scored by exact
+ * leave-one-out inside each training fold (X standardised, Y centred with
+ * training statistics), per voxel the best candidate (smallest loss; on
+ * equal losses the earlier one) is refitted and predicts the held-out fold.
+ *
+ * Scaling band b's columns by 1/sqrt(α_b) makes a candidate plain ridge
+ * with α = 1, so with K = Σ_b X_b X_bᵀ / α_b (n_train x n_train, always the
+ * dual form) = Q diag(s) Qᵀ, one eigendecomposition per candidate and fold
+ * (shared by consecutive candidates whose K differ only by a factor: a
+ * band-weight vector times the alpha grid) gives c = (K + I)^-1 y =
+ * Q diag(1/(s+1)) Qᵀ y and the leave-one-out residuals c_i / G_ii,
+ * G_ii = Σ_k Q_ik² / (s_k + 1). The held-out
+ * prediction splits into bands: ŷ_b = (X_te,b X_tr,bᵀ / α_b) c.
+ *
+ * Near-ties between candidates are NOT re-ranked in double precision (the
+ * dense solver's tie_tolerance is ignored): a voxel whose two best
+ * candidates are within float32 round-off may choose differently on other
+ * rank counts. */
+#define BA_MAX_BANDS 16
+
+typedef struct {
+    int n_bands;
+    long band_begin[BA_MAX_BANDS], band_end[BA_MAX_BANDS];
+    int n_candidates;
+    const double *candidates; /* [n_candidates][n_bands], every α_b > 0 and finite */
+} ba_banded_options;
+
+typedef struct {
+    int n_bands, n_folds;
+    long v_local;
+    /* Per fold, voxel and band: the held-out split r² (himalaya's
+     * r2_score_split): with y and each ŷ_b centred on the test fold and
+     * ŷ = Σ_b ŷ_b, r2_b = (2 ŷ_bᵀ y − ŷ_bᵀ ŷ) / yᵀ y, so that Σ_b r2_b =
+     * 1 − ||y − ŷ||² / ||y||². NaN for folds resumed from a checkpoint. */
+    float *band_r2_folds; /* [n_folds][v_local][n_bands] */
+    float *band_r2;       /* [n_bands][v_local], mean over the folds computed */
+    int n_folds_computed; /* folds whose split was computed in this run */
+} ba_banded_result;
+
+/* Collective over layout->world. opt gives the folds, fold groups,
+ * restart and voxel layout; its alphas are ignored: result->alpha holds
+ * the chosen candidate's number + 1 (1 .. n_candidates) per fold and voxel,
+ * so that a checkpoint restores it. */
+ba_status ba_ridge_cv_banded(const ba_ridge_layout *layout, const ba_ridge_data *data,
+                             const ba_ridge_options *opt, const ba_banded_options *bands,
+                             ba_ridge_result *result, ba_banded_result *banded,
+                             ba_error *err);
+void ba_banded_result_free(ba_banded_result *banded);
 
 #endif
