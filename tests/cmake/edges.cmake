@@ -8,3 +8,10 @@ foreach(case gifti_external trims tr_header)
   set_tests_properties(edges.import_${case} PROPERTIES LABELS edges TIMEOUT 300
     ENVIRONMENT "${BA_EDGES_ENV}")
 endforeach()
+foreach(case folders p_floor)
+  add_test(NAME edges.outputs_${case}
+           COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/e2e/edges_outputs.py
+                   $<TARGET_FILE:brainalign> ${case})
+  set_tests_properties(edges.outputs_${case} PROPERTIES LABELS edges TIMEOUT 300
+    ENVIRONMENT "${BA_EDGES_ENV}")
+endforeach()
