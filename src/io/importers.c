@@ -1373,11 +1373,13 @@ static ba_status import_on_this_rank(const ba_import_options *o, ba_import_summa
         }
         free(r.data);
         free(r.source);
-        ba_progress_update(&progress, (double)(k + 1), (double)o->inputs->n);
+        /* No "100% done" line before an error. */
+        if (rc == BA_OK) ba_progress_update(&progress, (double)(k + 1), (double)o->inputs->n);
     }
-    ba_progress_end(&progress);
     if (rc == BA_OK) rc = write_space(&f, &s.space, err);
     if (rc == BA_OK) rc = write_root_attributes(&f, o, s.space.kind, s.tr_s, err);
+    if (rc == BA_OK) ba_progress_end(&progress);
+    else if (progress.enabled && progress.tty) fputc('\n', progress.out);
     summary->n_voxels = s.n_voxels;
     summary->space = s.space.kind;
     ba_brain_space_free(&s.space);

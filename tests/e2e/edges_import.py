@@ -175,6 +175,13 @@ def case_trims(tmp):
     must_fail(base + ["--out", out, "--story", "a", "--file", f"{tmp}/a.hf5", "--story", "b",
                       "--file", f"{tmp}/b.hf5", "--trim-start", "6", "--trim-end", "4"],
               ["story b", "10 TRs", "trimming 6 + 4"], out)
+    # Not quiet: no "100% done" progress line before the error.
+    proc = run(["import", "--format", "hdf5", "--tr", "2", "--out", out, "--story", "a", "--file",
+                f"{tmp}/a.hf5", "--story", "b", "--file", f"{tmp}/b.hf5", "--trim-start", "10"],
+               expect_ok=False)
+    assert proc.returncode != 0 and "trimming 10 + 0" in proc.stderr, proc.stderr
+    assert "100.0%" not in proc.stderr and "done in" not in proc.stderr, proc.stderr
+    print("ok: no progress line saying done before the error")
 
 
 def case_tr_header(tmp):
