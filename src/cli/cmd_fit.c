@@ -75,6 +75,8 @@ static void help(void)
         "  --out FILE          scores.h5 (written under a temporary name, then renamed)\n"
         "  --quiet             no progress on standard error\n"
         "  --timing            print the time and flop rate of each phase\n"
+        "  --stories A,B,...   fit these stories only (by default every story, and a story\n"
+        "                      with features but no BOLD, or BOLD but no features, is an error)\n"
         "  --design-only FILE  write the design matrix (/X, /story_bounds, /stories) and stop\n"
         "  --no-checkpoint     do not save finished folds to OUT.checkpoint.h5 (by default a\n"
         "                      killed run, rerun with the same command, resumes from there;\n"
@@ -147,6 +149,7 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_value(&a, "--x")) cfg.x_spec = a.value;
         else if (ba_args_value(&a, "--y")) cfg.y_spec = a.value;
         else if (ba_args_value(&a, "--atlas")) cfg.atlas_path = a.value;
+        else if (ba_args_value(&a, "--stories")) cfg.stories = a.value;
         else if (ba_args_value(&a, "--out")) cfg.out_path = a.value;
         else if (ba_args_value(&a, "--layer") || ba_args_value(&a, "--layers"))
             snprintf(layer_text, sizeof layer_text, "%s", a.value);

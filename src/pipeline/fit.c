@@ -1,6 +1,7 @@
 /* fit.c — the `fit` stage (see fit.h). */
 #include "brainalign/pipeline/fit.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +127,123 @@ static void study_close(study_inputs *s)
     memset(s, 0, sizeof *s);
 }
 
+static bool in_list(char **names, size_t n, const char *name)
+{
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(names[k], name) == 0) return true;
+    return false;
+}
+
+/* Appends ", name" (or "name") to buf while it fits. */
+static void list_append(char *buf, size_t size, const char *name)
+{
+    size_t len = strlen(buf);
+    if (len + strlen(name) + 8 >= size) {
+        if (len + 5 < size && !strstr(buf, "...")) snprintf(buf + len, size - len, ", ...");
+        return;
+    }
+    snprintf(buf + len, size - len, "%s%s", len ? ", " : "", name);
+}
+
+/* The stories to fit: --stories (each in both files), else those of bold.h5,
+ * which must be those of features.h5 (a story on one side only would be
+ * dropped without a word, or fail later). Replaces s->stories. */
+static ba_status select_stories(const ba_fit_config *cfg, study_inputs *s, ba_error *err)
+{
+    char **feat = s->features.stories;
+    size_t n_feat = s->features.n_stories;
+    char *keep = ba_calloc(s->n_stories + 1, 1, "story selection", err);
+    if (!keep) return BA_ERR_NOMEM;
+    ba_status rc = BA_OK;
+    if (cfg->stories) {
+        char list[4096];
+        snprintf(list, sizeof list, "%s", cfg->stories);
+        size_t wanted = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(list, ",", &save); tok && rc == BA_OK;
+             tok = strtok_r(NULL, ",", &save)) {
+            while (*tok == ' ') tok++;
+            size_t k = 0;
+            while (k < s->n_stories && strcmp(s->stories[k], tok) != 0) k++;
+            if (k == s->n_stories)
+                rc = ba_fail(err, BA_ERR_USAGE, "--stories: %s is not a story of %s", tok,
+                             cfg->bold_path);
+            else if (!in_list(feat, n_feat, tok))
+                rc = ba_fail(err, BA_ERR_USAGE, "--stories: %s is not a story of %s", tok,
+                             cfg->features_path);
+            else if (keep[k])
+                rc = ba_fail(err, BA_ERR_USAGE, "--stories: %s is named twice", tok);
+            else { keep[k] = 1; wanted++; }
+        }
+        if (rc == BA_OK && wanted == 0)
+            rc = ba_fail(err, BA_ERR_USAGE, "--stories names no story");
+    } else {
+        char only_feat[1024] = "", only_bold[1024] = "";
+        for (size_t k = 0; k < n_feat; k++)
+            if (!in_list(s->stories, s->n_stories, feat[k]))
+                list_append(only_feat, sizeof only_feat, feat[k]);
+        for (size_t k = 0; k < s->n_stories; k++) {
+            keep[k] = 1;
+            if (!in_list(feat, n_feat, s->stories[k]))
+                list_append(only_bold, sizeof only_bold, s->stories[k]);
+        }
+        if (only_feat[0] || only_bold[0])
+            rc = ba_fail(err, BA_ERR_VALUE, "the stories of %s and %s differ:%s%s%s%s%s%s (give "
+                         "--stories to fit a subset)", cfg->features_path, cfg->bold_path,
+                         only_feat[0] ? " features but no BOLD: " : "", only_feat,
+                         only_feat[0] && only_bold[0] ? ";" : "",
+                         only_bold[0] ? " BOLD but no features: " : "", only_bold, "");
+    }
+    if (rc == BA_OK) {
+        size_t n = 0;
+        for (size_t k = 0; k < s->n_stories; k++) {
+            if (keep[k]) s->stories[n++] = s->stories[k];
+            else free(s->stories[k]);
+        }
+        s->n_stories = n;
+    }
+    free(keep);
+    return rc;
+}
+
+/* The first non-finite BOLD value, by story and TR as `import` reports it,
+ * the same whatever the rank count (the smallest (row, voxel) over ranks). */
+static ba_status check_bold_finite(const ba_fit_config *cfg, const study_inputs *s,
+                                   const ba_ridge_layout *L, const fit_inputs *in, MPI_Comm comm,
+                                   ba_error *err)
+{
+    long vloc = L->v_end - L->v_begin;
+    long long first = -1;
+    for (long i = 0; first < 0 && i < in->n; i++)
+        for (long j = 0; j < vloc; j++)
+            if (!isfinite(in->y_local[i * vloc + j])) {
+                first = (long long)i * in->v + (L->v_begin + j);
+                break;
+            }
+    long long mine = first < 0 ? LLONG_MAX : first, global = LLONG_MAX;
+    MPI_Allreduce(&mine, &global, 1, MPI_LONG_LONG, MPI_MIN, comm);
+    if (global == LLONG_MAX) return BA_OK;
+    long row = (long)(global / in->v), voxel = (long)(global % in->v);
+    /* The value: the rank that holds it says which kind. */
+    int kind = 0, any = 0; /* 1 NaN, 2 infinite */
+    if (voxel >= L->v_begin && voxel < L->v_end)
+        kind = isnan(in->y_local[row * vloc + (voxel - L->v_begin)]) ? 1 : 2;
+    MPI_Allreduce(&kind, &any, 1, MPI_INT, MPI_MAX, comm);
+    size_t k = 0;
+    while (k + 1 < s->n_stories && in->story_bounds[k + 1] <= row) k++;
+    char where[128];
+    snprintf(where, sizeof where, "voxel %ld", voxel);
+    ba_brain_space space;
+    ba_error ignored;
+    if (ba_brain_space_read(cfg->bold_path, &space, &ignored) == BA_OK) {
+        ba_brain_space_describe(&space, voxel, where, sizeof where);
+        ba_brain_space_free(&space);
+    }
+    return ba_fail(err, BA_ERR_VALUE, "%s: story %s: TR %ld, %s is %s", cfg->bold_path,
+                   s->stories[k], row - in->story_bounds[k], where,
+                   any == 2 ? "infinite" : "NaN");
+}
+
 static ba_status study_open(const ba_fit_config *cfg, MPI_Comm comm, study_inputs *s,
                             fit_inputs *in, ba_error *err)
 {
@@ -136,6 +254,7 @@ static ba_status study_open(const ba_fit_config *cfg, MPI_Comm comm, study_input
     rc = ba_h5_list_group(&s->bold, "/stories", &s->stories, &s->n_stories, err);
     if (rc == BA_OK && s->n_stories == 0)
         rc = ba_fail(err, BA_ERR_FORMAT, "%s: /stories is empty", cfg->bold_path);
+    if (rc == BA_OK) rc = select_stories(cfg, s, err);
     s->tr_s = cfg->design.tr_s;
     /* 0 means "not given": the file's TR. Anything else given (negative,
      * NaN, inf, 1e-300) is refused, never replaced by the file's. */
@@ -319,6 +438,12 @@ static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char
             cfg->design.aggregate == BA_AGGREGATE_MEAN ? "mean"
             : cfg->design.aggregate == BA_AGGREGATE_LANCZOS ? "lanczos" : "sum",
             cfg->design.tr_offset_s);
+        if (cfg->stories) { /* the subset fitted (quotes and backslashes dropped) */
+            ADD(", \"stories\": \"");
+            for (const char *c = cfg->stories; *c; c++)
+                if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20) ADD("%c", *c);
+            ADD("\"");
+        }
     }
     ADD(", \"fold_groups\": %d, \"solver\": \"%s\"", cfg->ridge.fold_groups,
         cfg->solver == BA_FIT_SOLVER_PETSC ? "petsc" : "scalapack");
@@ -476,6 +601,8 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     long vloc = L.v_end - L.v_begin;
     if (study_mode) {
         rc = read_bold_columns(cfg, &study, &L, &in, err);
+        rc = ba_mpi_agree(comm, rc, err);
+        if (rc == BA_OK) rc = check_bold_finite(cfg, &study, &L, &in, comm, err);
     } else {
         in.y_local = ba_calloc((size_t)in.n * (size_t)(vloc ? vloc : 1), sizeof(float), "Y block", err);
         hsize_t start[2] = {0, (hsize_t)L.v_begin}, count[2] = {(hsize_t)in.n, (hsize_t)vloc};

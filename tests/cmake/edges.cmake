@@ -15,3 +15,15 @@ foreach(case folders p_floor)
   set_tests_properties(edges.outputs_${case} PROPERTIES LABELS edges TIMEOUT 300
     ENVIRONMENT "${BA_EDGES_ENV}")
 endforeach()
+foreach(case stories nan)
+  add_test(NAME edges.fit_${case}
+           COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/e2e/edges_fit.py
+                   $<TARGET_FILE:brainalign> ${BA_MPIEXEC} -- ${case})
+  set_tests_properties(edges.fit_${case} PROPERTIES LABELS edges TIMEOUT 600
+    ENVIRONMENT "${BA_EDGES_ENV}")
+endforeach()
+add_test(NAME edges.features_condition
+         COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/e2e/edges_features.py
+                 $<TARGET_FILE:brainalign> ${BA_DATA_DIR})
+set_tests_properties(edges.features_condition PROPERTIES LABELS edges TIMEOUT 600
+  ENVIRONMENT "${BA_EDGES_ENV}")

@@ -44,6 +44,9 @@ typedef struct {
     ba_design_options design; /* tr_s <= 0: take bold.h5's tr_s attribute */
     int delays[BA_MAX_DELAYS];
     bool story_folds;         /* test whole stories instead of KFold blocks */
+    const char *stories;      /* "a,b,c": fit these stories only (each must be in both
+                                 files); NULL: the stories of bold.h5 and features.h5,
+                                 which must be the same (one side only is an error) */
     /* Both modes. */
     const char *atlas_path;   /* optional */
     const char *out_path;
