@@ -27,3 +27,8 @@ add_test(NAME edges.features_condition
                  $<TARGET_FILE:brainalign> ${BA_DATA_DIR})
 set_tests_properties(edges.features_condition PROPERTIES LABELS edges TIMEOUT 600
   ENVIRONMENT "${BA_EDGES_ENV}")
+add_test(NAME edges.bench_binary
+         COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/e2e/edges_bench.py
+                 $<TARGET_FILE:brainalign> ${PROJECT_SOURCE_DIR})
+set_tests_properties(edges.bench_binary PROPERTIES LABELS edges TIMEOUT 300
+  ENVIRONMENT "${BA_EDGES_ENV}")
