@@ -442,9 +442,11 @@ static ba_status read_r(const char *path, long expect, float **r, long *n_voxels
         rc = *r ? ba_h5_read_n(&f, "/r", BA_H5_F32, 1, NULL, NULL, *r, (size_t)dims[0], err)
                 : err->code;
     }
-    /* A correlation: finite and within [-1, 1]; anything else is not a score. */
+    /* A correlation: within [-1, 1], or NaN for a voxel `fit` left out of the
+     * solve (constant over the samples; skipped in every mean and test);
+     * anything else is not a score. */
     for (long v = 0; rc == BA_OK && v < *n_voxels; v++)
-        if (!isfinite((*r)[v]) || (*r)[v] < -1.0f || (*r)[v] > 1.0f)
+        if (!isnan((*r)[v]) && (!isfinite((*r)[v]) || (*r)[v] < -1.0f || (*r)[v] > 1.0f))
             rc = ba_fail(err, BA_ERR_VALUE, "%s:/r[%ld] is %g, expected a correlation in "
                          "[-1, 1]", path, v, (double)(*r)[v]);
     ba_h5_abandon(&f);
@@ -532,11 +534,11 @@ done:
 
 static double region_mean(const float *r, const region_voxels *rv, int g)
 {
-    long n = rv->start[g + 1] - rv->start[g];
-    if (n == 0) return NAN;
+    long n = 0; /* voxels with a score (NaN: left out by `fit`) */
     double s = 0;
-    for (long k = rv->start[g]; k < rv->start[g + 1]; k++) s += r[rv->index[k]];
-    return s / (double)n;
+    for (long k = rv->start[g]; k < rv->start[g + 1]; k++)
+        if (!isnan(r[rv->index[k]])) { s += r[rv->index[k]]; n++; }
+    return n ? s / (double)n : NAN;
 }
 
 /* One stream per model, condition and region, whatever the input order. */
@@ -606,9 +608,17 @@ static ba_status test_region(const ba_compare_options *o, const model_design *md
         }
     } else {
         const float *rc_ = d->r[c], *rb = d->r[0];
+        long kept = 0; /* voxels scored in both */
         for (long k = 0; k < n; k++) {
             long v = rv->index[first + k];
-            x[k] = (double)rc_[v] - (double)rb[v];
+            if (!isnan(rc_[v]) && !isnan(rb[v])) x[kept++] = (double)rc_[v] - (double)rb[v];
+        }
+        n = kept;
+        if (n < 2) { /* every voxel of the region left out by `fit` (or one left) */
+            row->p = row->ci_low = row->ci_high = NAN;
+            snprintf(row->test, sizeof row->test, "voxel bootstrap");
+            free(x);
+            return BA_OK;
         }
         ba_bootstrap_result b;
         rc = ba_bootstrap_mean(x, (size_t)n, o->n_bootstrap, o->confidence, seed, &b, NULL, err);
@@ -643,12 +653,16 @@ static ba_status compute_model(const ba_compare_options *o, const model_design *
     for (int c = 0; c < C; c++)
         for (long v = 0; v < n_voxels; v++) {
             double sum = 0, delta = 0;
+            int scored = 0; /* subjects whose fit kept the voxel */
             for (int s = 0; s < S; s++) {
-                sum += d->r[(size_t)c * S + s][v];
-                delta += (double)d->r[(size_t)c * S + s][v] - (double)d->r[s][v];
+                float rc_ = d->r[(size_t)c * S + s][v], rb = d->r[s][v];
+                if (isnan(rc_) || isnan(rb)) continue;
+                sum += rc_;
+                delta += (double)rc_ - (double)rb;
+                scored++;
             }
-            d->mean_r[(size_t)c * n_voxels + v] = (float)(sum / S);
-            d->delta_r[(size_t)c * n_voxels + v] = (float)(delta / S);
+            d->mean_r[(size_t)c * n_voxels + v] = scored ? (float)(sum / scored) : NAN;
+            d->delta_r[(size_t)c * n_voxels + v] = scored ? (float)(delta / scored) : NAN;
         }
     for (int c = 0; c < C; c++)
         for (int g = 0; g < n_regions; g++) {

@@ -216,7 +216,8 @@ static ba_status check_bold_finite(const ba_fit_config *cfg, const study_inputs 
     long long first = -1;
     for (long i = 0; first < 0 && i < in->n; i++)
         for (long j = 0; j < vloc; j++)
-            if (!isfinite(in->y_local[i * vloc + j])) {
+            if (!isfinite(in->y_local[i * vloc + j]) &&
+                !(cfg->nan_as_missing && isnan(in->y_local[i * vloc + j]))) {
                 first = (long long)i * in->v + (L->v_begin + j);
                 break;
             }
@@ -461,7 +462,8 @@ static void describe_config(const ba_fit_config *cfg, const fit_inputs *in, char
 
 static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
                               const ba_ridge_layout *L, const fit_inputs *in,
-                              const ba_ridge_result *R, ba_fit_summary *sum, ba_error *err)
+                              const ba_ridge_result *R, const unsigned char *excluded,
+                              ba_fit_summary *sum, ba_error *err)
 {
     int rank = 0, size = 1;
     MPI_Comm_rank(comm, &rank);
@@ -469,7 +471,7 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     ba_status rc = BA_OK;
     /* Gather r on rank 0 (group 0 holds every voxel once). */
     float *r_all = NULL;
-    int *counts = NULL, *displs = NULL;
+    int *counts = NULL, *displs = NULL, *roi_labels = NULL;
     int mine = L->group_index == 0 ? (int)R->v_local : 0;
     if (rank == 0) {
         r_all = ba_calloc((size_t)in->v, sizeof(float), "r", err);
@@ -482,10 +484,22 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     if (rank == 0)
         for (int i = 1; i < size; i++) displs[i] = displs[i - 1] + counts[i - 1];
     MPI_Gatherv(R->r, mine, MPI_FLOAT, r_all, counts, displs, MPI_FLOAT, 0, comm);
-    double local = 0, total = 0;
-    for (long j = 0; j < mine; j++) local += R->r[j];
-    MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, comm);
-    sum->mean_r = total / (double)in->v;
+    double local[2] = {0, 0}, total[2] = {0, 0}; /* {sum of r, voxels} over kept voxels */
+    for (long j = 0; j < mine; j++)
+        if (!isnan(R->r[j])) { local[0] += R->r[j]; local[1] += 1; }
+    MPI_Allreduce(local, total, 2, MPI_DOUBLE, MPI_SUM, comm);
+    sum->mean_r = total[1] > 0 ? total[0] / total[1] : NAN;
+    /* Region means leave the excluded voxels out: a copy of the atlas with
+     * them unlabelled (rank 0). */
+    ba_atlas roi_atlas = sum->atlas;
+    if (rank == 0 && excluded && cfg->atlas_path && sum->atlas.labels) {
+        roi_labels = ba_alloc_array(in->v, 1, sizeof *roi_labels, "atlas labels", err);
+        if (!roi_labels) rc = BA_ERR_NOMEM;
+        for (long v = 0; roi_labels && v < in->v; v++)
+            roi_labels[v] = excluded[v] ? -1 : sum->atlas.labels[v];
+        roi_atlas.labels = roi_labels;
+    }
+    if (ba_mpi_agree(comm, rc, err) != BA_OK) goto done;
 
     ba_h5file f;
     BA_TRY(ba_h5_create(&f, cfg->out_path, comm, err), done);
@@ -508,7 +522,7 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     STEP(ba_h5_create_dataset(&f, "/alpha", BA_H5_F32, 2, kdims, err));
     STEP(ba_h5_write(&f, "/alpha", BA_H5_F32, kstart, kcount, R->alpha, err));
     if (rc == BA_OK && cfg->atlas_path) {
-        STEP(rank == 0 ? ba_roi_table_compute(&sum->atlas, r_all, &sum->roi, err) : BA_OK);
+        STEP(rank == 0 ? ba_roi_table_compute(&roi_atlas, r_all, &sum->roi, err) : BA_OK);
         int nr = sum->atlas.n_regions;
         hsize_t rdims[1] = {(hsize_t)nr};
         hsize_t st[1] = {0}, ct[1] = {rank == 0 ? (hsize_t)nr : 0};
@@ -528,6 +542,20 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
             STEP(ba_h5_write(&f, names[c], BA_H5_F64, st, ct, cols[c], err));
         }
     }
+    long long n_excl = 0;
+    for (long v = 0; excluded && v < in->v; v++) n_excl += excluded[v] != 0;
+    if (n_excl > 0) {
+        hsize_t edims[1] = {(hsize_t)n_excl}, est[1] = {0}, ect[1] = {rank == 0 ? (hsize_t)n_excl : 0};
+        long long *list = ba_calloc((size_t)n_excl, sizeof *list, "excluded voxels", err);
+        long long e = 0;
+        for (long v = 0; list && v < in->v; v++)
+            if (excluded[v]) list[e++] = v;
+        STEP(list ? BA_OK : BA_ERR_NOMEM);
+        STEP(ba_h5_create_dataset(&f, "/excluded", BA_H5_I64, 1, edims, err));
+        STEP(ba_h5_write(&f, "/excluded", BA_H5_I64, est, ect, list, err));
+        free(list);
+    }
+    STEP(ba_h5_set_attr_i64(&f, "/", "n_excluded", &n_excl, 1, err));
     char config[8192];
     describe_config(cfg, in, config, sizeof config);
     char inputs[3 * BA_PATH_MAX];
@@ -544,9 +572,150 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     if (rc != BA_OK) ba_h5_abandon(&f);
     else rc = ba_h5_close(&f, err);
 done:
+    free(roi_labels);
     free(r_all);
     free(counts);
     free(displs);
+    return rc;
+}
+
+/* ------------------------------------------------ excluded voxels */
+
+/* Global columns [c0, c1) of Y, every row, into buf [n, c1 - c0]. */
+static ba_status read_y_span(const ba_fit_config *cfg, study_inputs *s, ba_h5file *yf,
+                             const char *ydset, const fit_inputs *in, long c0, long c1,
+                             float *buf, ba_error *err)
+{
+    long w = c1 - c0;
+    if (!s) {
+        hsize_t start[2] = {0, (hsize_t)c0}, count[2] = {(hsize_t)in->n, (hsize_t)w};
+        return ba_h5_read_n(yf, ydset, BA_H5_F32, 2, start, count, buf,
+                            (size_t)in->n * (size_t)w, err);
+    }
+    for (size_t k = 0; k < s->n_stories; k++) {
+        char obj[1024];
+        snprintf(obj, sizeof obj, "/stories/%s/data", s->stories[k]);
+        hsize_t start[2] = {0, (hsize_t)c0}, count[2] = {(hsize_t)s->n_tr[k], (hsize_t)w};
+        BA_CHECK(ba_h5_read_n(&s->bold, obj, BA_H5_F32, 2, start, count,
+                              buf + in->story_bounds[k] * w, (size_t)s->n_tr[k] * (size_t)w, err));
+    }
+    (void)cfg;
+    return BA_OK;
+}
+
+/* Flags [v] (the same on every rank): 1 = left out of the solve. */
+static ba_status find_excluded(const ba_fit_config *cfg, MPI_Comm comm, const ba_ridge_layout *L,
+                               const fit_inputs *in, unsigned char **flags, long *n_excluded,
+                               ba_error *err)
+{
+    *n_excluded = 0;
+    unsigned char *mine = ba_calloc((size_t)in->v, 1, "excluded voxels", err);
+    unsigned char *all = ba_calloc((size_t)in->v, 1, "excluded voxels", err);
+    ba_status rc = mine && all ? BA_OK : BA_ERR_NOMEM;
+    long vloc = L->v_end - L->v_begin;
+    for (long j = 0; rc == BA_OK && j < vloc; j++) {
+        bool constant = !cfg->strict_voxels, has_nan = false;
+        float first = in->y_local[j];
+        for (long i = 0; i < in->n; i++) {
+            float y = in->y_local[i * vloc + j];
+            if (isnan(y)) has_nan = true;
+            if (y != first) constant = false;
+        }
+        if (isnan(first)) constant = false;
+        mine[L->v_begin + j] = constant || (cfg->nan_as_missing && has_nan);
+    }
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc == BA_OK) MPI_Allreduce(mine, all, (int)in->v, MPI_UNSIGNED_CHAR, MPI_MAX, comm);
+    free(mine);
+    for (long v = 0; rc == BA_OK && v < in->v; v++) *n_excluded += all[v];
+    if (rc == BA_OK && *n_excluded == in->v)
+        rc = ba_fail(err, BA_ERR_VALUE, "%s: every one of the %ld voxels is constant over the "
+                     "samples%s: nothing to fit", cfg->bold_path ? cfg->bold_path : cfg->y_spec,
+                     in->v, cfg->nan_as_missing ? " or has NaN samples" : "");
+    if (rc != BA_OK) { free(all); return rc; }
+    *flags = all;
+    return BA_OK;
+}
+
+/* A layout over the kept voxels only, and this rank's kept columns of Y. */
+static ba_status relayout_kept(const ba_fit_config *cfg, MPI_Comm comm, study_inputs *s,
+                               ba_h5file *yf, const char *ydset, fit_inputs *in,
+                               const long *kept, long n_kept, ba_ridge_layout *L, ba_error *err)
+{
+    ba_ridge_layout_destroy(L);
+    BA_CHECK(ba_ridge_layout_create(comm, cfg->ridge.fold_groups, n_kept, L, err));
+    long vloc = L->v_end - L->v_begin;
+    ba_status rc = BA_OK;
+    float *span = NULL, *y = ba_calloc((size_t)in->n * (size_t)(vloc ? vloc : 1), sizeof(float),
+                                       "BOLD block (kept voxels)", err);
+    if (!y) rc = BA_ERR_NOMEM;
+    if (rc == BA_OK && vloc > 0) {
+        long c0 = kept[L->v_begin], c1 = kept[L->v_end - 1] + 1, w = c1 - c0;
+        span = ba_alloc_array(in->n, w, sizeof(float), "BOLD columns", err);
+        rc = span ? read_y_span(cfg, s, yf, ydset, in, c0, c1, span, err) : BA_ERR_NOMEM;
+        for (long i = 0; rc == BA_OK && i < in->n; i++)
+            for (long j = 0; j < vloc; j++)
+                y[i * vloc + j] = span[i * w + (kept[L->v_begin + j] - c0)];
+    }
+    free(span);
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc != BA_OK) { free(y); return rc; }
+    free(in->y_local);
+    in->y_local = y;
+    return BA_OK;
+}
+
+/* The results over the kept voxels -> full [v] results on rank 0 (NaN for
+ * the excluded), v_local = 0 elsewhere: what write_scores writes. */
+static ba_status scatter_results(MPI_Comm comm, const ba_ridge_layout *L, const ba_ridge_result *R,
+                                 const long *kept, long n_kept, long v, ba_ridge_result *full,
+                                 ba_error *err)
+{
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    memset(full, 0, sizeof *full);
+    full->n_folds = R->n_folds;
+    full->n_folds_resumed = R->n_folds_resumed;
+    full->timing = R->timing;
+    int K = R->n_folds, mine = L->group_index == 0 ? (int)R->v_local : 0;
+    ba_status rc = BA_OK;
+    float *compact = NULL;
+    int *counts = NULL, *displs = NULL;
+    if (rank == 0) {
+        full->v_local = v;
+        full->r = ba_alloc_array(v, 1, sizeof(float), "r", err);
+        full->r_folds = ba_alloc_array(K, v, sizeof(float), "r_folds", err);
+        full->alpha = ba_alloc_array(K, v, sizeof(float), "alpha", err);
+        compact = ba_alloc_array(n_kept, 1, sizeof(float), "kept results", err);
+        counts = ba_calloc((size_t)size, sizeof(int), "counts", err);
+        displs = ba_calloc((size_t)size, sizeof(int), "counts", err);
+        if (!full->r || !full->r_folds || !full->alpha || !compact || !counts || !displs)
+            rc = BA_ERR_NOMEM;
+    }
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc == BA_OK) {
+        MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, comm);
+        if (rank == 0)
+            for (int i = 1; i < size; i++) displs[i] = displs[i - 1] + counts[i - 1];
+        /* 1 + 2K vectors: r, then r_folds[k] and alpha[k] for every fold. */
+        for (int q = 0; q < 1 + 2 * K; q++) {
+            const float *src = q == 0 ? R->r
+                               : q <= K ? R->r_folds + (size_t)(q - 1) * R->v_local
+                                        : R->alpha + (size_t)(q - 1 - K) * R->v_local;
+            float *dst = q == 0 ? full->r
+                         : q <= K ? full->r_folds + (size_t)(q - 1) * v
+                                  : full->alpha + (size_t)(q - 1 - K) * v;
+            MPI_Gatherv(src, mine, MPI_FLOAT, compact, counts, displs, MPI_FLOAT, 0, comm);
+            if (rank != 0) continue;
+            for (long c = 0; c < v; c++) dst[c] = NAN;
+            for (long k = 0; k < n_kept; k++) dst[kept[k]] = compact[k];
+        }
+    }
+    free(compact);
+    free(counts);
+    free(displs);
+    if (rc != BA_OK) ba_ridge_result_free(full);
     return rc;
 }
 
@@ -586,6 +755,8 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     ba_ridge_result R = {0};
     ba_ridge_options ropt = cfg->ridge;
     long fold_bounds[BA_MAX_ALPHAS + 1];
+    unsigned char *excluded = NULL; /* [v] 1 = left out of the solve */
+    long *kept = NULL, n_kept = 0;  /* [n_kept] the other voxels, ascending */
 
     if (study_mode) {
         BA_TRY(study_open(cfg, comm, &study, &in, err), done);
@@ -617,6 +788,16 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
         ropt.fold_bounds = fold_bounds;
     }
     BA_TRY(ba_mpi_agree(comm, rc, err), done);
+    /* Voxels left out of the solve: the ridge sees only the others. */
+    BA_TRY(find_excluded(cfg, comm, &L, &in, &excluded, &sum->n_excluded, err), done);
+    if (sum->n_excluded > 0) {
+        n_kept = in.v - sum->n_excluded;
+        BA_ALLOC(kept, (size_t)n_kept, "kept voxels", done);
+        for (long v = 0, k = 0; v < in.v; v++)
+            if (!excluded[v]) kept[k++] = v;
+        BA_TRY(relayout_kept(cfg, comm, study_mode ? &study : NULL, &yf, ydset, &in, kept,
+                             n_kept, &L, err), done);
+    }
     sum->seconds_io = ba_now() - t0;
 
     /* Restart: finished folds go to <out>.checkpoint.h5, keyed by the inputs
@@ -670,7 +851,18 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     sum->n_voxels = in.v;
     sum->n_folds = ropt.n_folds;
     sum->timing = R.timing;
-    BA_TRY(write_scores(cfg, comm, &L, &in, &R, sum, err), done);
+    if (sum->n_excluded > 0) {
+        ba_ridge_result full;
+        BA_TRY(scatter_results(comm, &L, &R, kept, n_kept, in.v, &full, err), done);
+        ba_ridge_layout whole = L;
+        whole.v_begin = 0;
+        whole.group_index = 0;
+        rc = write_scores(cfg, comm, &whole, &in, &full, excluded, sum, err);
+        ba_ridge_result_free(&full);
+        BA_TRY(rc, done);
+    } else {
+        BA_TRY(write_scores(cfg, comm, &L, &in, &R, NULL, sum, err), done);
+    }
     sum->n_folds_resumed = R.n_folds_resumed;
     /* The scores are safely in place: the checkpoint has served. */
     int me = 0;
@@ -686,6 +878,8 @@ done:
     free(in.x);
     free(in.y_local);
     free(in.story_bounds);
+    free(excluded);
+    free(kept);
     if (rc != BA_OK) ba_fit_summary_free(sum);
     return rc;
 }

@@ -8,14 +8,14 @@ foreach(case gifti_external trims tr_header)
   set_tests_properties(edges.import_${case} PROPERTIES LABELS edges TIMEOUT 300
     ENVIRONMENT "${BA_EDGES_ENV}")
 endforeach()
-foreach(case folders p_floor)
+foreach(case folders p_floor excluded)
   add_test(NAME edges.outputs_${case}
            COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/e2e/edges_outputs.py
                    $<TARGET_FILE:brainalign> ${case})
   set_tests_properties(edges.outputs_${case} PROPERTIES LABELS edges TIMEOUT 300
     ENVIRONMENT "${BA_EDGES_ENV}")
 endforeach()
-foreach(case stories nan)
+foreach(case stories nan constant)
   add_test(NAME edges.fit_${case}
            COMMAND ${BA_PYTHON} ${PROJECT_SOURCE_DIR}/tests/e2e/edges_fit.py
                    $<TARGET_FILE:brainalign> ${BA_MPIEXEC} -- ${case})

@@ -100,7 +100,73 @@ def case_nan(tmp):
                   ["bold-nan.h5", "story story02", "TR 5", "voxel 7", "NaN"], f"{tmp}/x.h5")
 
 
-CASES = {"stories": case_stories, "nan": case_nan}
+def drop_columns(src, dst, cols):
+    with h5py.File(src) as a, h5py.File(dst, "w") as b:
+        for k, v in a.attrs.items():
+            b.attrs[k] = v
+        for s in a["stories"]:
+            b[f"stories/{s}/data"] = np.delete(a[f"stories/{s}/data"][:], cols, axis=1)
+
+
+def case_constant(tmp):
+    """A voxel constant over the samples (medial wall) is left out of the solve."""
+    feats, bold = synth(tmp)
+    wall = [3, 11, 29]
+    flat = f"{tmp}/bold-wall.h5"
+
+    def flatten(story, data):
+        data[:, wall] = 0.0        # the medial wall: zero everywhere
+    copy_bold(bold, flat, change=flatten)
+    reduced = f"{tmp}/bold-reduced.h5"
+    drop_columns(flat, reduced, wall)
+    ref = f"{tmp}/ref.h5"
+    fit(1, ["--features", feats, "--bold", reduced, "--out", ref])
+    with h5py.File(ref) as f:
+        ref_r, ref_alpha = f["r"][:], f["alpha"][:]
+    with h5py.File(f"{tmp}/atlas.h5") as f:
+        labels, n_regions = f["labels"][:], len(f["names"])
+    keep = np.setdiff1d(np.arange(30), wall)
+    for np_, groups in ((1, 1), (2, 1), (2, 2), (3, 1)):
+        out = f"{tmp}/wall-{np_}-{groups}.h5"
+        proc = fit(np_, ["--features", feats, "--bold", flat, "--atlas", f"{tmp}/atlas.h5",
+                         "--fold-groups", str(groups), "--out", out])
+        with h5py.File(out) as f:
+            r, alpha, r_folds = f["r"][:], f["alpha"][:], f["r_folds"][:]
+            excluded = f["excluded"][:]
+            assert int(f.attrs["n_excluded"]) == len(wall)
+            roi = f["roi/mean_r"][:]
+            roi_n = f["roi/n_voxels"][:]
+        assert list(excluded) == wall, excluded
+        assert np.all(np.isnan(r[wall])) and np.all(np.isnan(alpha[:, wall]))
+        assert np.all(np.isnan(r_folds[:, wall]))
+        np.testing.assert_allclose(r[keep], ref_r, atol=2e-6)
+        np.testing.assert_array_equal(alpha[:, keep], ref_alpha)
+        for g in range(n_regions):
+            m = (labels == g) & ~np.isin(np.arange(30), wall)
+            assert roi_n[g] == m.sum(), (g, roi_n[g], m.sum())
+            if m.sum():
+                assert abs(roi[g] - r[m].mean()) < 1e-6, (g, roi[g], r[m].mean())
+        print(f"ok: {np_} rank(s), {groups} fold group(s): voxels {wall} excluded (NaN), the "
+              "others as a fit without them, region means over the kept voxels")
+    must_fail(2, ["--features", feats, "--bold", flat, "--strict-voxels"], ["constant"],
+              f"{tmp}/strict.h5")
+    # NaN vertices (fMRIPrep --medial-surface-nan): an error, or left out with --nan-as-missing.
+    nanb = f"{tmp}/bold-nanwall.h5"
+
+    def nan_wall(story, data):
+        data[:, wall] = 0.0
+        data[:, 7] = np.nan
+    copy_bold(bold, nanb, change=nan_wall)
+    must_fail(1, ["--features", feats, "--bold", nanb], ["TR 0", "voxel 7", "NaN"], f"{tmp}/n.h5")
+    out = f"{tmp}/nan-missing.h5"
+    fit(2, ["--features", feats, "--bold", nanb, "--nan-as-missing", "--out", out])
+    with h5py.File(out) as f:
+        assert list(f["excluded"][:]) == sorted(wall + [7])
+        assert np.isnan(f["r"][7])
+    print("ok: --strict-voxels refuses; NaN voxels are an error, or excluded with --nan-as-missing")
+
+
+CASES = {"stories": case_stories, "nan": case_nan, "constant": case_constant}
 
 
 def main():

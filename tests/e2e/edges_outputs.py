@@ -117,7 +117,48 @@ def case_p_floor(tmp):
         print(f"ok: S = {S}: p = {ps[0]:.4g} = 2/2^S, note {'given' if expect_note else 'absent'}")
 
 
-CASES = {"folders": case_folders, "p_floor": case_p_floor}
+def case_excluded(tmp):
+    """Voxels `fit` left out (r = NaN, /excluded) are skipped by compare's region means."""
+    args, atlas = make_study(tmp, 6, 0.03)
+    wall = [0, 1, 25]
+    r = {}
+    for a in args[1::2]:
+        spec, path = a.split("=", 1)
+        with h5py.File(path, "a") as f:
+            x = f["r"][:]
+            x[wall] = np.nan
+            f["r"][...] = x
+            f["excluded"] = np.array(wall, np.int64)
+        cond, sub, _ = spec.split(":")
+        r[(cond, sub)] = x
+    out = f"{tmp}/cmp"
+    run(["compare", *args, "--atlas", atlas, "--out", out, "--bootstrap", "200", "--quiet"])
+    with open(out + ".csv") as fp:
+        header = fp.readline().strip().split(",")
+        rows = [dict(zip(header, line.strip().split(","))) for line in fp]
+    labels = np.repeat(np.arange(2), V // 2)
+    subs = sorted({s for _, s in r})
+    for g, name in enumerate(("lh.a", "lh.b")):
+        want = np.mean([np.nanmean(r[("associations", s)][labels == g]) -
+                        np.nanmean(r[("baseline", s)][labels == g]) for s in subs])
+        row = [x for x in rows if x["condition"] == "associations" and x["region"] == name][0]
+        assert abs(float(row["delta_r"]) - want) < 1e-6, (name, row["delta_r"], want)
+        assert np.isfinite(float(row["p"])), row
+    with h5py.File(out + ".h5") as f:
+        dr = [f[k] for k in f if isinstance(f[k], h5py.Group) and k != "regions"][0]
+        d = dr["associations/delta_r"][:]
+    assert np.all(np.isnan(d[wall])) and np.all(np.isfinite(np.delete(d, wall)))
+    # One subject: the voxel bootstrap over the kept voxels.
+    one = [a for a in args if "sub-00" in a]
+    single = []
+    for a in one:
+        single += ["--scores", a]
+    run(["compare", *single, "--atlas", atlas, "--out", f"{tmp}/one", "--bootstrap", "200",
+         "--quiet"])
+    print("ok: NaN (excluded) voxels skipped by compare's region means, tests and maps")
+
+
+CASES = {"folders": case_folders, "p_floor": case_p_floor, "excluded": case_excluded}
 
 
 def main():

@@ -5,6 +5,10 @@
  *   /r        float32 [n_voxels]            mean r over folds
  *   /r_folds  float32 [n_folds, n_voxels]
  *   /alpha    float32 [n_folds, n_voxels]   the alpha chosen per fold
+ *   /excluded int64 [n_excluded]            voxels left out of the solve (constant
+ *             over the samples, or NaN with nan_as_missing): NaN in /r, /r_folds,
+ *             /alpha, outside /roi; written when there is one; root attribute
+ *             n_excluded always
  *   /roi/{name,n_voxels,mean_r,median_r,sem_r} when an atlas is given
  *   root attributes: config (the full configuration), inputs, version,
  *   command.
@@ -57,6 +61,13 @@ typedef struct {
     const char *command_line;
     const char *study_config; /* the whole `run` configuration, when run */
     bool no_checkpoint;       /* do not save or resume <out>.checkpoint.h5 */
+    /* Voxels constant over the samples (a surface's medial wall, vertices out
+     * of the field of view) are left out of the solve: r, r_folds and alpha
+     * NaN, listed in /excluded, counted in the summary, outside the region
+     * means. strict_voxels: an error instead (as the ridge engine says). */
+    bool strict_voxels;
+    bool nan_as_missing;      /* a voxel with a NaN sample is excluded the same way
+                                 (fMRIPrep's --medial-surface-nan); else NaN is an error */
     volatile sig_atomic_t *stop_requested; /* set by a signal handler */
 } ba_fit_config;
 
@@ -73,6 +84,7 @@ typedef struct {
     ba_ridge_timing timing; /* this rank */
     double seconds_total, seconds_io;
     int n_folds_resumed;    /* folds taken from a previous run's checkpoint */
+    long n_excluded;        /* voxels left out (constant, or NaN with nan_as_missing) */
 } ba_fit_summary;
 
 /* Collective over comm. Writes cfg->out_path (atomically) or nothing. */
