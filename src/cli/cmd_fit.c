@@ -92,9 +92,10 @@ static void print_table(const ba_fit_summary *s)
     printf("\nbrain score: %ld TRs, %ld features, %ld voxels, %d folds; mean r = %.4f\n",
            s->n_samples, s->n_features, s->n_voxels, s->n_folds, s->mean_r);
     if (s->n_excluded)
-        printf("%ld voxel%s left out of the solve (constant over the samples%s): r = NaN, "
-               "listed in /excluded; the mean r is over the other %ld\n", s->n_excluded,
-               s->n_excluded == 1 ? "" : "s", "", s->n_voxels - s->n_excluded);
+        printf("%ld voxel%s left out of the solve (constant over the samples, or NaN with "
+               "--nan-as-missing): r = NaN, listed in /excluded; the mean r is over the other "
+               "%ld\n", s->n_excluded, s->n_excluded == 1 ? "" : "s",
+               s->n_voxels - s->n_excluded);
     if (s->roi.n_regions == 0) return;
     printf("\n%-28s %8s %9s %9s %9s\n", "region", "voxels", "mean r", "median r", "sem");
     for (int g = 0; g < s->roi.n_regions; g++)
