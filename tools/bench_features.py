@@ -56,6 +56,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import bench_common  # noqa: E402
 CONTEXT, STRIDE = 1024, 512
 GIB = 1 << 30
 
@@ -251,7 +253,8 @@ def best_of(repeat, run_once):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--brainalign", default=os.path.join(ROOT, "build", "brainalign"))
+    ap.add_argument("--brainalign", default=None,
+                    help="the executable (default: the release build, build/brainalign)")
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
     ap.add_argument("--stories", default="pieman,21styear")
     ap.add_argument("--workdir", default="/tmp/bench-features")
@@ -262,7 +265,8 @@ def main():
     ap.add_argument("--torch-skylakex", action="store_true",
                     help="also run torch with OPENBLAS_CORETYPE=SKYLAKEX")
     args = ap.parse_args()
-    args.brainalign = os.path.abspath(args.brainalign)
+    args.brainalign = bench_common.release_brainalign(ROOT, args.brainalign)
+    print("#", bench_common.describe_binary(args.brainalign), flush=True)
     os.makedirs(args.workdir, exist_ok=True)
     ckpt = os.path.join(args.workdir, "gpt2-small-random")
     if not os.path.exists(ckpt):

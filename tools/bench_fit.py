@@ -57,6 +57,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import bench_common  # noqa: E402
 ORACLE_DIR = os.path.join(ROOT, "tests", "oracle")
 OPENBLAS_INCLUDE = "/usr/include/x86_64-linux-gnu/openblas-pthread"
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
@@ -603,7 +605,7 @@ def main():
                          "kernels brainalign uses")
     ap.add_argument("--workdir", default="/tmp/brainalign-bench-fit")
     ap.add_argument("--brainalign", default=None,
-                    help="the executable (default: newest build*/brainalign in the tree)")
+                    help="the executable (default: the release build, build/brainalign)")
     ap.add_argument("--mpirun", default="mpirun")
     ap.add_argument("--reuse-data", action="store_true",
                     help="keep x.h5/y.h5 from an earlier run when the sizes match")
@@ -615,12 +617,8 @@ def main():
     if a.sklearn_folds is None:
         a.sklearn_folds = a.folds
     a.sklearn_folds = min(a.sklearn_folds, a.folds)
-    if a.brainalign is None:
-        import glob
-        found = sorted(glob.glob(os.path.join(ROOT, "build*", "brainalign")), key=os.path.getmtime)
-        if not found:
-            sys.exit("no build*/brainalign found; pass --brainalign")
-        a.brainalign = found[-1]
+    a.brainalign = bench_common.release_brainalign(ROOT, a.brainalign)
+    log(bench_common.describe_binary(a.brainalign))
     configs = [tuple(int(x) for x in c.split("x")) for c in a.configs.split(",")]
     os.makedirs(a.workdir, exist_ok=True)
     log(f"brainalign: {a.brainalign}; workdir {a.workdir}; OPENBLAS_CORETYPE="

@@ -65,6 +65,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import bench_common  # noqa: E402
 DATA = os.path.join(ROOT, "..", "shared", "data")
 
 SHAPE = dict(layers=32, d_model=4096, heads=32, kv_heads=32, d_ff=11008, vocab=32000,
@@ -396,6 +398,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the checkpoint")
     args = ap.parse_args()
     args.brainalign = os.path.join(args.build, "brainalign")
+    print("#", bench_common.describe_binary(args.brainalign), flush=True)
     args.dump = os.path.join(args.build, "tests", "llama_dump")
     os.makedirs(args.workdir, exist_ok=True)
     ckpt = os.path.join(args.workdir, f"llama7b-shaped-{args.layers}layers-bf16")

@@ -259,6 +259,7 @@ int ba_cmd_compare(int argc, char **argv)
             rc = add_study_spec(&inputs, studies[i], (int)layer, &err);
         for (int i = 0; rc == BA_OK && i < n_scores; i++) rc = add_scores_spec(&inputs, scores[i], &err);
         if (rc == BA_OK) rc = ba_compare_run(&o, &res, &err);
+        if (rc == BA_OK && res.note[0]) fprintf(stderr, "brainalign compare: note: %s\n", res.note);
         if (rc == BA_OK && !quiet) print_summary(&res, &o);
         fflush(stdout); /* before the plotting child writes */
         if (rc == BA_OK && plot) make_plots(&o, quiet);

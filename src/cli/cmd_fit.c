@@ -91,6 +91,12 @@ static void help(void)
         "  --out FILE          scores.h5 (written under a temporary name, then renamed)\n"
         "  --quiet             no progress on standard error\n"
         "  --timing            print the time and flop rate of each phase\n"
+        "  --strict-voxels     a voxel constant over the samples is an error (by default it\n"
+        "                      is left out: r and alpha NaN, listed in /excluded)\n"
+        "  --nan-as-missing    a voxel with NaN samples is left out the same way (by default\n"
+        "                      NaN is an error naming the story, TR and voxel)\n"
+        "  --stories A,B,...   fit these stories only (by default every story, and a story\n"
+        "                      with features but no BOLD, or BOLD but no features, is an error)\n"
         "  --design-only FILE  write the design matrix (/X, /story_bounds, /stories) and stop\n"
         "  --no-checkpoint     do not save finished folds to OUT.checkpoint.h5 (by default a\n"
         "                      killed run, rerun with the same command, resumes from there;\n"
@@ -106,6 +112,11 @@ static void print_table(const ba_fit_summary *s)
                "re-ranked in double)\n", s->n_bands, s->n_candidates);
     else if (s->n_bands == 1)
         printf("banded ridge with one band: the plain fit over %d alphas\n", s->n_candidates);
+    if (s->n_excluded)
+        printf("%ld voxel%s left out of the solve (constant over the samples, or NaN with "
+               "--nan-as-missing): r = NaN, listed in /excluded; the mean r is over the other "
+               "%ld\n", s->n_excluded, s->n_excluded == 1 ? "" : "s",
+               s->n_voxels - s->n_excluded);
     if (s->roi.n_regions == 0) return;
     printf("\n%-28s %8s %9s %9s %9s\n", "region", "voxels", "mean r", "median r", "sem");
     for (int g = 0; g < s->roi.n_regions; g++)
@@ -169,6 +180,9 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_value(&a, "--x")) cfg.x_spec = a.value;
         else if (ba_args_value(&a, "--y")) cfg.y_spec = a.value;
         else if (ba_args_value(&a, "--atlas")) cfg.atlas_path = a.value;
+        else if (ba_args_value(&a, "--stories")) cfg.stories = a.value;
+        else if (ba_args_flag(&a, "--strict-voxels")) cfg.strict_voxels = true;
+        else if (ba_args_flag(&a, "--nan-as-missing")) cfg.nan_as_missing = true;
         else if (ba_args_value(&a, "--out")) cfg.out_path = a.value;
         else if (ba_args_value(&a, "--layer") || ba_args_value(&a, "--layers"))
             snprintf(layer_text, sizeof layer_text, "%s", a.value);

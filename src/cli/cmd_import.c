@@ -52,9 +52,17 @@ static void help(void)
         "                      relative paths are relative to the list file\n"
         "  --mask FILE         3-D NIfTI brain mask (required for nifti)\n"
         "options (BOLD):\n"
-        "  --tr SEC            repetition time (required)\n"
-        "  --trim-start N      drop the first N TRs of every story (default 0)\n"
-        "  --trim-end M        drop the last M TRs of every story (default 0)\n"
+        "  --tr SEC            repetition time; may be left out when every file's header\n"
+        "                      states it (NIfTI pixdim[4] with a time unit in xyzt_units,\n"
+        "                      GIfTI TimeStep metadata in ms); a --tr that differs from a\n"
+        "                      header, or headers that disagree, are an error\n"
+        "  --trim-start N      before any --story: drop the first N TRs of every story\n"
+        "                      (default 0); after a --story: of that story only\n"
+        "  --trim-end M        the same for the last M TRs\n"
+        "  --trims FILE        per-story trims, the Narratives convention: one line per story\n"
+        "                      'story<TAB>trim_start<TAB>trim_end' (a header line allowed);\n"
+        "                      every imported story must be listed (a per-story --trim-start/\n"
+        "                      --trim-end given after its --story overrides the table)\n"
         "  --average           a story given several times (one per subject) is averaged over\n"
         "                      the subjects (all must have its TR count); without it, an error\n"
         "inputs (atlas):\n"
@@ -70,6 +78,7 @@ static void help(void)
 
 typedef struct {
     const char *story, *lh, *rh, *file, *dataset;
+    long trim_start, trim_end; /* -1 = not given for this story */
 } raw_entry;
 
 typedef struct {
@@ -92,18 +101,27 @@ static bool start_story(raw_entries *e, const char *story)
         e->items = grown;
         e->cap = cap;
     }
-    e->items[e->n++] = (raw_entry){.story = story};
+    e->items[e->n++] = (raw_entry){.story = story, .trim_start = -1, .trim_end = -1};
     return true;
 }
 
 typedef struct {
-    const char *format, *mask, *out, *labels, *table, *bold;
+    const char *format, *mask, *out, *labels, *table, *bold, *trims;
     const char *lists[64];
     int n_lists;
     double tr_s;
     long trim_start, trim_end;
-    bool average, quiet;
+    bool tr_given, average, quiet;
 } import_args;
+
+/* A trim count: of the current story after a --story, else global. */
+static void parse_trim(ba_args *a, const char *name, long *slot)
+{
+    long v = 0;
+    ba_args_long(a, name, &v);
+    if (!a->error[0] && v < 0) snprintf(a->error, sizeof a->error, "%s must be >= 0 TRs", name);
+    *slot = v;
+}
 
 static void parse(ba_args *a, import_args *o, raw_entries *e)
 {
@@ -126,9 +144,15 @@ static void parse(ba_args *a, import_args *o, raw_entries *e)
         else if (ba_args_value(a, "--table")) o->table = a->value;
         else if (ba_args_value(a, "--bold")) o->bold = a->value;
         else if (ba_args_value(a, "--out")) o->out = a->value;
-        else if (ba_args_value(a, "--tr")) ba_args_double(a, "--tr", &o->tr_s);
-        else if (ba_args_value(a, "--trim-start")) ba_args_long(a, "--trim-start", &o->trim_start);
-        else if (ba_args_value(a, "--trim-end")) ba_args_long(a, "--trim-end", &o->trim_end);
+        else if (ba_args_value(a, "--tr")) {
+            ba_args_double(a, "--tr", &o->tr_s);
+            o->tr_given = true;
+        }
+        else if (ba_args_value(a, "--trims")) o->trims = a->value;
+        else if (ba_args_value(a, "--trim-start"))
+            parse_trim(a, "--trim-start", e->n ? &cur->trim_start : &o->trim_start);
+        else if (ba_args_value(a, "--trim-end"))
+            parse_trim(a, "--trim-end", e->n ? &cur->trim_end : &o->trim_end);
         else if (ba_args_flag(a, "--average")) o->average = true;
         else if (ba_args_flag(a, "--quiet")) o->quiet = true;
         else snprintf(a->error, sizeof a->error, "unknown option '%s' (see --help)", a->argv[a->i]);
@@ -174,18 +198,39 @@ static int run_bold(const import_args *o, ba_bold_format format, const raw_entri
     ba_status rc = o->bold ? ba_fail(&err, BA_ERR_USAGE, "--bold is for atlas formats") : BA_OK;
     if (rc == BA_OK && (o->labels || o->table))
         rc = ba_fail(&err, BA_ERR_USAGE, "--labels/--table are for --format nifti-labels");
+    if (rc == BA_OK && o->tr_given && !(o->tr_s > 0))
+        rc = ba_fail(&err, BA_ERR_USAGE, "the TR (--tr, seconds) must be positive");
     if (rc == BA_OK) rc = collect_bold_inputs(o, format, e, &inputs, &err);
+    ba_story_trims trims = {0};
+    if (rc == BA_OK && o->trims) rc = ba_story_trims_read(&trims, o->trims, &err);
+    /* Per-story options override the table (and the global trims). */
+    for (int k = 0; rc == BA_OK && k < e->n; k++) {
+        const raw_entry *r = &e->items[k];
+        if (r->trim_start < 0 && r->trim_end < 0) continue;
+        long start = o->trim_start, end = o->trim_end;
+        for (size_t j = 0; j < trims.n; j++)
+            if (strcmp(trims.items[j].story, r->story) == 0) {
+                start = trims.items[j].trim_start;
+                end = trims.items[j].trim_end;
+            }
+        if (r->trim_start >= 0) start = r->trim_start;
+        if (r->trim_end >= 0) end = r->trim_end;
+        rc = ba_story_trims_set(&trims, r->story, start, end, &err);
+    }
     if (rc != BA_OK) {
         ba_bold_inputs_free(&inputs);
+        ba_story_trims_free(&trims);
         return ba_cli_report("import", rc, &err);
     }
     ba_import_options opt = {
-        .format = format, .inputs = &inputs, .mask_path = o->mask, .tr_s = o->tr_s,
-        .trim_start = o->trim_start, .trim_end = o->trim_end, .average = o->average,
+        .format = format, .inputs = &inputs, .mask_path = o->mask,
+        .tr_s = o->tr_given ? o->tr_s : 0, .trim_start = o->trim_start, .trim_end = o->trim_end,
+        .story_trims = &trims, .trims_table = o->trims, .average = o->average,
         .quiet = o->quiet, .out_path = o->out, .command_line = command};
     ba_import_summary summary;
     rc = ba_import_bold(&opt, MPI_COMM_WORLD, &summary, &err);
     ba_bold_inputs_free(&inputs);
+    ba_story_trims_free(&trims);
     if (rc != BA_OK) return ba_cli_report("import", rc, &err);
     if (rank == 0 && !o->quiet)
         printf("wrote %s: %ld stories, %ld TRs in all, %ld voxels (%s space), up to %d subject%s "

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gifti_io.h>
@@ -309,6 +310,28 @@ static ba_status record_written(ba_maps_written *w, const pending_files *pending
     return BA_OK;
 }
 
+ba_status ba_out_prefix_prepare(const char *prefix, char *created, size_t size, ba_error *err)
+{
+    if (size) created[0] = '\0';
+    const char *slash = strrchr(prefix, '/');
+    if (!slash || slash == prefix) return BA_OK;
+    char dir[BA_PATH_MAX];
+    if ((size_t)(slash - prefix) >= sizeof dir)
+        return ba_fail(err, BA_ERR_USAGE, "%s: the output prefix is too long", prefix);
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - prefix), prefix);
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return ba_fail(err, BA_ERR_IO, "%s: the output folder of --out %s is not a folder",
+                           dir, prefix);
+        return BA_OK;
+    }
+    ba_status rc = ba_make_dirs(dir, err);
+    if (rc != BA_OK) return ba_context(err, "the output folder of --out %s", prefix);
+    if (size) snprintf(created, size, "%s", dir);
+    return BA_OK;
+}
+
 static ba_status maps_on_this_rank(const ba_maps_options *o, ba_maps_written *written,
                                    ba_error *err)
 {
@@ -326,6 +349,9 @@ static ba_status maps_on_this_rank(const ba_maps_options *o, ba_maps_written *wr
     ba_h5file scores;
     ba_status rc = ba_h5_open(&scores, o->scores_path, MPI_COMM_SELF, err);
     if (rc != BA_OK) { ba_brain_space_free(&space); return rc; }
+    char created[BA_PATH_MAX];
+    rc = ba_out_prefix_prepare(o->out_prefix, created, sizeof created, err);
+    if (rc != BA_OK) { ba_h5_abandon(&scores); ba_brain_space_free(&space); return rc; }
     pending_files pending;
     pending.n = 0;
     int n = o->n_datasets ? o->n_datasets : 1;
@@ -343,6 +369,7 @@ static ba_status maps_on_this_rank(const ba_maps_options *o, ba_maps_written *wr
         else unlink(pending.files[k].temp);
     }
     if (rc == BA_OK) rc = record_written(written, &pending, err);
+    if (rc != BA_OK && created[0]) rmdir(created); /* only if left empty */
     return rc;
 }
 

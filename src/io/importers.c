@@ -425,26 +425,139 @@ static ba_status gifti_layout(const char *path, const gifti_image *g, long *n_tr
     return BA_OK;
 }
 
-ba_status ba_gifti_read_series(const char *path, float **data, long *n_tr, long *n_vertices,
-                               ba_error *err)
+/* `name` relative to the directory of `base` unless it is absolute. */
+static void resolve_relative(const char *base, const char *name, char *out, size_t size)
 {
-    *data = NULL;
-    *n_tr = *n_vertices = 0;
-    if (access(path, R_OK) != 0)
-        return ba_fail(err, BA_ERR_IO, "%s: no such file or not readable", path);
+    const char *slash = strrchr(base, '/');
+    if (name[0] == '/' || !slash) snprintf(out, size, "%s", name);
+    else snprintf(out, size, "%.*s/%s", (int)(slash - base), base, name);
+}
+
+static gifti_image *gifti_read_quiet(const char *path, int read_data)
+{
     /* gifticlib warns on stderr once per DataArray about details that do not
      * matter here (e.g. a coordinate system on a time series, as nibabel and
      * fMRIPrep write them): 600 lines per story. Silence it for the read. */
     int verbosity = gifti_get_verb();
     gifti_set_verb(0);
-    gifti_image *g = gifti_read_image(path, 1);
+    gifti_image *g = gifti_read_image(path, read_data);
     gifti_set_verb(verbosity);
+    return g;
+}
+
+/* The data of DataArrays stored as ExternalFileBinary. The GIfTI standard
+ * names the external file relative to the .gii (gifticlib opens it relative
+ * to the working directory, which imports another file's data, or zeros,
+ * when run from elsewhere): each name is resolved against the .gii's folder,
+ * the file must exist and hold the bytes the DataArray declares. */
+static ba_status gifti_read_external(const char *path, gifti_image *g, ba_error *err)
+{
+    for (int k = 0; k < g->numDA; k++) {
+        giiDataArray *da = g->darray[k];
+        if (!da->ext_fname || !da->ext_fname[0])
+            return ba_fail(err, BA_ERR_FORMAT, "%s: DataArray %d is ExternalFileBinary but "
+                           "names no ExternalFileName", path, k);
+        char resolved[BA_PATH_MAX];
+        resolve_relative(path, da->ext_fname, resolved, sizeof resolved);
+        struct stat st;
+        if (stat(resolved, &st) != 0 || access(resolved, R_OK) != 0)
+            return ba_fail(err, BA_ERR_IO, "%s: DataArray %d: its external data file %s (%s, "
+                           "relative to the .gii's folder) does not exist or is not readable",
+                           path, k, da->ext_fname, resolved);
+        if (da->ext_offset < 0 || da->nvals < 0 || da->nbyper < 1)
+            return ba_fail(err, BA_ERR_FORMAT, "%s: DataArray %d: bad external offset or size",
+                           path, k);
+        unsigned long long need = (unsigned long long)da->ext_offset +
+                                  (unsigned long long)da->nvals * (unsigned long long)da->nbyper;
+        if ((unsigned long long)st.st_size < need)
+            return ba_fail(err, BA_ERR_FORMAT, "%s: DataArray %d: the external file %s has %llu "
+                           "bytes, the DataArray needs %llu (offset %lld + %lld values)", path, k,
+                           resolved, (unsigned long long)st.st_size, need, da->ext_offset,
+                           da->nvals);
+        char *copy = malloc(strlen(resolved) + 1);
+        if (!copy) return ba_fail(err, BA_ERR_NOMEM, "out of memory for a file name");
+        memcpy(copy, resolved, strlen(resolved) + 1);
+        free(da->ext_fname);
+        da->ext_fname = copy;
+        free(da->data); /* gifticlib allocates it even without reading */
+        da->data = NULL;
+        int verbosity = gifti_get_verb();
+        gifti_set_verb(0);
+        int bad = gifti_read_extern_DA_data(da);
+        gifti_set_verb(verbosity);
+        if (bad || !da->data)
+            return ba_fail(err, BA_ERR_IO, "%s: DataArray %d: cannot read its external data "
+                           "from %s", path, k, resolved);
+    }
+    return BA_OK;
+}
+
+/* The GIfTI image with its data, external files read relative to the .gii. */
+static ba_status gifti_open(const char *path, gifti_image **out, ba_error *err)
+{
+    *out = NULL;
+    if (access(path, R_OK) != 0)
+        return ba_fail(err, BA_ERR_IO, "%s: no such file or not readable", path);
+    gifti_image *g = gifti_read_quiet(path, 0);
     if (!g)
         return ba_fail(err, BA_ERR_FORMAT, "%s: cannot read as GIfTI (not GIfTI XML, or "
                        "truncated)", path);
+    int external = 0;
+    for (int k = 0; k < g->numDA; k++)
+        external += g->darray && g->darray[k] && g->darray[k]->encoding == GIFTI_ENCODING_EXTBIN;
+    ba_status rc = BA_OK;
+    if (external == 0) {
+        gifti_free_image(g);
+        g = gifti_read_quiet(path, 1);
+        if (!g)
+            return ba_fail(err, BA_ERR_FORMAT, "%s: cannot read as GIfTI (not GIfTI XML, or "
+                           "truncated)", path);
+    } else if (external < g->numDA) {
+        rc = ba_fail(err, BA_ERR_FORMAT, "%s: %d of its %d DataArrays are ExternalFileBinary, "
+                     "the others embedded; a series stored all one way is expected", path,
+                     external, g->numDA);
+    } else {
+        rc = gifti_read_external(path, g, err);
+    }
+    if (rc != BA_OK) { gifti_free_image(g); return rc; }
+    *out = g;
+    return BA_OK;
+}
+
+/* The TR a GIfTI states: the "TimeStep" metadata of its first DataArray (or
+ * of the file), in milliseconds as FreeSurfer's mri_vol2surf and fMRIPrep
+ * write it. 0 when absent or 0; an unreadable or negative value is an error. */
+static ba_status gifti_time_step(const char *path, const gifti_image *g, double *tr_s,
+                                 ba_error *err)
+{
+    *tr_s = 0;
+    const char *v = NULL;
+    if (g->numDA > 0 && g->darray[0]) v = gifti_get_meta_value(&g->darray[0]->meta, "TimeStep");
+    if (!v) v = gifti_get_meta_value(&g->meta, "TimeStep");
+    if (!v) return BA_OK;
+    char *end = NULL;
+    double ms = strtod(v, &end);
+    while (end && (*end == ' ' || *end == '\t' || *end == '\n')) end++;
+    if (end == v || (end && *end) || ms < 0 || !isfinite(ms))
+        return ba_fail(err, BA_ERR_FORMAT, "%s: TimeStep metadata '%s' is not a number of "
+                       "milliseconds >= 0", path, v);
+    /* gifticlib writes TimeStep 0.000000 when it does not know the TR. */
+    *tr_s = ms / 1000.0;
+    return BA_OK;
+}
+
+static ba_status gifti_read(const char *path, float **data, long *n_tr, long *n_vertices,
+                            double *tr_s, ba_error *err)
+{
+    *data = NULL;
+    *n_tr = *n_vertices = 0;
+    *tr_s = 0;
+    gifti_image *g = NULL;
+    BA_CHECK(gifti_open(path, &g, err));
     long nt = 0, nv = 0;
     bool one_array = false;
     ba_status rc = gifti_layout(path, g, &nt, &nv, &one_array, err);
+    if (rc == BA_OK) rc = gifti_time_step(path, g, tr_s, err);
     float *out = NULL;
     if (rc == BA_OK) {
         out = ba_alloc_array(nt, nv, sizeof *out, "GIfTI series [TRs, vertices]", err);
@@ -471,6 +584,13 @@ ba_status ba_gifti_read_series(const char *path, float **data, long *n_tr, long 
     *n_tr = nt;
     *n_vertices = nv;
     return BA_OK;
+}
+
+ba_status ba_gifti_read_series(const char *path, float **data, long *n_tr, long *n_vertices,
+                               ba_error *err)
+{
+    double tr_s = 0;
+    return gifti_read(path, data, n_tr, n_vertices, &tr_s, err);
 }
 
 /* ---- NIfTI ------------------------------------------------------------------ */
@@ -554,6 +674,117 @@ done:
     return BA_OK;
 }
 
+/* The TR a NIfTI header states: pixdim[4] when xyzt_units names a time unit
+ * (s, ms or us); 0 when the unit is unknown or pixdim[4] is not positive.
+ * A story must be a 4-D series: a 3-D volume is an error. */
+static ba_status nifti_series_tr(const char *path, double *tr_s, ba_error *err)
+{
+    *tr_s = 0;
+    nifti_image *nim = NULL;
+    BA_CHECK(open_nifti_header(path, &nim, err));
+    ba_status rc = BA_OK;
+    if (nim->dim[0] < 4)
+        rc = ba_fail(err, BA_ERR_SHAPE, "%s: 3-D (%dx%dx%d), a 4-D series expected (one "
+                     "volume per TR)", path, nim->nx, nim->ny, nim->nz);
+    double scale = nim->time_units == NIFTI_UNITS_SEC ? 1.0
+                   : nim->time_units == NIFTI_UNITS_MSEC ? 1e-3
+                   : nim->time_units == NIFTI_UNITS_USEC ? 1e-6 : 0.0;
+    if (rc == BA_OK && scale > 0 && nim->pixdim[4] > 0 && isfinite(nim->pixdim[4]))
+        *tr_s = nim->pixdim[4] * scale;
+    nifti_image_free(nim);
+    return rc;
+}
+
+/* ---- per-story trims ---------------------------------------------------------- */
+
+static ba_status check_story_name(const char *story, ba_error *err);
+
+ba_status ba_story_trims_set(ba_story_trims *t, const char *story, long trim_start,
+                             long trim_end, ba_error *err)
+{
+    if (trim_start < 0 || trim_end < 0)
+        return ba_fail(err, BA_ERR_USAGE, "story %s: trimming must be >= 0 TRs", story);
+    for (size_t k = 0; k < t->n; k++)
+        if (strcmp(t->items[k].story, story) == 0) {
+            t->items[k].trim_start = trim_start;
+            t->items[k].trim_end = trim_end;
+            return BA_OK;
+        }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 16;
+        ba_story_trim *grown = realloc(t->items, cap * sizeof *grown);
+        if (!grown) return ba_fail(err, BA_ERR_NOMEM, "out of memory for the trims");
+        t->items = grown;
+        t->cap = cap;
+    }
+    char *name = malloc(strlen(story) + 1);
+    if (!name) return ba_fail(err, BA_ERR_NOMEM, "out of memory for the trims");
+    memcpy(name, story, strlen(story) + 1);
+    t->items[t->n++] = (ba_story_trim){name, trim_start, trim_end};
+    return BA_OK;
+}
+
+void ba_story_trims_free(ba_story_trims *t)
+{
+    for (size_t k = 0; k < t->n; k++) free(t->items[k].story);
+    free(t->items);
+    memset(t, 0, sizeof *t);
+}
+
+static bool parse_count(const char *text, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < 0) return false;
+    *out = v;
+    return true;
+}
+
+ba_status ba_story_trims_read(ba_story_trims *t, const char *path, ba_error *err)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp) return ba_fail(err, BA_ERR_IO, "%s: cannot open the trims table", path);
+    char *line = NULL;
+    size_t cap = 0, before = t->n;
+    long line_no = 0;
+    ba_status rc = BA_OK;
+    while (rc == BA_OK && getline(&line, &cap, fp) >= 0) {
+        line_no++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char *field[4], *save = NULL;
+        int n = 0;
+        for (char *tok = strtok_r(line, " \t\r\n", &save); tok && n < 4;
+             tok = strtok_r(NULL, " \t\r\n", &save))
+            field[n++] = tok;
+        if (n == 0) continue;
+        long a = 0, b = 0;
+        if (n == 3 && !parse_count(field[1], &a) && !parse_count(field[2], &b) &&
+            t->n == before && strcmp(field[1], "trim_start") == 0)
+            continue; /* the header line */
+        if (n != 3 || !parse_count(field[1], &a) || !parse_count(field[2], &b)) {
+            rc = ba_fail(err, BA_ERR_FORMAT, "%s:%ld: expected 'story trim_start trim_end' "
+                         "(counts of TRs >= 0)", path, line_no);
+            break;
+        }
+        for (size_t k = before; k < t->n; k++)
+            if (strcmp(t->items[k].story, field[0]) == 0)
+                rc = ba_fail(err, BA_ERR_FORMAT, "%s:%ld: story %s is listed twice", path,
+                             line_no, field[0]);
+        if (rc == BA_OK) rc = check_story_name(field[0], err);
+        if (rc == BA_OK) rc = ba_story_trims_set(t, field[0], a, b, err);
+        if (rc != BA_OK && err->code != BA_OK && line_no > 0 && !strstr(err->message, path))
+            ba_context(err, "%s:%ld", path, line_no);
+    }
+    if (rc == BA_OK && ferror(fp)) rc = ba_fail(err, BA_ERR_IO, "%s: read error", path);
+    if (rc == BA_OK && t->n == before)
+        rc = ba_fail(err, BA_ERR_FORMAT, "%s: lists no story", path);
+    free(line);
+    fclose(fp);
+    return rc;
+}
+
 /* ---- the list of inputs ------------------------------------------------------ */
 
 ba_status ba_bold_format_parse(const char *name, ba_bold_format *format, ba_error *err)
@@ -633,14 +864,6 @@ void ba_bold_inputs_free(ba_bold_inputs *list)
     for (size_t k = 0; k < list->n; k++) input_free(&list->items[k]);
     free(list->items);
     memset(list, 0, sizeof *list);
-}
-
-/* `name` relative to the directory of `list_path` unless it is absolute. */
-static void resolve_relative(const char *list_path, const char *name, char *out, size_t size)
-{
-    const char *slash = strrchr(list_path, '/');
-    if (name[0] == '/' || !slash) snprintf(out, size, "%s", name);
-    else snprintf(out, size, "%.*s/%s", (int)(slash - list_path), list_path, name);
 }
 
 static ba_status add_list_line(ba_bold_inputs *list, ba_bold_format format,
@@ -731,7 +954,41 @@ typedef struct {
                                GIfTI: vertex counts from the first input */
     long n_voxels;          /* -1 until the first input fixed it */
     char first_label[2 * BA_PATH_MAX + 300];
+    double tr_s;            /* --tr, else the first header's TR; 0 until known */
+    char tr_from[BA_PATH_MAX + 64]; /* where tr_s came from */
 } import_state;
+
+/* The trims of one story: its own if listed, else the global ones. */
+static void trims_of(const ba_import_options *o, const char *story, long *start, long *end)
+{
+    *start = o->trim_start;
+    *end = o->trim_end;
+    if (!o->story_trims) return;
+    for (size_t k = 0; k < o->story_trims->n; k++)
+        if (strcmp(o->story_trims->items[k].story, story) == 0) {
+            *start = o->story_trims->items[k].trim_start;
+            *end = o->story_trims->items[k].trim_end;
+        }
+}
+
+/* A header's TR (0 = the file states none) against --tr or the TR so far. */
+static ba_status check_header_tr(import_state *s, const char *file, double header_tr,
+                                 ba_error *err)
+{
+    if (!(header_tr > 0)) {
+        if (s->tr_s > 0) return BA_OK;
+        return ba_fail(err, BA_ERR_USAGE, "%s states no TR in its header (NIfTI pixdim[4] with "
+                       "a time unit in xyzt_units, GIfTI TimeStep metadata): give --tr", file);
+    }
+    if (s->tr_s > 0) {
+        if (fabs(header_tr - s->tr_s) <= 1e-4 * s->tr_s) return BA_OK;
+        return ba_fail(err, BA_ERR_VALUE, "%s: its header states a TR of %g s, but %s is %g s",
+                       file, header_tr, s->tr_from, s->tr_s);
+    }
+    s->tr_s = header_tr;
+    snprintf(s->tr_from, sizeof s->tr_from, "the TR of %s", file);
+    return BA_OK;
+}
 
 static ba_status read_gifti_input(import_state *s, const ba_bold_input *in, float **data,
                                   long *n_tr, long *n_vox, ba_error *err)
@@ -740,7 +997,11 @@ static ba_status read_gifti_input(import_state *s, const ba_bold_input *in, floa
     long nt[2] = {0, 0}, nv[2] = {0, 0};
     ba_status rc = BA_OK;
     for (int h = 0; h < 2 && rc == BA_OK; h++)
-        if (in->file[h]) rc = ba_gifti_read_series(in->file[h], &hemi[h], &nt[h], &nv[h], err);
+        if (in->file[h]) {
+            double tr_s = 0;
+            rc = gifti_read(in->file[h], &hemi[h], &nt[h], &nv[h], &tr_s, err);
+            if (rc == BA_OK) rc = check_header_tr(s, in->file[h], tr_s, err);
+        }
     if (rc == BA_OK && in->file[0] && in->file[1] && nt[0] != nt[1])
         rc = ba_fail(err, BA_ERR_SHAPE, "story %s: the hemispheres disagree: %s has %ld TRs, "
                      "%s has %ld", in->story, in->file[0], nt[0], in->file[1], nt[1]);
@@ -826,11 +1087,16 @@ static ba_status read_input(import_state *s, const ba_bold_input *in, float **da
     switch (s->o->format) {
     case BA_BOLD_GIFTI:
         return read_gifti_input(s, in, data, n_tr, n_vox, err);
-    case BA_BOLD_NIFTI:
+    case BA_BOLD_NIFTI: {
+        double tr_s = 0;
+        BA_CHECK(nifti_series_tr(in->file[0], &tr_s, err));
+        BA_CHECK(check_header_tr(s, in->file[0], tr_s, err));
         BA_CHECK(ba_nifti_read_masked(in->file[0], &s->space, data, n_tr, err));
         *n_vox = s->space.n_voxels;
         return BA_OK;
+    }
     case BA_BOLD_HDF5:
+        BA_CHECK(check_header_tr(s, in->file[0], 0, err));
         return read_hdf5_input(in, data, n_tr, n_vox, err);
     }
     return ba_fail(err, BA_ERR_INTERNAL, "unknown BOLD format");
@@ -871,6 +1137,7 @@ static void describe_input(const ba_bold_input *in, char *buf, size_t size)
 
 typedef struct {
     long n_tr;       /* after trimming */
+    long trim_start, trim_end;
     int n_subjects;
     float *data;     /* [n_tr, n_voxels] */
     char *source;    /* the input files, one per line */
@@ -911,9 +1178,11 @@ static ba_status check_input_shape(import_state *s, const ba_bold_input *in, lon
         return ba_fail(err, BA_ERR_SHAPE, "story %s: %s has %ld TRs, %s has %ld (--average needs "
                        "the same TRs for every subject of a story)", in->story, label, n_tr,
                        first_file, first_n_tr);
-    if (n_tr <= o->trim_start + o->trim_end)
+    long trim_start = 0, trim_end = 0;
+    trims_of(o, in->story, &trim_start, &trim_end);
+    if (n_tr <= trim_start + trim_end)
         return ba_fail(err, BA_ERR_SHAPE, "%s: story %s has %ld TRs; trimming %ld + %ld leaves "
-                       "none", label, in->story, n_tr, o->trim_start, o->trim_end);
+                       "none", label, in->story, n_tr, trim_start, trim_end);
     return BA_OK;
 }
 
@@ -928,6 +1197,8 @@ static ba_status import_story(import_state *s, const char *story, story_result *
     long first_n_tr = 0, V = 0;
     char first_file[2 * BA_PATH_MAX + 8] = "";
     ba_status rc = BA_OK;
+    long trim_start = 0, trim_end = 0;
+    trims_of(o, story, &trim_start, &trim_end);
     for (size_t k = 0; k < inputs->n; k++) {
         const ba_bold_input *in = &inputs->items[k];
         if (strcmp(in->story, story) != 0) continue;
@@ -935,8 +1206,8 @@ static ba_status import_story(import_state *s, const char *story, story_result *
         BA_TRY(read_input(s, in, &raw, &n_tr, &V, err), fail);
         BA_TRY(check_input_shape(s, in, n_tr, V, first_n_tr, first_file[0] ? first_file : NULL,
                                  err), fail);
-        long T = n_tr - o->trim_start - o->trim_end;
-        BA_TRY(check_finite(s, in, raw, o->trim_start, T, V, err), fail);
+        long T = n_tr - trim_start - trim_end;
+        BA_TRY(check_finite(s, in, raw, trim_start, T, V, err), fail);
         BA_TRY(append_source(r, in, err), fail);
         if (r->n_subjects == 0) {
             first_n_tr = n_tr;
@@ -944,7 +1215,7 @@ static ba_status import_story(import_state *s, const char *story, story_result *
             r->n_tr = T;
             BA_ALLOC(sum, (size_t)T * (size_t)V, "average over subjects", fail);
         }
-        const float *kept = raw + o->trim_start * V;
+        const float *kept = raw + trim_start * V;
         for (size_t e = 0; e < (size_t)T * (size_t)V; e++) sum[e] += kept[e];
         r->n_subjects++;
         free(raw);
@@ -954,6 +1225,8 @@ static ba_status import_story(import_state *s, const char *story, story_result *
         rc = ba_fail(err, BA_ERR_INTERNAL, "story %s has no input", story);
         goto fail;
     }
+    r->trim_start = trim_start;
+    r->trim_end = trim_end;
     BA_ALLOC(r->data, (size_t)r->n_tr * (size_t)V, "BOLD", fail);
     for (size_t e = 0; e < (size_t)r->n_tr * (size_t)V; e++)
         r->data[e] = (float)(sum[e] / r->n_subjects);
@@ -973,8 +1246,8 @@ fail:
 static ba_status check_options(const ba_import_options *o, ba_error *err)
 {
     if (!o->out_path) return ba_fail(err, BA_ERR_USAGE, "no output file (--out)");
-    if (!(o->tr_s > 0) || !isfinite(o->tr_s))
-        return ba_fail(err, BA_ERR_USAGE, "the TR (--tr, seconds) must be given and positive");
+    if (!(o->tr_s >= 0) || !isfinite(o->tr_s))
+        return ba_fail(err, BA_ERR_USAGE, "the TR (--tr, seconds) must be positive");
     if (o->trim_start < 0 || o->trim_end < 0)
         return ba_fail(err, BA_ERR_USAGE, "trimming must be >= 0 TRs");
     if (!o->inputs || o->inputs->n == 0) return ba_fail(err, BA_ERR_USAGE, "no input story");
@@ -992,7 +1265,19 @@ static ba_status check_options(const ba_import_options *o, ba_error *err)
             if (strcmp(o->inputs->items[j].story, in->story) == 0)
                 return ba_fail(err, BA_ERR_USAGE, "story %s is given twice (use --average to "
                                "average several subjects)", in->story);
+        if (o->trims_table && o->story_trims) {
+            bool listed = false;
+            for (size_t j = 0; j < o->story_trims->n && !listed; j++)
+                listed = strcmp(o->story_trims->items[j].story, in->story) == 0;
+            if (!listed)
+                return ba_fail(err, BA_ERR_USAGE, "story %s is not in the trims table %s",
+                               in->story, o->trims_table);
+        }
     }
+    for (size_t j = 0; o->story_trims && j < o->story_trims->n; j++)
+        if (o->story_trims->items[j].trim_start < 0 || o->story_trims->items[j].trim_end < 0)
+            return ba_fail(err, BA_ERR_USAGE, "story %s: trimming must be >= 0 TRs",
+                           o->story_trims->items[j].story);
     return BA_OK;
 }
 
@@ -1004,8 +1289,10 @@ static ba_status write_story(ba_h5file *f, const char *story, const story_result
     snprintf(obj, sizeof obj, "%s/data", group);
     hsize_t dims[2] = {(hsize_t)r->n_tr, (hsize_t)V};
     BA_CHECK(ba_h5_write_all(f, obj, BA_H5_F32, 2, dims, r->data, err));
-    long long n = r->n_subjects;
+    long long n = r->n_subjects, trim[2] = {r->trim_start, r->trim_end};
     BA_CHECK(ba_h5_set_attr_i64(f, obj, "n_subjects", &n, 1, err));
+    BA_CHECK(ba_h5_set_attr_i64(f, obj, "trim_start", &trim[0], 1, err));
+    BA_CHECK(ba_h5_set_attr_i64(f, obj, "trim_end", &trim[1], 1, err));
     return ba_h5_set_attr_str(f, obj, "source", r->source ? r->source : "", err);
 }
 
@@ -1034,9 +1321,9 @@ static const char *space_name(ba_space_kind k)
 }
 
 static ba_status write_root_attributes(ba_h5file *f, const ba_import_options *o,
-                                       ba_space_kind kind, ba_error *err)
+                                       ba_space_kind kind, double tr_s, ba_error *err)
 {
-    BA_CHECK(ba_h5_set_attr_f64(f, "/", "tr_s", &o->tr_s, 1, err));
+    BA_CHECK(ba_h5_set_attr_f64(f, "/", "tr_s", &tr_s, 1, err));
     BA_CHECK(ba_h5_set_attr_str(f, "/", "format", ba_bold_format_name(o->format), err));
     BA_CHECK(ba_h5_set_attr_str(f, "/", "space", space_name(kind), err));
     long long trim[2] = {o->trim_start, o->trim_end};
@@ -1064,6 +1351,8 @@ static ba_status import_on_this_rank(const ba_import_options *o, ba_import_summa
     memset(&s, 0, sizeof s);
     s.o = o;
     s.n_voxels = -1;
+    s.tr_s = o->tr_s;
+    snprintf(s.tr_from, sizeof s.tr_from, "--tr");
     if (o->mask_path) BA_CHECK(ba_brain_space_from_mask(o->mask_path, &s.space, err));
     ba_h5file f;
     ba_status rc = ba_h5_create(&f, o->out_path, MPI_COMM_SELF, err);
@@ -1084,11 +1373,13 @@ static ba_status import_on_this_rank(const ba_import_options *o, ba_import_summa
         }
         free(r.data);
         free(r.source);
-        ba_progress_update(&progress, (double)(k + 1), (double)o->inputs->n);
+        /* No "100% done" line before an error. */
+        if (rc == BA_OK) ba_progress_update(&progress, (double)(k + 1), (double)o->inputs->n);
     }
-    ba_progress_end(&progress);
     if (rc == BA_OK) rc = write_space(&f, &s.space, err);
-    if (rc == BA_OK) rc = write_root_attributes(&f, o, s.space.kind, err);
+    if (rc == BA_OK) rc = write_root_attributes(&f, o, s.space.kind, s.tr_s, err);
+    if (rc == BA_OK) ba_progress_end(&progress);
+    else if (progress.enabled && progress.tty) fputc('\n', progress.out);
     summary->n_voxels = s.n_voxels;
     summary->space = s.space.kind;
     ba_brain_space_free(&s.space);

@@ -362,6 +362,14 @@ const char *ba_augment_policy_name(const ba_augment_options *o)
     return o->random_text ? RANDOM[o->placement] : PLAIN[o->placement];
 }
 
+void ba_augment_condition_name(const ba_association_set *set, const ba_augment_options *o,
+                               char *buf, size_t size)
+{
+    const char *policy = ba_augment_policy_name(o);
+    if (!o->random_text && o->placement == BA_PLACE_HUMAN) snprintf(buf, size, "%s", set->name);
+    else snprintf(buf, size, "%s-%s", set->name, policy);
+}
+
 /* ------------------------------------------------------------ insertion */
 
 typedef struct {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "brainalign/core/alloc.h"
 #include "brainalign/core/hash.h"
@@ -441,9 +442,11 @@ static ba_status read_r(const char *path, long expect, float **r, long *n_voxels
         rc = *r ? ba_h5_read_n(&f, "/r", BA_H5_F32, 1, NULL, NULL, *r, (size_t)dims[0], err)
                 : err->code;
     }
-    /* A correlation: finite and within [-1, 1]; anything else is not a score. */
+    /* A correlation: within [-1, 1], or NaN for a voxel `fit` left out of the
+     * solve (constant over the samples; skipped in every mean and test);
+     * anything else is not a score. */
     for (long v = 0; rc == BA_OK && v < *n_voxels; v++)
-        if (!isfinite((*r)[v]) || (*r)[v] < -1.0f || (*r)[v] > 1.0f)
+        if (!isnan((*r)[v]) && (!isfinite((*r)[v]) || (*r)[v] < -1.0f || (*r)[v] > 1.0f))
             rc = ba_fail(err, BA_ERR_VALUE, "%s:/r[%ld] is %g, expected a correlation in "
                          "[-1, 1]", path, v, (double)(*r)[v]);
     ba_h5_abandon(&f);
@@ -531,11 +534,11 @@ done:
 
 static double region_mean(const float *r, const region_voxels *rv, int g)
 {
-    long n = rv->start[g + 1] - rv->start[g];
-    if (n == 0) return NAN;
+    long n = 0; /* voxels with a score (NaN: left out by `fit`) */
     double s = 0;
-    for (long k = rv->start[g]; k < rv->start[g + 1]; k++) s += r[rv->index[k]];
-    return s / (double)n;
+    for (long k = rv->start[g]; k < rv->start[g + 1]; k++)
+        if (!isnan(r[rv->index[k]])) { s += r[rv->index[k]]; n++; }
+    return n ? s / (double)n : NAN;
 }
 
 /* One stream per model, condition and region, whatever the input order. */
@@ -605,9 +608,17 @@ static ba_status test_region(const ba_compare_options *o, const model_design *md
         }
     } else {
         const float *rc_ = d->r[c], *rb = d->r[0];
+        long kept = 0; /* voxels scored in both */
         for (long k = 0; k < n; k++) {
             long v = rv->index[first + k];
-            x[k] = (double)rc_[v] - (double)rb[v];
+            if (!isnan(rc_[v]) && !isnan(rb[v])) x[kept++] = (double)rc_[v] - (double)rb[v];
+        }
+        n = kept;
+        if (n < 2) { /* every voxel of the region left out by `fit` (or one left) */
+            row->p = row->ci_low = row->ci_high = NAN;
+            snprintf(row->test, sizeof row->test, "voxel bootstrap");
+            free(x);
+            return BA_OK;
         }
         ba_bootstrap_result b;
         rc = ba_bootstrap_mean(x, (size_t)n, o->n_bootstrap, o->confidence, seed, &b, NULL, err);
@@ -642,12 +653,16 @@ static ba_status compute_model(const ba_compare_options *o, const model_design *
     for (int c = 0; c < C; c++)
         for (long v = 0; v < n_voxels; v++) {
             double sum = 0, delta = 0;
+            int scored = 0; /* subjects whose fit kept the voxel */
             for (int s = 0; s < S; s++) {
-                sum += d->r[(size_t)c * S + s][v];
-                delta += (double)d->r[(size_t)c * S + s][v] - (double)d->r[s][v];
+                float rc_ = d->r[(size_t)c * S + s][v], rb = d->r[s][v];
+                if (isnan(rc_) || isnan(rb)) continue;
+                sum += rc_;
+                delta += (double)rc_ - (double)rb;
+                scored++;
             }
-            d->mean_r[(size_t)c * n_voxels + v] = (float)(sum / S);
-            d->delta_r[(size_t)c * n_voxels + v] = (float)(delta / S);
+            d->mean_r[(size_t)c * n_voxels + v] = scored ? (float)(sum / scored) : NAN;
+            d->delta_r[(size_t)c * n_voxels + v] = scored ? (float)(delta / scored) : NAN;
         }
     for (int c = 0; c < C; c++)
         for (int g = 0; g < n_regions; g++) {
@@ -873,6 +888,7 @@ static ba_status write_markdown(const char *path, const ba_compare_options *o, c
                "voxels taken as independent). Seed %llu.\n",
             o->baseline, o->baseline, o->fdr, o->fdr / 5, o->n_permutations, o->n_permutations,
             100 * o->confidence, o->n_bootstrap, (unsigned long long)o->seed);
+    if (res->note[0]) fprintf(f, "\n**Note.** %s\n", res->note);
     if (d->n_models > 1) md_all_models(f, o, d, res);
     for (int m = 0; m < d->n_models; m++) md_model(f, o, &d->models[m], res);
     if (fclose(f) != 0) return ba_fail(err, BA_ERR_IO, "%s: cannot write", path);
@@ -918,7 +934,8 @@ static ba_status write_model_h5(ba_h5file *f, const model_design *md, const mode
 
 static ba_status write_h5(const char *path, const ba_compare_options *o, const design *d,
                           const model_data *data, const ba_atlas *atlas,
-                          const region_voxels *rv, const char *atlas_path, ba_error *err)
+                          const region_voxels *rv, const char *atlas_path, const char *note,
+                          ba_error *err)
 {
     ba_h5file f;
     BA_CHECK(ba_h5_create(&f, path, MPI_COMM_SELF, err));
@@ -941,6 +958,7 @@ static ba_status write_h5(const char *path, const ba_compare_options *o, const d
     if (rc == BA_OK) rc = ba_h5_set_attr_f64(&f, "/", "n_bootstrap", &settings[3], 1, err);
     if (rc == BA_OK) rc = ba_h5_set_attr_i64(&f, "/", "seed", &seed, 1, err);
     if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "atlas", atlas_path, err);
+    if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "note", note, err);
     if (rc == BA_OK) rc = ba_h5_set_attr_str(&f, "/", "version", BRAINALIGN_VERSION, err);
     if (rc == BA_OK)
         rc = ba_h5_set_attr_str(&f, "/", "command", o->command_line ? o->command_line : "", err);
@@ -1040,7 +1058,7 @@ static ba_status write_outputs(const ba_compare_options *o, const design *d,
     snprintf(md_tmp, sizeof md_tmp, "%s.partial", md);
     ba_status rc = write_csv(csv_tmp, o, res, err);
     if (rc == BA_OK) rc = write_markdown(md_tmp, o, d, res, err);
-    if (rc == BA_OK) rc = write_h5(h5, o, d, data, atlas, rv, atlas_path, err);
+    if (rc == BA_OK) rc = write_h5(h5, o, d, data, atlas, rv, atlas_path, res->note, err);
     if (rc == BA_OK) rc = note_written(res, h5, err);
     if (rc == BA_OK && o->bold_path) rc = write_maps(o, d, data, atlas->n_voxels, res, err);
     if (rc == BA_OK && (rename(csv_tmp, csv) != 0 || rename(md_tmp, md) != 0))
@@ -1053,6 +1071,29 @@ static ba_status write_outputs(const ba_compare_options *o, const design *d,
         for (size_t i = 0; i < res->n_written; i++) remove(res->written[i]);
     }
     return rc;
+}
+
+/* With S subjects the exact two-sided sign-flip p-value is at least 2/2^S
+ * (the observed signs and their mirror): at S <= 5 that is above 0.05, and
+ * no region can be significant however large its effect. Say so. */
+static void p_floor_note(const ba_compare_options *o, const design *d, ba_compare_result *res)
+{
+    size_t len = strlen(res->note);
+    for (int m = 0; m < d->n_models; m++) {
+        int S = d->models[m].n_subjects;
+        if (S < 2 || S > 62) continue;
+        double floor_p = ldexp(2.0, -S);
+        if (floor_p <= o->fdr) continue;
+        int need = S;
+        while (ldexp(2.0, -need) > o->fdr) need++;
+        len += (size_t)snprintf(res->note + len, len < sizeof res->note ? sizeof res->note - len : 0,
+                                "%s%s: with %d subjects the sign-flip p-value cannot go below "
+                                "2/2^%d = %.4g, above the significance level %g: no region can be "
+                                "significant, whatever its effect (%d subjects at least are "
+                                "needed)", len ? "\n" : "", d->models[m].name, S, S, floor_p,
+                                o->fdr, need);
+        if (len >= sizeof res->note) { len = sizeof res->note - 1; break; }
+    }
 }
 
 ba_status ba_compare_run(const ba_compare_options *o, ba_compare_result *res, ba_error *err)
@@ -1089,7 +1130,11 @@ ba_status ba_compare_run(const ba_compare_options *o, ba_compare_result *res, ba
         BA_TRY(compute_model(o, &d.models[m], &rv, atlas.n_regions, V, &data[m], err), done);
         BA_TRY(model_rows(o, &d.models[m], &data[m], &rv, &atlas, res, err), done);
     }
-    BA_TRY(write_outputs(o, &d, data, &atlas, &rv, atlas_path, res, err), done);
+    p_floor_note(o, &d, res);
+    char created[BA_PATH_MAX] = "";
+    BA_TRY(ba_out_prefix_prepare(o->out_prefix, created, sizeof created, err), done);
+    rc = write_outputs(o, &d, data, &atlas, &rv, atlas_path, res, err);
+    if (rc != BA_OK && created[0]) rmdir(created); /* only if left empty */
 done:
     for (int m = 0; data && m < d.n_models; m++) model_data_free(&data[m], d.models[m].n_conditions);
     free(data);

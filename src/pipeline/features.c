@@ -845,8 +845,11 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
                                            p.stories[s].words, p.stories[s].onset,
                                            p.stories[s].offset};
     const ba_model_config *mc = ba_model_get_config(p.model);
+    char assoc_condition[2 * BA_ASSOC_NAME_MAX];
+    if (cfg->associations)
+        ba_augment_condition_name(&p.assoc, &cfg->augment, assoc_condition, sizeof assoc_condition);
     const char *condition = cfg->condition          ? cfg->condition
-                            : cfg->associations ? p.assoc.name
+                            : cfg->associations ? assoc_condition
                                                 : "baseline";
     ba_features_meta meta = {mc->model_type, sum->checkpoint, (long)p.rs.context, condition,
                              cfg->command_line ? cfg->command_line : "brainalign features"};

@@ -1,6 +1,7 @@
 /* fit.c — the `fit` stage (see fit.h). */
 #include "brainalign/pipeline/fit.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +127,124 @@ static void study_close(study_inputs *s)
     memset(s, 0, sizeof *s);
 }
 
+static bool in_list(char **names, size_t n, const char *name)
+{
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(names[k], name) == 0) return true;
+    return false;
+}
+
+/* Appends ", name" (or "name") to buf while it fits. */
+static void list_append(char *buf, size_t size, const char *name)
+{
+    size_t len = strlen(buf);
+    if (len + strlen(name) + 8 >= size) {
+        if (len + 5 < size && !strstr(buf, "...")) snprintf(buf + len, size - len, ", ...");
+        return;
+    }
+    snprintf(buf + len, size - len, "%s%s", len ? ", " : "", name);
+}
+
+/* The stories to fit: --stories (each in both files), else those of bold.h5,
+ * which must be those of features.h5 (a story on one side only would be
+ * dropped without a word, or fail later). Replaces s->stories. */
+static ba_status select_stories(const ba_fit_config *cfg, study_inputs *s, ba_error *err)
+{
+    char **feat = s->features.stories;
+    size_t n_feat = s->features.n_stories;
+    char *keep = ba_calloc(s->n_stories + 1, 1, "story selection", err);
+    if (!keep) return BA_ERR_NOMEM;
+    ba_status rc = BA_OK;
+    if (cfg->stories) {
+        char list[4096];
+        snprintf(list, sizeof list, "%s", cfg->stories);
+        size_t wanted = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(list, ",", &save); tok && rc == BA_OK;
+             tok = strtok_r(NULL, ",", &save)) {
+            while (*tok == ' ') tok++;
+            size_t k = 0;
+            while (k < s->n_stories && strcmp(s->stories[k], tok) != 0) k++;
+            if (k == s->n_stories)
+                rc = ba_fail(err, BA_ERR_USAGE, "--stories: %s is not a story of %s", tok,
+                             cfg->bold_path);
+            else if (!in_list(feat, n_feat, tok))
+                rc = ba_fail(err, BA_ERR_USAGE, "--stories: %s is not a story of %s", tok,
+                             cfg->features_path);
+            else if (keep[k])
+                rc = ba_fail(err, BA_ERR_USAGE, "--stories: %s is named twice", tok);
+            else { keep[k] = 1; wanted++; }
+        }
+        if (rc == BA_OK && wanted == 0)
+            rc = ba_fail(err, BA_ERR_USAGE, "--stories names no story");
+    } else {
+        char only_feat[1024] = "", only_bold[1024] = "";
+        for (size_t k = 0; k < n_feat; k++)
+            if (!in_list(s->stories, s->n_stories, feat[k]))
+                list_append(only_feat, sizeof only_feat, feat[k]);
+        for (size_t k = 0; k < s->n_stories; k++) {
+            keep[k] = 1;
+            if (!in_list(feat, n_feat, s->stories[k]))
+                list_append(only_bold, sizeof only_bold, s->stories[k]);
+        }
+        if (only_feat[0] || only_bold[0])
+            rc = ba_fail(err, BA_ERR_VALUE, "the stories of %s and %s differ:%s%s%s%s%s%s (give "
+                         "--stories to fit a subset)", cfg->features_path, cfg->bold_path,
+                         only_feat[0] ? " features but no BOLD: " : "", only_feat,
+                         only_feat[0] && only_bold[0] ? ";" : "",
+                         only_bold[0] ? " BOLD but no features: " : "", only_bold, "");
+    }
+    if (rc == BA_OK) {
+        size_t n = 0;
+        for (size_t k = 0; k < s->n_stories; k++) {
+            if (keep[k]) s->stories[n++] = s->stories[k];
+            else free(s->stories[k]);
+        }
+        s->n_stories = n;
+    }
+    free(keep);
+    return rc;
+}
+
+/* The first non-finite BOLD value, by story and TR as `import` reports it,
+ * the same whatever the rank count (the smallest (row, voxel) over ranks). */
+static ba_status check_bold_finite(const ba_fit_config *cfg, const study_inputs *s,
+                                   const ba_ridge_layout *L, const fit_inputs *in, MPI_Comm comm,
+                                   ba_error *err)
+{
+    long vloc = L->v_end - L->v_begin;
+    long long first = -1;
+    for (long i = 0; first < 0 && i < in->n; i++)
+        for (long j = 0; j < vloc; j++)
+            if (!isfinite(in->y_local[i * vloc + j]) &&
+                !(cfg->nan_as_missing && isnan(in->y_local[i * vloc + j]))) {
+                first = (long long)i * in->v + (L->v_begin + j);
+                break;
+            }
+    long long mine = first < 0 ? LLONG_MAX : first, global = LLONG_MAX;
+    MPI_Allreduce(&mine, &global, 1, MPI_LONG_LONG, MPI_MIN, comm);
+    if (global == LLONG_MAX) return BA_OK;
+    long row = (long)(global / in->v), voxel = (long)(global % in->v);
+    /* The value: the rank that holds it says which kind. */
+    int kind = 0, any = 0; /* 1 NaN, 2 infinite */
+    if (voxel >= L->v_begin && voxel < L->v_end)
+        kind = isnan(in->y_local[row * vloc + (voxel - L->v_begin)]) ? 1 : 2;
+    MPI_Allreduce(&kind, &any, 1, MPI_INT, MPI_MAX, comm);
+    size_t k = 0;
+    while (k + 1 < s->n_stories && in->story_bounds[k + 1] <= row) k++;
+    char where[128];
+    snprintf(where, sizeof where, "voxel %ld", voxel);
+    ba_brain_space space;
+    ba_error ignored;
+    if (ba_brain_space_read(cfg->bold_path, &space, &ignored) == BA_OK) {
+        ba_brain_space_describe(&space, voxel, where, sizeof where);
+        ba_brain_space_free(&space);
+    }
+    return ba_fail(err, BA_ERR_VALUE, "%s: story %s: TR %ld, %s is %s", cfg->bold_path,
+                   s->stories[k], row - in->story_bounds[k], where,
+                   any == 2 ? "infinite" : "NaN");
+}
+
 static ba_status study_open(const ba_fit_config *cfg, MPI_Comm comm, study_inputs *s,
                             fit_inputs *in, ba_error *err)
 {
@@ -136,6 +255,7 @@ static ba_status study_open(const ba_fit_config *cfg, MPI_Comm comm, study_input
     rc = ba_h5_list_group(&s->bold, "/stories", &s->stories, &s->n_stories, err);
     if (rc == BA_OK && s->n_stories == 0)
         rc = ba_fail(err, BA_ERR_FORMAT, "%s: /stories is empty", cfg->bold_path);
+    if (rc == BA_OK) rc = select_stories(cfg, s, err);
     s->tr_s = cfg->design.tr_s;
     /* 0 means "not given": the file's TR. Anything else given (negative,
      * NaN, inf, 1e-300) is refused, never replaced by the file's. */
@@ -337,6 +457,12 @@ static void describe_config(const ba_fit_config *cfg, const fit_inputs *in,
             cfg->design.aggregate == BA_AGGREGATE_MEAN ? "mean"
             : cfg->design.aggregate == BA_AGGREGATE_LANCZOS ? "lanczos" : "sum",
             cfg->design.tr_offset_s);
+        if (cfg->stories) { /* the subset fitted (quotes and backslashes dropped) */
+            ADD(", \"stories\": \"");
+            for (const char *c = cfg->stories; *c; c++)
+                if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20) ADD("%c", *c);
+            ADD("\"");
+        }
     }
     ADD(", \"fold_gap\": %ld", cfg->ridge.fold_gap);
     if (bands && bands->bo.n_bands > 0) {
@@ -508,7 +634,8 @@ static ba_status write_bands(const ba_fit_config *cfg, MPI_Comm comm, ba_h5file 
 static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
                               const ba_ridge_layout *L, const fit_inputs *in,
                               const ba_ridge_result *R, const fit_bands *bands,
-                              const ba_banded_result *BR, ba_fit_summary *sum, ba_error *err)
+                              const ba_banded_result *BR, const unsigned char *excluded,
+                              ba_fit_summary *sum, ba_error *err)
 {
     int rank = 0, size = 1;
     MPI_Comm_rank(comm, &rank);
@@ -516,7 +643,7 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     ba_status rc = BA_OK;
     /* Gather r on rank 0 (group 0 holds every voxel once). */
     float *r_all = NULL;
-    int *counts = NULL, *displs = NULL;
+    int *counts = NULL, *displs = NULL, *roi_labels = NULL;
     int mine = L->group_index == 0 ? (int)R->v_local : 0;
     if (rank == 0) {
         r_all = ba_calloc((size_t)in->v, sizeof(float), "r", err);
@@ -529,10 +656,22 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     if (rank == 0)
         for (int i = 1; i < size; i++) displs[i] = displs[i - 1] + counts[i - 1];
     MPI_Gatherv(R->r, mine, MPI_FLOAT, r_all, counts, displs, MPI_FLOAT, 0, comm);
-    double local = 0, total = 0;
-    for (long j = 0; j < mine; j++) local += R->r[j];
-    MPI_Allreduce(&local, &total, 1, MPI_DOUBLE, MPI_SUM, comm);
-    sum->mean_r = total / (double)in->v;
+    double local[2] = {0, 0}, total[2] = {0, 0}; /* {sum of r, voxels} over kept voxels */
+    for (long j = 0; j < mine; j++)
+        if (!isnan(R->r[j])) { local[0] += R->r[j]; local[1] += 1; }
+    MPI_Allreduce(local, total, 2, MPI_DOUBLE, MPI_SUM, comm);
+    sum->mean_r = total[1] > 0 ? total[0] / total[1] : NAN;
+    /* Region means leave the excluded voxels out: a copy of the atlas with
+     * them unlabelled (rank 0). */
+    ba_atlas roi_atlas = sum->atlas;
+    if (rank == 0 && excluded && cfg->atlas_path && sum->atlas.labels) {
+        roi_labels = ba_alloc_array(in->v, 1, sizeof *roi_labels, "atlas labels", err);
+        if (!roi_labels) rc = BA_ERR_NOMEM;
+        for (long v = 0; roi_labels && v < in->v; v++)
+            roi_labels[v] = excluded[v] ? -1 : sum->atlas.labels[v];
+        roi_atlas.labels = roi_labels;
+    }
+    if (ba_mpi_agree(comm, rc, err) != BA_OK) goto done;
 
     ba_h5file f;
     BA_TRY(ba_h5_create(&f, cfg->out_path, comm, err), done);
@@ -555,7 +694,7 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     STEP(ba_h5_create_dataset(&f, "/alpha", BA_H5_F32, 2, kdims, err));
     STEP(ba_h5_write(&f, "/alpha", BA_H5_F32, kstart, kcount, R->alpha, err));
     if (rc == BA_OK && cfg->atlas_path) {
-        STEP(rank == 0 ? ba_roi_table_compute(&sum->atlas, r_all, &sum->roi, err) : BA_OK);
+        STEP(rank == 0 ? ba_roi_table_compute(&roi_atlas, r_all, &sum->roi, err) : BA_OK);
         int nr = sum->atlas.n_regions;
         hsize_t rdims[1] = {(hsize_t)nr};
         hsize_t st[1] = {0}, ct[1] = {rank == 0 ? (hsize_t)nr : 0};
@@ -575,6 +714,20 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
             STEP(ba_h5_write(&f, names[c], BA_H5_F64, st, ct, cols[c], err));
         }
     }
+    long long n_excl = 0;
+    for (long v = 0; excluded && v < in->v; v++) n_excl += excluded[v] != 0;
+    if (n_excl > 0) {
+        hsize_t edims[1] = {(hsize_t)n_excl}, est[1] = {0}, ect[1] = {rank == 0 ? (hsize_t)n_excl : 0};
+        long long *list = ba_calloc((size_t)n_excl, sizeof *list, "excluded voxels", err);
+        long long e = 0;
+        for (long v = 0; list && v < in->v; v++)
+            if (excluded[v]) list[e++] = v;
+        STEP(list ? BA_OK : BA_ERR_NOMEM);
+        STEP(ba_h5_create_dataset(&f, "/excluded", BA_H5_I64, 1, edims, err));
+        STEP(ba_h5_write(&f, "/excluded", BA_H5_I64, est, ect, list, err));
+        free(list);
+    }
+    STEP(ba_h5_set_attr_i64(&f, "/", "n_excluded", &n_excl, 1, err));
     if (rc == BA_OK && bands->bo.n_bands > 0)
         rc = write_bands(cfg, comm, &f, L, in, R, bands, BR, sum, err);
     long long gap = cfg->ridge.fold_gap;
@@ -595,9 +748,150 @@ static ba_status write_scores(const ba_fit_config *cfg, MPI_Comm comm,
     if (rc != BA_OK) ba_h5_abandon(&f);
     else rc = ba_h5_close(&f, err);
 done:
+    free(roi_labels);
     free(r_all);
     free(counts);
     free(displs);
+    return rc;
+}
+
+/* ------------------------------------------------ excluded voxels */
+
+/* Global columns [c0, c1) of Y, every row, into buf [n, c1 - c0]. */
+static ba_status read_y_span(const ba_fit_config *cfg, study_inputs *s, ba_h5file *yf,
+                             const char *ydset, const fit_inputs *in, long c0, long c1,
+                             float *buf, ba_error *err)
+{
+    long w = c1 - c0;
+    if (!s) {
+        hsize_t start[2] = {0, (hsize_t)c0}, count[2] = {(hsize_t)in->n, (hsize_t)w};
+        return ba_h5_read_n(yf, ydset, BA_H5_F32, 2, start, count, buf,
+                            (size_t)in->n * (size_t)w, err);
+    }
+    for (size_t k = 0; k < s->n_stories; k++) {
+        char obj[1024];
+        snprintf(obj, sizeof obj, "/stories/%s/data", s->stories[k]);
+        hsize_t start[2] = {0, (hsize_t)c0}, count[2] = {(hsize_t)s->n_tr[k], (hsize_t)w};
+        BA_CHECK(ba_h5_read_n(&s->bold, obj, BA_H5_F32, 2, start, count,
+                              buf + in->story_bounds[k] * w, (size_t)s->n_tr[k] * (size_t)w, err));
+    }
+    (void)cfg;
+    return BA_OK;
+}
+
+/* Flags [v] (the same on every rank): 1 = left out of the solve. */
+static ba_status find_excluded(const ba_fit_config *cfg, MPI_Comm comm, const ba_ridge_layout *L,
+                               const fit_inputs *in, unsigned char **flags, long *n_excluded,
+                               ba_error *err)
+{
+    *n_excluded = 0;
+    unsigned char *mine = ba_calloc((size_t)in->v, 1, "excluded voxels", err);
+    unsigned char *all = ba_calloc((size_t)in->v, 1, "excluded voxels", err);
+    ba_status rc = mine && all ? BA_OK : BA_ERR_NOMEM;
+    long vloc = L->v_end - L->v_begin;
+    for (long j = 0; rc == BA_OK && j < vloc; j++) {
+        bool constant = !cfg->strict_voxels, has_nan = false;
+        float first = in->y_local[j];
+        for (long i = 0; i < in->n; i++) {
+            float y = in->y_local[i * vloc + j];
+            if (isnan(y)) has_nan = true;
+            if (y != first) constant = false;
+        }
+        if (isnan(first)) constant = false;
+        mine[L->v_begin + j] = constant || (cfg->nan_as_missing && has_nan);
+    }
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc == BA_OK) MPI_Allreduce(mine, all, (int)in->v, MPI_UNSIGNED_CHAR, MPI_MAX, comm);
+    free(mine);
+    for (long v = 0; rc == BA_OK && v < in->v; v++) *n_excluded += all[v];
+    if (rc == BA_OK && *n_excluded == in->v)
+        rc = ba_fail(err, BA_ERR_VALUE, "%s: every one of the %ld voxels is constant over the "
+                     "samples%s: nothing to fit", cfg->bold_path ? cfg->bold_path : cfg->y_spec,
+                     in->v, cfg->nan_as_missing ? " or has NaN samples" : "");
+    if (rc != BA_OK) { free(all); return rc; }
+    *flags = all;
+    return BA_OK;
+}
+
+/* A layout over the kept voxels only, and this rank's kept columns of Y. */
+static ba_status relayout_kept(const ba_fit_config *cfg, MPI_Comm comm, study_inputs *s,
+                               ba_h5file *yf, const char *ydset, fit_inputs *in,
+                               const long *kept, long n_kept, ba_ridge_layout *L, ba_error *err)
+{
+    ba_ridge_layout_destroy(L);
+    BA_CHECK(ba_ridge_layout_create(comm, cfg->ridge.fold_groups, n_kept, L, err));
+    long vloc = L->v_end - L->v_begin;
+    ba_status rc = BA_OK;
+    float *span = NULL, *y = ba_calloc((size_t)in->n * (size_t)(vloc ? vloc : 1), sizeof(float),
+                                       "BOLD block (kept voxels)", err);
+    if (!y) rc = BA_ERR_NOMEM;
+    if (rc == BA_OK && vloc > 0) {
+        long c0 = kept[L->v_begin], c1 = kept[L->v_end - 1] + 1, w = c1 - c0;
+        span = ba_alloc_array(in->n, w, sizeof(float), "BOLD columns", err);
+        rc = span ? read_y_span(cfg, s, yf, ydset, in, c0, c1, span, err) : BA_ERR_NOMEM;
+        for (long i = 0; rc == BA_OK && i < in->n; i++)
+            for (long j = 0; j < vloc; j++)
+                y[i * vloc + j] = span[i * w + (kept[L->v_begin + j] - c0)];
+    }
+    free(span);
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc != BA_OK) { free(y); return rc; }
+    free(in->y_local);
+    in->y_local = y;
+    return BA_OK;
+}
+
+/* The results over the kept voxels -> full [v] results on rank 0 (NaN for
+ * the excluded), v_local = 0 elsewhere: what write_scores writes. */
+static ba_status scatter_results(MPI_Comm comm, const ba_ridge_layout *L, const ba_ridge_result *R,
+                                 const long *kept, long n_kept, long v, ba_ridge_result *full,
+                                 ba_error *err)
+{
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    memset(full, 0, sizeof *full);
+    full->n_folds = R->n_folds;
+    full->n_folds_resumed = R->n_folds_resumed;
+    full->timing = R->timing;
+    int K = R->n_folds, mine = L->group_index == 0 ? (int)R->v_local : 0;
+    ba_status rc = BA_OK;
+    float *compact = NULL;
+    int *counts = NULL, *displs = NULL;
+    if (rank == 0) {
+        full->v_local = v;
+        full->r = ba_alloc_array(v, 1, sizeof(float), "r", err);
+        full->r_folds = ba_alloc_array(K, v, sizeof(float), "r_folds", err);
+        full->alpha = ba_alloc_array(K, v, sizeof(float), "alpha", err);
+        compact = ba_alloc_array(n_kept, 1, sizeof(float), "kept results", err);
+        counts = ba_calloc((size_t)size, sizeof(int), "counts", err);
+        displs = ba_calloc((size_t)size, sizeof(int), "counts", err);
+        if (!full->r || !full->r_folds || !full->alpha || !compact || !counts || !displs)
+            rc = BA_ERR_NOMEM;
+    }
+    rc = ba_mpi_agree(comm, rc, err);
+    if (rc == BA_OK) {
+        MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, comm);
+        if (rank == 0)
+            for (int i = 1; i < size; i++) displs[i] = displs[i - 1] + counts[i - 1];
+        /* 1 + 2K vectors: r, then r_folds[k] and alpha[k] for every fold. */
+        for (int q = 0; q < 1 + 2 * K; q++) {
+            const float *src = q == 0 ? R->r
+                               : q <= K ? R->r_folds + (size_t)(q - 1) * R->v_local
+                                        : R->alpha + (size_t)(q - 1 - K) * R->v_local;
+            float *dst = q == 0 ? full->r
+                         : q <= K ? full->r_folds + (size_t)(q - 1) * v
+                                  : full->alpha + (size_t)(q - 1 - K) * v;
+            MPI_Gatherv(src, mine, MPI_FLOAT, compact, counts, displs, MPI_FLOAT, 0, comm);
+            if (rank != 0) continue;
+            for (long c = 0; c < v; c++) dst[c] = NAN;
+            for (long k = 0; k < n_kept; k++) dst[kept[k]] = compact[k];
+        }
+    }
+    free(compact);
+    free(counts);
+    free(displs);
+    if (rc != BA_OK) ba_ridge_result_free(full);
     return rc;
 }
 
@@ -648,6 +942,8 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     long fold_bounds[BA_MAX_ALPHAS + 1];
     fit_bands bands = {0};
     ba_banded_result BR = {0};
+    unsigned char *excluded = NULL; /* [v] 1 = left out of the solve */
+    long *kept = NULL, n_kept = 0;  /* [n_kept] the other voxels, ascending */
 
     if (study_mode) {
         BA_TRY(study_open(cfg, comm, &study, &in, err), done);
@@ -672,6 +968,8 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     long vloc = L.v_end - L.v_begin;
     if (study_mode) {
         rc = read_bold_columns(cfg, &study, &L, &in, err);
+        rc = ba_mpi_agree(comm, rc, err);
+        if (rc == BA_OK) rc = check_bold_finite(cfg, &study, &L, &in, comm, err);
     } else {
         in.y_local = ba_calloc((size_t)in.n * (size_t)(vloc ? vloc : 1), sizeof(float), "Y block", err);
         hsize_t start[2] = {0, (hsize_t)L.v_begin}, count[2] = {(hsize_t)in.n, (hsize_t)vloc};
@@ -686,6 +984,25 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
         ropt.fold_bounds = fold_bounds;
     }
     BA_TRY(ba_mpi_agree(comm, rc, err), done);
+    /* Voxels left out of the solve: the ridge sees only the others. */
+    BA_TRY(find_excluded(cfg, comm, &L, &in, &excluded, &sum->n_excluded, err), done);
+    if (sum->n_excluded > 0 && bands.bo.n_bands > 0) {
+        /* The band results (/band_alphas, /band_r2) are not yet scattered back
+         * to the full voxel set: refuse rather than write them misplaced. */
+        rc = ba_fail(err, BA_ERR_USAGE,
+                     "%ld voxels are constant over the samples (or NaN with --nan-as-missing): "
+                     "banded ridge does not leave voxels out yet; remove them or use "
+                     "--strict-voxels", sum->n_excluded);
+        goto done;
+    }
+    if (sum->n_excluded > 0) {
+        n_kept = in.v - sum->n_excluded;
+        BA_ALLOC(kept, (size_t)n_kept, "kept voxels", done);
+        for (long v = 0, k = 0; v < in.v; v++)
+            if (!excluded[v]) kept[k++] = v;
+        BA_TRY(relayout_kept(cfg, comm, study_mode ? &study : NULL, &yf, ydset, &in, kept,
+                             n_kept, &L, err), done);
+    }
     sum->seconds_io = ba_now() - t0;
 
     /* Restart: finished folds go to <out>.checkpoint.h5, keyed by the inputs
@@ -750,7 +1067,18 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     sum->timing = R.timing;
     sum->n_bands = bands.bo.n_bands;
     sum->n_candidates = bands.n_candidates;
-    BA_TRY(write_scores(cfg, comm, &L, &in, &R, &bands, &BR, sum, err), done);
+    if (sum->n_excluded > 0) {
+        ba_ridge_result full;
+        BA_TRY(scatter_results(comm, &L, &R, kept, n_kept, in.v, &full, err), done);
+        ba_ridge_layout whole = L;
+        whole.v_begin = 0;
+        whole.group_index = 0;
+        rc = write_scores(cfg, comm, &whole, &in, &full, &bands, &BR, excluded, sum, err);
+        ba_ridge_result_free(&full);
+        BA_TRY(rc, done);
+    } else {
+        BA_TRY(write_scores(cfg, comm, &L, &in, &R, &bands, &BR, NULL, sum, err), done);
+    }
     sum->n_folds_resumed = R.n_folds_resumed;
     /* The scores are safely in place: the checkpoint has served. */
     int me = 0;
@@ -768,6 +1096,8 @@ done:
     free(in.x);
     free(in.y_local);
     free(in.story_bounds);
+    free(excluded);
+    free(kept);
     if (rc != BA_OK) ba_fit_summary_free(sum);
     return rc;
 }

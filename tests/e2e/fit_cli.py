@@ -139,7 +139,7 @@ def case_bad_input(ba, mpiexec, tmp):
         ("row mismatch", ["--x", f"{good}:/X", "--y", f"{tmp}/bad.h5:/Y_short"], "has 60 rows but"),
         ("NaN in Y", ["--x", f"{good}:/X", "--y", f"{tmp}/bad.h5:/Y_nan"], "sample 7 of voxel 2 is NaN"),
         ("Inf in X", ["--x", f"{tmp}/bad.h5:/X_inf", "--y", f"{good}:/Y"], "bad.h5:/X_inf: X: sample 3, feature 1 is infinite"),
-        ("constant voxel", ["--x", f"{good}:/X", "--y", f"{tmp}/bad.h5:/Y_const"], "voxel 4 is constant"),
+        ("constant voxel", ["--x", f"{good}:/X", "--y", f"{tmp}/bad.h5:/Y_const", "--strict-voxels"], "voxel 4 is constant"),
         ("fewer samples than folds", ["--x", f"{tmp}/bad.h5:/X_tiny", "--y", f"{tmp}/bad.h5:/Y_tiny"], "cannot make 5 folds"),
         ("unwritable output", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--out", "/proc/brainalign/scores.h5"], "cannot create the output file"),
         ("TR count mismatch", feats + ["--bold", f"{tmp}/short-bold.h5"], "the words need"),

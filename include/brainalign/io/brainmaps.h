@@ -48,6 +48,13 @@ typedef struct {
 
 /* Collective over comm (rank 0 works). All files are written under
  * temporary names and renamed only when every one succeeded. */
+/* The folder of an output prefix ("dir/name" -> dir, "dir/" -> dir; none
+ * for a bare "name") is created with its parents when missing; `created`
+ * [size] receives the folder made here (empty if it existed), so that a
+ * failed command can remove it again with rmdir. BA_ERR_IO naming the
+ * folder when it cannot be made. */
+ba_status ba_out_prefix_prepare(const char *prefix, char *created, size_t size, ba_error *err);
+
 ba_status ba_maps_run(const ba_maps_options *o, MPI_Comm comm, ba_maps_written *written,
                       ba_error *err);
 void ba_maps_written_free(ba_maps_written *written);

@@ -7,7 +7,9 @@
  *                           and source (the input files, one per line)
  *   root attributes         tr_s (float64), format ("gifti" | "nifti" |
  *                           "hdf5"), space ("surface" | "volume" | "none"),
- *                           trim_start, trim_end (int64), version, command
+ *                           trim_start, trim_end (int64, the global trims),
+ *                           version, command; per story, attributes
+ *                           trim_start, trim_end (int64) on its data
  *   surface space           /surface/n_vertices_lh, /surface/n_vertices_rh
  *                           int64 [1]; voxel v < n_lh is lh vertex v, the
  *                           others are rh vertex v - n_lh (lh first)
@@ -70,7 +72,7 @@ void ba_brain_space_describe(const ba_brain_space *space, long voxel, char *buf,
 ba_status ba_gifti_read_series(const char *path, float **data, long *n_tr, long *n_vertices,
                                ba_error *err);
 
-/* A 4-D NIfTI (a 3-D one is one TR) on the grid of `space` (a volume)
+/* A 4-D NIfTI (a 3-D one is one TR; the BOLD importer refuses it) on the grid of `space` (a volume)
  * -> *data [n_tr, space->n_voxels] in the mask's voxel order, with the
  * header's scl_slope/scl_inter applied. Reads a few TRs at a time. */
 ba_status ba_nifti_read_masked(const char *path, const ba_brain_space *space, float **data,
@@ -111,12 +113,39 @@ ba_status ba_bold_inputs_add_hdf5_file(ba_bold_inputs *list, const char *path,
                                        ba_error *err);
 void ba_bold_inputs_free(ba_bold_inputs *list);
 
+/* TRs to drop at the start and end of one story. */
+typedef struct {
+    char *story;
+    long trim_start, trim_end;
+} ba_story_trim;
+
+typedef struct {
+    ba_story_trim *items;
+    size_t n, cap;
+} ba_story_trims;
+
+/* Sets (or replaces) the trims of one story. */
+ba_status ba_story_trims_set(ba_story_trims *t, const char *story, long trim_start,
+                             long trim_end, ba_error *err);
+/* A trims table, the Narratives convention: one story a line,
+ * "story<TAB>trim_start<TAB>trim_end" (whitespace-separated; '#' comments; a
+ * first line "story trim_start trim_end" is a header). A story given twice
+ * or a count that is not an integer >= 0 is an error naming the line. */
+ba_status ba_story_trims_read(ba_story_trims *t, const char *path, ba_error *err);
+void ba_story_trims_free(ba_story_trims *t);
+
 typedef struct {
     ba_bold_format format;
     const ba_bold_inputs *inputs;
     const char *mask_path;   /* NIfTI: required; HDF5: optional (records a volume space) */
-    double tr_s;             /* required, > 0 */
-    long trim_start, trim_end; /* TRs dropped at the start and end of every story */
+    double tr_s;             /* seconds; 0 = take the TR the files' headers state (NIfTI
+                                pixdim[4] with xyzt_units in s/ms/us; GIfTI TimeStep
+                                metadata, ms): every file must state it and all must
+                                agree. > 0: a header that states another TR is an error */
+    long trim_start, trim_end; /* TRs dropped at the start and end of every story ... */
+    const ba_story_trims *story_trims; /* ... except those listed here (may be NULL) */
+    const char *trims_table;  /* the table story_trims came from: an imported story it
+                                 does not list is then an error (NULL = no table) */
     bool average;            /* a story given several times = subjects to average;
                                 without it a repeated story is an error */
     bool quiet;

@@ -147,6 +147,12 @@ void ba_augment_options_defaults(ba_augment_options *o);
 ba_status ba_augment_policy_parse(const char *text, ba_augment_options *o, ba_error *err);
 /* The policy's name as parsed ("every-k", "random-word", ...). */
 const char *ba_augment_policy_name(const ba_augment_options *o);
+/* The condition a set under a policy is: the set's name under "human" (its
+ * own positions and text), else "<set>-<policy>" ("human-random",
+ * "gpt4-every-k", "human-random-word"), so that the random control is
+ * never recorded under the association set's own name. */
+void ba_augment_condition_name(const ba_association_set *set, const ba_augment_options *o,
+                               char *buf, size_t size);
 
 typedef struct {
     char name[256];

@@ -137,6 +137,10 @@ typedef struct {
     size_t n_rows;
     char **written;            /* the files written */
     size_t n_written;
+    char note[2048];           /* "" or what the reader must know: a model whose
+                                  subjects are too few for the sign-flip p-value
+                                  to reach the significance level (its floor 2/2^S
+                                  is above it); also in the .md and the .h5 */
 } ba_compare_result;
 
 /* Independent (no MPI communication; call it on one rank). */

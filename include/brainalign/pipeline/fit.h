@@ -5,6 +5,10 @@
  *   /r        float32 [n_voxels]            mean r over folds
  *   /r_folds  float32 [n_folds, n_voxels]
  *   /alpha    float32 [n_folds, n_voxels]   the alpha chosen per fold
+ *   /excluded int64 [n_excluded]            voxels left out of the solve (constant
+ *             over the samples, or NaN with nan_as_missing): NaN in /r, /r_folds,
+ *             /alpha, outside /roi; written when there is one; root attribute
+ *             n_excluded always
  *   /roi/{name,n_voxels,mean_r,median_r,sem_r} when an atlas is given
  *   banded ridge (--bands), also:
  *   /band_alphas     float32 [n_folds, n_voxels, n_bands]  the chosen α_b
@@ -58,6 +62,9 @@ typedef struct {
     ba_design_options design; /* tr_s <= 0: take bold.h5's tr_s attribute */
     int delays[BA_MAX_DELAYS];
     bool story_folds;         /* test whole stories instead of KFold blocks */
+    const char *stories;      /* "a,b,c": fit these stories only (each must be in both
+                                 files); NULL: the stories of bold.h5 and features.h5,
+                                 which must be the same (one side only is an error) */
     /* Both modes. */
     const char *atlas_path;   /* optional */
     const char *out_path;
@@ -75,6 +82,13 @@ typedef struct {
     const char *band_weights_path; /* --band-weights FILE */
     bool has_seed;                 /* --seed given (needed by random:N) */
     unsigned long long seed;
+    /* Voxels constant over the samples (a surface's medial wall, vertices out
+     * of the field of view) are left out of the solve: r, r_folds and alpha
+     * NaN, listed in /excluded, counted in the summary, outside the region
+     * means. strict_voxels: an error instead (as the ridge engine says). */
+    bool strict_voxels;
+    bool nan_as_missing;      /* a voxel with a NaN sample is excluded the same way
+                                 (fMRIPrep's --medial-surface-nan); else NaN is an error */
     volatile sig_atomic_t *stop_requested; /* set by a signal handler */
 } ba_fit_config;
 
@@ -92,6 +106,7 @@ typedef struct {
     double seconds_total, seconds_io;
     int n_folds_resumed;    /* folds taken from a previous run's checkpoint */
     int n_bands, n_candidates; /* banded ridge (0: plain) */
+    long n_excluded;        /* voxels left out (constant, or NaN with nan_as_missing) */
 } ba_fit_summary;
 
 /* Banded ridge (fit_bands.c). Parse "--bands 0:40,40:100" against the
