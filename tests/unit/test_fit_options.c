@@ -104,7 +104,7 @@ static void test_format_reads_back(void **state)
         {"delays", "2,3,7"}, {"aggregate", "mean"}, {"tr-offset", "0.1"}, {"tr", "0.7"},
         {"folds", "7"}, {"story-folds", "true"}, {"alphas", "0.1,1e-07,4.641588833612779,3e10"},
         {"fold-groups", "3"}, {"voxel-block", "100"}, {"block-size", "32"},
-        {"tie-tolerance", "1e-09"},
+        {"tie-tolerance", "1e-09"}, {"fold-gap", "4"},
     };
     const ba_option_table *t = &ba_fit_option_table;
     assert_int_equal(t->n_options, (int)(sizeof values / sizeof *values));

@@ -710,7 +710,7 @@ static void test_fit_task_reads_back_every_option(void **state)
                "[bold]\nsubjects = s1\npath = /b.h5\ntr = 0.75\n"
                "[alignment]\naggregate = mean\ntr_offset = 0.1\ndelays = 0,2,9\n"
                "[cv]\nfolds = 3\nalphas = 0.1,7,1e-07\nstory_folds = true\nfold_groups = 2\n"
-               "voxel_block = 33\ntie_tolerance = 0\n");
+               "voxel_block = 33\ntie_tolerance = 0\nfold_gap = 3\n");
     ba_study_config cfg;
     load(ini, &cfg);
     ba_study_task_list list;
@@ -738,7 +738,7 @@ static void test_fit_task_reads_back_every_option(void **state)
         /* every INI-keyed option was given a non-default value above */
         if (o->section && ba_option_equal(o, &cfg.fit, &defaults)) fail_msg("[%s] %s unset", o->section, o->key);
     }
-    assert_int_equal(seen, 10); /* all but --block-size, which has no INI key */
+    assert_int_equal(seen, 11); /* all but --block-size, which has no INI key */
     assert_string_equal(option(t, "--tie-tolerance"), "0");
     assert_string_equal(option(t, "--delays"), "0,2,9");
     assert_string_equal(option(t, "--alphas"), "0.1,7,1e-07");
