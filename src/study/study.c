@@ -15,6 +15,7 @@
 #include "brainalign/core/hash.h"
 #include "brainalign/core/parse.h"
 #include "brainalign/pipeline/compare.h"
+#include "brainalign/pipeline/synth_options.h"
 #include "brainalign/pipeline/design.h"
 #include "brainalign/pipeline/features.h"
 #include "brainalign/parallel/parallel.h"
@@ -130,7 +131,6 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     ba_study_config *c = st->cfg;
     ba_error err;
     long l = 0;
-    double d = 0;
     if (name == NULL) { /* a section header (newer inih) */
         return 1;
     }
@@ -150,26 +150,11 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (KEY("study", "condition")) snprintf(c->condition, sizeof c->condition, "%s", value);
     else if (strcmp(section, "synth") == 0) {
         st->seen_synth = true;
-        ba_synth_options *o = &c->synth_options;
+        const ba_option *o = ba_option_find_key(&ba_synth_option_table, section, name);
         if (!strcmp(name, "stimuli")) resolve(st->base_dir, value, c->synth_stimuli, sizeof c->synth_stimuli);
-        else if (!strcmp(name, "stories") && parse_long(value, &l)) o->n_stories = (int)l;
-        else if (!strcmp(name, "words") && parse_long(value, &l)) o->words_per_story = l;
-        else if (!strcmp(name, "subjects") && parse_long(value, &l)) o->n_subjects = (int)l;
-        else if (!strcmp(name, "voxels") && parse_long(value, &l)) o->n_voxels = l;
-        else if (!strcmp(name, "regions") && parse_long(value, &l)) o->n_regions = (int)l;
-        else if (!strcmp(name, "d_model") && parse_long(value, &l)) o->d_model = l;
-        else if (!strcmp(name, "layers") && parse_long(value, &l)) o->n_layers = (int)l;
-        else if (!strcmp(name, "planted_layer") && parse_long(value, &l)) o->planted_layer = (int)l;
-        else if (!strcmp(name, "seed") && parse_long(value, &l)) o->seed = (uint64_t)l;
-        else if (!strcmp(name, "max_r") && parse_double(value, &d)) o->max_r = d;
-        else if (!strcmp(name, "tr") && parse_double(value, &d)) o->tr_s = d;
-        else if (!strcmp(name, "associations")) {
-            if (ba_parse_int_list(value, o->assoc_regions, 32, &o->n_assoc_regions, &err))
-                BAD("[synth] associations: %s (region indices, e.g. 0,2)", err.message);
-        }
-        else if (!strcmp(name, "association_share") && parse_double(value, &d)) o->assoc_share = d;
-        else if (!strcmp(name, "association_every") && parse_long(value, &l)) o->assoc_every = (int)l;
-        else BAD("[synth] %s = %s: unknown key or bad value", name, value);
+        else if (!o) BAD("[synth] %s = %s: unknown key", name, value);
+        else if (ba_option_parse(o, &c->synth_options, value, where, &err) != BA_OK)
+            BAD("%s", err.message);
     }
     else if (strcmp(section, "conditions") == 0) return on_condition(st, name, value);
     else if (KEY("compare", "permutations")) { if (!parse_long(value, &c->compare_permutations) || c->compare_permutations < 1) BAD("[compare] permutations must be >= 1"); }

@@ -13,6 +13,7 @@
 
 #include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
+#include "brainalign/pipeline/synth_options.h"
 #include "brainalign/study/plan.h"
 #include "brainalign/study/report.h"
 
@@ -116,7 +117,6 @@ static ba_status synth_task(const ba_study_plan *plan, ba_study_task *t, ba_erro
 {
     const ba_study_config *cfg = plan->cfg;
     const ba_synth_options *o = &cfg->synth_options;
-    char list[1024];
     snprintf(t->label, sizeof t->label, "synth/%s", cfg->condition);
     /* the conditions "associations" and "random" of [synth] associations
      * come out of the same generation (synth.h) */
@@ -124,28 +124,17 @@ static ba_status synth_task(const ba_study_plan *plan, ba_study_task *t, ba_erro
     BA_CHECK(add_arg(t, err, "synth"));
     OPT(t, "--out", "%s", t->output);
     if (cfg->synth_stimuli[0]) OPT(t, "--stimuli", "%s", cfg->synth_stimuli);
-    OPT(t, "--stories", "%d", o->n_stories);
-    OPT(t, "--words", "%ld", o->words_per_story);
-    OPT(t, "--subjects", "%d", o->n_subjects);
-    OPT(t, "--voxels", "%ld", o->n_voxels);
-    OPT(t, "--regions", "%d", o->n_regions);
-    OPT(t, "--d-model", "%ld", o->d_model);
-    OPT(t, "--layers", "%d", o->n_layers);
-    OPT(t, "--planted-layer", "%d", o->planted_layer);
-    join_ints(o->delays, o->n_delays, list, sizeof list);
-    OPT(t, "--delays", "%s", list);
-    char number[32];
-    exact_double(o->tr_s, number, sizeof number);
-    OPT(t, "--tr", "%s", number);
-    exact_double(o->max_r, number, sizeof number);
-    OPT(t, "--max-r", "%s", number);
-    OPT(t, "--seed", "%llu", (unsigned long long)o->seed);
-    if (o->n_assoc_regions > 0) {
-        join_ints(o->assoc_regions, o->n_assoc_regions, list, sizeof list);
-        OPT(t, "--assoc-regions", "%s", list);
-        exact_double(o->assoc_share, number, sizeof number);
-        OPT(t, "--assoc-share", "%s", number);
-        OPT(t, "--assoc-every", "%d", o->assoc_every);
+    /* every option of the table, in its order; the association ones
+     * only with association regions (synth_options.h) */
+    for (int i = 0; i < ba_synth_option_table.n_options; i++) {
+        const ba_option *opt = &ba_synth_option_table.options[i];
+        if (o->n_assoc_regions == 0 &&
+            strncmp(opt->name, BA_SYNTH_ASSOC_PREFIX, strlen(BA_SYNTH_ASSOC_PREFIX)) == 0)
+            continue;
+        char value[1024];
+        ba_option_format(opt, o, value, sizeof value);
+        BA_CHECK(add_arg(t, err, "--%s", opt->name));
+        BA_CHECK(add_arg(t, err, "%s", value));
     }
     return BA_OK;
 }

@@ -20,6 +20,7 @@
 typedef enum {
     BA_OPT_INT,      /* int in [min, max] */
     BA_OPT_LONG,     /* long in [min, max] */
+    BA_OPT_U64,      /* uint64_t, any whole number 0..2^64-1 (seeds; min and max unused) */
     BA_OPT_DOUBLE,   /* finite double in [min, max] (or (min, max] with BA_OPT_ABOVE_MIN) */
     BA_OPT_FLAG,     /* bool: a flag on the command line, true/false in the INI file */
     BA_OPT_CHOICE,   /* an int-sized enum: the index of its name in choices[] */
