@@ -17,11 +17,11 @@ static void help(const ba_synth_options *d)
         "subjects planted from one layer's delayed TR features plus noise. Writes\n"
         "DIR/features.h5, DIR/bold-sub-NN.h5 (with /truth/r, the best achievable r per voxel)\n"
         "and DIR/atlas.h5.\n\n"
-        "  --out DIR           output directory (default %s)\n"
-        "  --stimuli DIR       take word timings from real stories (<DIR>/<story>/align.csv)\n",
+        "  --out DIR            output directory (default %s)\n"
+        "  --stimuli DIR        take word timings from real stories (<DIR>/<story>/align.csv)\n",
         d->out_dir);
     ba_option_help(&ba_synth_option_table, "synth", stdout);
-    printf("  --quiet             no summary line\n");
+    printf("  --quiet              no summary line\n");
 }
 
 int ba_cmd_synth(int argc, char **argv)

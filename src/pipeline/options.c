@@ -48,9 +48,11 @@ static void describe_range(const ba_option *o, char *buf, size_t size)
     double type_max = o->type == BA_OPT_LONG ? (double)LONG_MAX : integer ? (double)INT_MAX : DBL_MAX;
     bool top = o->max < type_max, bottom = o->min > -DBL_MAX;
     const char *low = o->flags & BA_OPT_ABOVE_MIN ? ">" : ">=";
-    if (top && bottom && !(o->flags & BA_OPT_ABOVE_MIN))
+    const char *high = o->flags & BA_OPT_BELOW_MAX ? "<" : "<=";
+    if (top && bottom && !(o->flags & (BA_OPT_ABOVE_MIN | BA_OPT_BELOW_MAX)))
         snprintf(buf, size, "%sfrom %.17g to %.17g", what, o->min, o->max);
-    else if (top && bottom) snprintf(buf, size, "%s> %.17g and <= %.17g", what, o->min, o->max);
+    else if (top && bottom)
+        snprintf(buf, size, "%s%s %.17g and %s %.17g", what, low, o->min, high, o->max);
     else if (bottom) snprintf(buf, size, "%s%s %.17g", what, low, o->min);
     else snprintf(buf, size, "%s", integer ? "a whole number" : "a finite number");
 }
@@ -107,7 +109,8 @@ ba_status ba_option_parse(const ba_option *o, void *opts, const char *text, cons
         errno = 0;
         double d = strtod(text, &end);
         bool low = o->flags & BA_OPT_ABOVE_MIN ? d > o->min : d >= o->min;
-        if (end == text || *end || errno == ERANGE || !isfinite(d) || !low || d > o->max)
+        bool high = o->flags & BA_OPT_BELOW_MAX ? d < o->max : d <= o->max;
+        if (end == text || *end || errno == ERANGE || !isfinite(d) || !low || !high)
             return out_of_range(o, where, text, err);
         *FIELD(opts, o->offset, double) = d;
         return BA_OK;
@@ -250,7 +253,8 @@ void ba_option_help(const ba_option_table *t, const char *group, FILE *out)
             for (int c = 0; o->choices[c] && (size_t)n < sizeof left; c++)
                 n += snprintf(left + n, sizeof left - (size_t)n, "%c%s", c ? '|' : ' ',
                               o->choices[c]);
-        if (strlen(left) < 20) fprintf(out, "  %-20s", left);
+        int column = t->help_column > 0 ? t->help_column : 22;
+        if ((int)strlen(left) < column - 2) fprintf(out, "  %-*s", column - 2, left);
         else fprintf(out, "  %s  ", left);
         for (const char *p = o->help; *p;) {
             const char *nl = strchr(p, '\n');
@@ -258,7 +262,7 @@ void ba_option_help(const ba_option_table *t, const char *group, FILE *out)
             fprintf(out, "%.*s\n", (int)len, p);
             if (!nl) break;
             p = nl + 1;
-            fprintf(out, "%22s", "");
+            fprintf(out, "%*s", column, "");
         }
     }
 }

@@ -43,10 +43,9 @@ static const ba_option SYNTH_OPTIONS[] = {
     {.name = "tr", .section = "synth", .key = "tr", .type = BA_OPT_DOUBLE, .offset = OFF(tr_s),
      .min = 0, .max = DBL_MAX, .metavar = "SEC", .group = "synth",
      .flags = BA_OPT_ALWAYS | BA_OPT_ABOVE_MIN, .help = "TR (default 1.5)"},
-    /* below 1 too: ba_synth_run refuses 1 */
     {.name = "max-r", .section = "synth", .key = "max_r", .type = BA_OPT_DOUBLE,
      .offset = OFF(max_r), .min = 0, .max = 1, .metavar = "R", .group = "synth",
-     .flags = BA_OPT_ALWAYS | BA_OPT_ABOVE_MIN,
+     .flags = BA_OPT_ALWAYS | BA_OPT_ABOVE_MIN | BA_OPT_BELOW_MAX,
      .help = "achievable r of the best region (default 0.6)"},
     {.name = "seed", .section = "synth", .key = "seed", .type = BA_OPT_U64, .offset = OFF(seed),
      .metavar = "S", .group = "synth", .flags = BA_OPT_ALWAYS,
@@ -54,14 +53,13 @@ static const ba_option SYNTH_OPTIONS[] = {
     {.name = BA_SYNTH_ASSOC_PREFIX "regions", .section = "synth", .key = "associations",
      .type = BA_OPT_INT_LIST, .offset = OFF(assoc_regions),
      .count_offset = OFF(n_assoc_regions), .max_count = 32, .min = 0, .max = INT_MAX,
-     .metavar = "I,J", .group = "synth", .flags = BA_OPT_ALWAYS,
+     .metavar = "LIST", .group = "synth", .flags = BA_OPT_ALWAYS,
      .help = "plant an associative-memory effect in these regions (e.g.\n"
              "0,2): also writes associations.jsonl, features-associations.h5\n"
              "and the random control features-random.h5 (see synth.h)"},
-    /* below 1 too: ba_synth_run refuses 1 */
     {.name = BA_SYNTH_ASSOC_PREFIX "share", .section = "synth", .key = "association_share",
      .type = BA_OPT_DOUBLE, .offset = OFF(assoc_share), .min = 0, .max = 1, .metavar = "X",
-     .group = "synth", .flags = BA_OPT_ALWAYS | BA_OPT_ABOVE_MIN,
+     .group = "synth", .flags = BA_OPT_ALWAYS | BA_OPT_ABOVE_MIN | BA_OPT_BELOW_MAX,
      .help = "share of those regions' signal due to the associations\n(default 0.5)"},
     {.name = BA_SYNTH_ASSOC_PREFIX "every", .section = "synth", .key = "association_every",
      .type = BA_OPT_INT, .offset = OFF(assoc_every), .min = 1, .max = INT_MAX, .metavar = "K",
@@ -77,4 +75,5 @@ const ba_option_table ba_synth_option_table = {
     .n_options = (int)(sizeof SYNTH_OPTIONS / sizeof SYNTH_OPTIONS[0]),
     .size = sizeof(ba_synth_options),
     .defaults = defaults,
+    .help_column = 23, /* as the rest of its --help */
 };

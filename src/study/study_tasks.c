@@ -13,6 +13,7 @@
 
 #include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
+#include "brainalign/pipeline/compare_options.h"
 #include "brainalign/pipeline/synth_options.h"
 #include "brainalign/study/plan.h"
 #include "brainalign/study/report.h"
@@ -71,18 +72,6 @@ static void join_ints(const int *v, int n, char *buf, size_t size)
     buf[0] = '\0';
     for (int i = 0; i < n && used < size; i++)
         used += (size_t)snprintf(buf + used, size - used, "%s%d", i ? "," : "", v[i]);
-}
-
-/* The shortest decimal form that reads back to exactly the same double
- * (0.1, not 0.10000000000000001), without an exponent where one is not
- * needed (100, not 1e+02). */
-static void exact_double(double v, char *buf, size_t size)
-{
-    for (int plain = 1; plain >= 0; plain--)
-        for (int digits = 1; digits <= 17; digits++) {
-            snprintf(buf, size, "%.*g", digits, v);
-            if (strtod(buf, NULL) == v && (!plain || !strchr(buf, 'e'))) return;
-        }
 }
 
 /* Every option of a stage's table that has an INI key, in table order,
@@ -212,20 +201,13 @@ static ba_status collect_task(const ba_study_plan *plan, ba_study_task *t, ba_er
 static ba_status compare_task(const ba_study_plan *plan, ba_study_task *t, ba_error *err)
 {
     const ba_study_config *cfg = plan->cfg;
-    char number[32];
     snprintf(t->label, sizeof t->label, "compare");
     snprintf(t->output, sizeof t->output, "%s.csv", plan->compare_prefix);
     BA_CHECK(add_arg(t, err, "compare"));
     OPT(t, "--study", "%s", cfg->output_dir);
     OPT(t, "--baseline", "%s", cfg->condition);
     if (cfg->atlas_path[0]) OPT(t, "--atlas", "%s", cfg->atlas_path);
-    OPT(t, "--permutations", "%ld", cfg->compare_permutations);
-    OPT(t, "--bootstrap", "%ld", cfg->compare_bootstrap);
-    exact_double(cfg->compare_confidence, number, sizeof number);
-    OPT(t, "--confidence", "%s", number);
-    exact_double(cfg->compare_fdr, number, sizeof number);
-    OPT(t, "--fdr", "%s", number);
-    OPT(t, "--seed", "%llu", (unsigned long long)cfg->compare_seed);
+    BA_CHECK(table_options(&ba_compare_option_table, &cfg->compare, t, err));
     OPT(t, "--out", "%s", plan->compare_prefix);
     return BA_OK;
 }
