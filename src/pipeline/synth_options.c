@@ -53,7 +53,7 @@ static const ba_option SYNTH_OPTIONS[] = {
     {.name = BA_SYNTH_ASSOC_PREFIX "regions", .section = "synth", .key = "associations",
      .type = BA_OPT_INT_LIST, .offset = OFF(assoc_regions),
      .count_offset = OFF(n_assoc_regions), .max_count = 32, .min = 0, .max = INT_MAX,
-     .metavar = "LIST", .group = "synth", .flags = BA_OPT_ALWAYS,
+     .metavar = "LIST", .group = "synth", /* none by default: not spelled then */
      .help = "plant an associative-memory effect in these regions (e.g.\n"
              "0,2): also writes associations.jsonl, features-associations.h5\n"
              "and the random control features-random.h5 (see synth.h)"},
