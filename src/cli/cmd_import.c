@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "brainalign/io/atlas_readers.h"
 #include "brainalign/io/importers.h"
+#include "brainalign/pipeline/import_options.h"
 
 static void help(void)
 {
@@ -51,12 +52,9 @@ static void help(void)
         "                      'story volume' (NIfTI), 'story file [dataset]' (HDF5); '#' comments;\n"
         "                      relative paths are relative to the list file\n"
         "  --mask FILE         3-D NIfTI brain mask (required for nifti)\n"
-        "options (BOLD):\n"
-        "  --tr SEC            repetition time (required)\n"
-        "  --trim-start N      drop the first N TRs of every story (default 0)\n"
-        "  --trim-end M        drop the last M TRs of every story (default 0)\n"
-        "  --average           a story given several times (one per subject) is averaged over\n"
-        "                      the subjects (all must have its TR count); without it, an error\n"
+        "options (BOLD):\n");
+    ba_option_help(&ba_import_option_table, "BOLD", stdout);
+    printf(
         "inputs (atlas):\n"
         "  --lh FILE, --rh FILE  .annot of each hemisphere\n"
         "  --labels FILE       NIfTI label volume;  --table FILE  its label table\n"
@@ -100,9 +98,8 @@ typedef struct {
     const char *format, *mask, *out, *labels, *table, *bold;
     const char *lists[64];
     int n_lists;
-    double tr_s;
-    long trim_start, trim_end;
-    bool average, quiet;
+    ba_import_options values; /* --tr, --trim-start, --trim-end, --average (import_options.h) */
+    bool quiet;
 } import_args;
 
 static void parse(ba_args *a, import_args *o, raw_entries *e)
@@ -126,10 +123,7 @@ static void parse(ba_args *a, import_args *o, raw_entries *e)
         else if (ba_args_value(a, "--table")) o->table = a->value;
         else if (ba_args_value(a, "--bold")) o->bold = a->value;
         else if (ba_args_value(a, "--out")) o->out = a->value;
-        else if (ba_args_value(a, "--tr")) ba_args_double(a, "--tr", &o->tr_s);
-        else if (ba_args_value(a, "--trim-start")) ba_args_long(a, "--trim-start", &o->trim_start);
-        else if (ba_args_value(a, "--trim-end")) ba_args_long(a, "--trim-end", &o->trim_end);
-        else if (ba_args_flag(a, "--average")) o->average = true;
+        else if (ba_args_table(a, &ba_import_option_table, &o->values)) continue;
         else if (ba_args_flag(a, "--quiet")) o->quiet = true;
         else snprintf(a->error, sizeof a->error, "unknown option '%s' (see --help)", a->argv[a->i]);
     }
@@ -179,10 +173,13 @@ static int run_bold(const import_args *o, ba_bold_format format, const raw_entri
         ba_bold_inputs_free(&inputs);
         return ba_cli_report("import", rc, &err);
     }
-    ba_import_options opt = {
-        .format = format, .inputs = &inputs, .mask_path = o->mask, .tr_s = o->tr_s,
-        .trim_start = o->trim_start, .trim_end = o->trim_end, .average = o->average,
-        .quiet = o->quiet, .out_path = o->out, .command_line = command};
+    ba_import_options opt = o->values;
+    opt.format = format;
+    opt.inputs = &inputs;
+    opt.mask_path = o->mask;
+    opt.quiet = o->quiet;
+    opt.out_path = o->out;
+    opt.command_line = command;
     ba_import_summary summary;
     rc = ba_import_bold(&opt, MPI_COMM_WORLD, &summary, &err);
     ba_bold_inputs_free(&inputs);
@@ -230,6 +227,7 @@ static int run_atlas(const import_args *o, ba_atlas_format format, const raw_ent
 int ba_cmd_import(int argc, char **argv)
 {
     import_args o = {0};
+    ba_import_options_defaults(&o.values);
     raw_entries e = {0};
     ba_args a;
     ba_args_init(&a, argc, argv);

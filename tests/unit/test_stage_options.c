@@ -1,11 +1,12 @@
 /* test_stage_options.c — the option tables of the synth and compare
- * stages (synth_options.h, compare_options.h): integers parse into their
+ * stages and of the BOLD import (synth_options.h, compare_options.h,
+ * import_options.h): integers parse into their
  * own type with range checks (2^32 + 1 subjects is an error naming the
  * [synth] key, not one subject), seeds are any whole number up to 2^64 - 1
  * and nothing else, open bounds are refused, every option reads back what
  * it prints (alone and through the tasks `brainalign tasks` writes), the
  * names are unique in each table and the INI keys across every stage's
- * table (fit, features, synth, compare), and the
+ * table (fit, features, synth, compare, import), and the
  * defaults the help texts state are the defaults. */
 #include <limits.h>
 #include <stdbool.h>
@@ -18,12 +19,14 @@
 #include "brainalign/pipeline/compare_options.h"
 #include "brainalign/pipeline/features_options.h"
 #include "brainalign/pipeline/fit_options.h"
+#include "brainalign/pipeline/import_options.h"
 #include "brainalign/pipeline/synth_options.h"
 #include "brainalign/study/study.h"
 #include "brainalign/study/study_tasks.h"
 
 static const ba_option_table *const TABLES[] = {&ba_fit_option_table, &ba_features_option_table,
-                                                &ba_synth_option_table, &ba_compare_option_table};
+                                                &ba_synth_option_table, &ba_compare_option_table,
+                                                &ba_import_option_table};
 #define N_TABLES (sizeof TABLES / sizeof *TABLES)
 
 static const ba_option *find(const ba_option_table *t, const char *name)
@@ -254,6 +257,49 @@ static void test_help_states_the_defaults(void **state)
                              "  --seed S             random seed (default 2025)\n");
 }
 
+/* import: the TR is required (no default: 0 is refused by the import),
+ * trimming is a whole number of TRs >= 0 that a long holds, and the help
+ * keeps the layout of the rest of `import --help`. */
+static void test_import_table(void **state)
+{
+    (void)state;
+    const ba_option_table *t = &ba_import_option_table;
+    ba_import_options o;
+    ba_error err;
+    const char *bad_trims[] = {"-1", "9223372036854775808", "1.5", "", "3 "};
+    for (size_t i = 0; i < sizeof bad_trims / sizeof *bad_trims; i++) {
+        assert_int_equal(parse(t, "trim-start", bad_trims[i], &o, &err), BA_ERR_USAGE);
+        assert_int_equal(parse(t, "trim-end", bad_trims[i], &o, &err), BA_ERR_USAGE);
+        assert_true(o.trim_end == 0);
+    }
+    assert_int_equal(parse(t, "trim-end", "4294967297", &o, &err), BA_OK);
+    assert_true(o.trim_end == 4294967297L);
+    const char *bad_trs[] = {"0", "-1", "inf", "nan", "1e400", "x"};
+    for (size_t i = 0; i < sizeof bad_trs / sizeof *bad_trs; i++)
+        assert_int_equal(parse(t, "tr", bad_trs[i], &o, &err), BA_ERR_USAGE);
+    assert_string_equal(err.message, "[synth] key x must be a finite number > 0");
+    assert_int_equal(parse(t, "tr", "1.49", &o, &err), BA_OK);
+    assert_true(o.tr_s == 1.49);
+    char text[64];
+    ba_option_format(find(t, "tr"), &o, text, sizeof text);
+    assert_string_equal(text, "1.49");
+    assert_int_equal(parse(t, "average", "yes", &o, &err), BA_OK);
+    assert_true(o.average);
+    ba_import_options_defaults(&o);
+    assert_true(o.tr_s == 0 && o.trim_start == 0 && !o.average && !o.out_path);
+    char buf[4096] = "";
+    FILE *out = fmemopen(buf, sizeof buf, "w");
+    assert_non_null(out);
+    ba_option_help(t, "BOLD", out);
+    fclose(out);
+    assert_string_equal(buf,
+        "  --tr SEC            repetition time (required)\n"
+        "  --trim-start N      drop the first N TRs of every story (default 0)\n"
+        "  --trim-end M        drop the last M TRs of every story (default 0)\n"
+        "  --average           a story given several times (one per subject) is averaged over\n"
+        "                      the subjects (all must have its TR count); without it, an error\n");
+}
+
 static char *write_ini(const char *text)
 {
     size_t n = strlen(ba_test_tmpdir()) + sizeof "/study.ini";
@@ -366,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_format_reads_back),
         cmocka_unit_test(test_names_and_keys_unique),
         cmocka_unit_test(test_help_states_the_defaults),
+        cmocka_unit_test(test_import_table),
         cmocka_unit_test(test_study_keys),
         cmocka_unit_test(test_tasks_read_back),
     };
