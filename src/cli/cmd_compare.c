@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "brainalign/core/fs.h"
 #include "brainalign/pipeline/compare.h"
+#include "brainalign/pipeline/compare_options.h"
 #include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
 
@@ -43,19 +44,15 @@ static void help(const ba_compare_options *d)
         "  --baseline NAME      the reference condition (default %s)\n"
         "  --atlas FILE         atlas.h5 (default: the atlas the scores were fitted with)\n"
         "  --bold FILE          a bold.h5 recording a brain space: also write Δr maps\n"
-        "statistics:\n"
-        "  --permutations N     sign-flip permutations (default %ld)\n"
-        "  --bootstrap N        bootstrap resamples (default %ld)\n"
-        "  --confidence C       interval level (default %g)\n"
-        "  --fdr Q              significance threshold on q (default %g)\n"
-        "  --seed S             random seed (default %llu)\n"
+        "statistics:\n",
+        100 * d->confidence, d->baseline);
+    ba_option_help(&ba_compare_option_table, "statistics", stdout);
+    printf(
         "output:\n"
         "  --out PREFIX         PREFIX.csv, PREFIX.md, PREFIX.h5 (+ maps)\n"
         "  --plot               also PNG figures with tools/plot_compare.py (needs python3 with\n"
         "                       matplotlib; otherwise prints how to make them)\n"
-        "  --quiet              print nothing but errors\n",
-        100 * d->confidence, d->baseline, d->n_permutations, d->n_bootstrap, d->confidence,
-        d->fdr, (unsigned long long)d->seed);
+        "  --quiet              print nothing but errors\n");
 }
 
 /* "C[:S[:M]]=FILE" */
@@ -212,7 +209,7 @@ int ba_cmd_compare(int argc, char **argv)
     ba_args a;
     ba_args_init(&a, argc, argv);
     bool plot = false, quiet = false;
-    long layer = -1, number = 0;
+    long layer = -1;
     const char *studies[64];
     const char *scores[4096];
     int n_studies = 0, n_scores = 0;
@@ -229,11 +226,7 @@ int ba_cmd_compare(int argc, char **argv)
         else if (ba_args_value(&a, "--atlas")) o.atlas_path = a.value;
         else if (ba_args_value(&a, "--bold")) o.bold_path = a.value;
         else if (ba_args_value(&a, "--out")) o.out_prefix = a.value;
-        else if (ba_args_value(&a, "--permutations")) ba_args_long(&a, "--permutations", &o.n_permutations);
-        else if (ba_args_value(&a, "--bootstrap")) ba_args_long(&a, "--bootstrap", &o.n_bootstrap);
-        else if (ba_args_value(&a, "--confidence")) ba_args_double(&a, "--confidence", &o.confidence);
-        else if (ba_args_value(&a, "--fdr")) ba_args_double(&a, "--fdr", &o.fdr);
-        else if (ba_args_value(&a, "--seed")) { if (ba_args_long(&a, "--seed", &number)) o.seed = (uint64_t)number; }
+        else if (ba_args_table(&a, &ba_compare_option_table, &o)) continue;
         else if (ba_args_flag(&a, "--plot")) plot = true;
         else if (ba_args_flag(&a, "--quiet")) quiet = true;
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);

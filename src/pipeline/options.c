@@ -39,14 +39,20 @@ const ba_option *ba_option_find_key(const ba_option_table *t, const char *sectio
  * >= 0", "a finite number > 0" ... for messages. */
 static void describe_range(const ba_option *o, char *buf, size_t size)
 {
+    if (o->type == BA_OPT_U64) {
+        snprintf(buf, size, "a whole number from 0 to %llu", (unsigned long long)UINT64_MAX);
+        return;
+    }
     bool integer = o->type == BA_OPT_INT || o->type == BA_OPT_LONG || o->type == BA_OPT_INT_LIST;
     const char *what = integer ? "a whole number " : "a finite number ";
     double type_max = o->type == BA_OPT_LONG ? (double)LONG_MAX : integer ? (double)INT_MAX : DBL_MAX;
     bool top = o->max < type_max, bottom = o->min > -DBL_MAX;
     const char *low = o->flags & BA_OPT_ABOVE_MIN ? ">" : ">=";
-    if (top && bottom && !(o->flags & BA_OPT_ABOVE_MIN))
+    const char *high = o->flags & BA_OPT_BELOW_MAX ? "<" : "<=";
+    if (top && bottom && !(o->flags & (BA_OPT_ABOVE_MIN | BA_OPT_BELOW_MAX)))
         snprintf(buf, size, "%sfrom %.17g to %.17g", what, o->min, o->max);
-    else if (top && bottom) snprintf(buf, size, "%s> %.17g and <= %.17g", what, o->min, o->max);
+    else if (top && bottom)
+        snprintf(buf, size, "%s%s %.17g and %s %.17g", what, low, o->min, high, o->max);
     else if (bottom) snprintf(buf, size, "%s%s %.17g", what, low, o->min);
     else snprintf(buf, size, "%s", integer ? "a whole number" : "a finite number");
 }
@@ -88,12 +94,23 @@ ba_status ba_option_parse(const ba_option *o, void *opts, const char *text, cons
         BA_CHECK(parse_integer(o, text, where, &v, err));
         *FIELD(opts, o->offset, long) = (long)v;
         return BA_OK;
+    case BA_OPT_U64: {
+        /* strtoull reads "-1" as 2^64 - 1: only digits are a seed */
+        char *end = NULL;
+        errno = 0;
+        unsigned long long u = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
+        if (!end || *end || errno == ERANGE)
+            return out_of_range(o, where, text, err);
+        *FIELD(opts, o->offset, uint64_t) = (uint64_t)u;
+        return BA_OK;
+    }
     case BA_OPT_DOUBLE: {
         char *end = NULL;
         errno = 0;
         double d = strtod(text, &end);
         bool low = o->flags & BA_OPT_ABOVE_MIN ? d > o->min : d >= o->min;
-        if (end == text || *end || errno == ERANGE || !isfinite(d) || !low || d > o->max)
+        bool high = o->flags & BA_OPT_BELOW_MAX ? d < o->max : d <= o->max;
+        if (end == text || *end || errno == ERANGE || !isfinite(d) || !low || !high)
             return out_of_range(o, where, text, err);
         *FIELD(opts, o->offset, double) = d;
         return BA_OK;
@@ -177,6 +194,9 @@ void ba_option_format(const ba_option *o, const void *opts, char *buf, size_t si
     switch (o->type) {
     case BA_OPT_INT: snprintf(buf, size, "%d", *CFIELD(opts, o->offset, int)); break;
     case BA_OPT_LONG: snprintf(buf, size, "%ld", *CFIELD(opts, o->offset, long)); break;
+    case BA_OPT_U64:
+        snprintf(buf, size, "%llu", (unsigned long long)*CFIELD(opts, o->offset, uint64_t));
+        break;
     case BA_OPT_DOUBLE: exact_double(*CFIELD(opts, o->offset, double), buf, size); break;
     case BA_OPT_FLAG: snprintf(buf, size, "%s", *CFIELD(opts, o->offset, bool) ? "true" : "false"); break;
     case BA_OPT_CHOICE: snprintf(buf, size, "%s", o->choices[*CFIELD(opts, o->offset, int)]); break;
@@ -206,6 +226,7 @@ bool ba_option_equal(const ba_option *o, const void *a, const void *b)
     case BA_OPT_INT:
     case BA_OPT_CHOICE: return *CFIELD(a, o->offset, int) == *CFIELD(b, o->offset, int);
     case BA_OPT_LONG: return *CFIELD(a, o->offset, long) == *CFIELD(b, o->offset, long);
+    case BA_OPT_U64: return *CFIELD(a, o->offset, uint64_t) == *CFIELD(b, o->offset, uint64_t);
     case BA_OPT_DOUBLE: return *CFIELD(a, o->offset, double) == *CFIELD(b, o->offset, double);
     case BA_OPT_FLAG: return *CFIELD(a, o->offset, bool) == *CFIELD(b, o->offset, bool);
     case BA_OPT_INT_LIST:
@@ -232,7 +253,8 @@ void ba_option_help(const ba_option_table *t, const char *group, FILE *out)
             for (int c = 0; o->choices[c] && (size_t)n < sizeof left; c++)
                 n += snprintf(left + n, sizeof left - (size_t)n, "%c%s", c ? '|' : ' ',
                               o->choices[c]);
-        if (strlen(left) < 20) fprintf(out, "  %-20s", left);
+        int column = t->help_column > 0 ? t->help_column : 22;
+        if ((int)strlen(left) < column - 2) fprintf(out, "  %-*s", column - 2, left);
         else fprintf(out, "  %s  ", left);
         for (const char *p = o->help; *p;) {
             const char *nl = strchr(p, '\n');
@@ -240,7 +262,7 @@ void ba_option_help(const ba_option_table *t, const char *group, FILE *out)
             fprintf(out, "%.*s\n", (int)len, p);
             if (!nl) break;
             p = nl + 1;
-            fprintf(out, "%22s", "");
+            fprintf(out, "%*s", column, "");
         }
     }
 }

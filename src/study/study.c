@@ -14,7 +14,8 @@
 #include "brainalign/core/fs.h"
 #include "brainalign/core/hash.h"
 #include "brainalign/core/parse.h"
-#include "brainalign/pipeline/compare.h"
+#include "brainalign/pipeline/compare_options.h"
+#include "brainalign/pipeline/synth_options.h"
 #include "brainalign/pipeline/design.h"
 #include "brainalign/pipeline/features.h"
 #include "brainalign/parallel/parallel.h"
@@ -129,8 +130,6 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     parse_state *st = user;
     ba_study_config *c = st->cfg;
     ba_error err;
-    long l = 0;
-    double d = 0;
     if (name == NULL) { /* a section header (newer inih) */
         return 1;
     }
@@ -150,33 +149,18 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (KEY("study", "condition")) snprintf(c->condition, sizeof c->condition, "%s", value);
     else if (strcmp(section, "synth") == 0) {
         st->seen_synth = true;
-        ba_synth_options *o = &c->synth_options;
+        const ba_option *o = ba_option_find_key(&ba_synth_option_table, section, name);
         if (!strcmp(name, "stimuli")) resolve(st->base_dir, value, c->synth_stimuli, sizeof c->synth_stimuli);
-        else if (!strcmp(name, "stories") && parse_long(value, &l)) o->n_stories = (int)l;
-        else if (!strcmp(name, "words") && parse_long(value, &l)) o->words_per_story = l;
-        else if (!strcmp(name, "subjects") && parse_long(value, &l)) o->n_subjects = (int)l;
-        else if (!strcmp(name, "voxels") && parse_long(value, &l)) o->n_voxels = l;
-        else if (!strcmp(name, "regions") && parse_long(value, &l)) o->n_regions = (int)l;
-        else if (!strcmp(name, "d_model") && parse_long(value, &l)) o->d_model = l;
-        else if (!strcmp(name, "layers") && parse_long(value, &l)) o->n_layers = (int)l;
-        else if (!strcmp(name, "planted_layer") && parse_long(value, &l)) o->planted_layer = (int)l;
-        else if (!strcmp(name, "seed") && parse_long(value, &l)) o->seed = (uint64_t)l;
-        else if (!strcmp(name, "max_r") && parse_double(value, &d)) o->max_r = d;
-        else if (!strcmp(name, "tr") && parse_double(value, &d)) o->tr_s = d;
-        else if (!strcmp(name, "associations")) {
-            if (ba_parse_int_list(value, o->assoc_regions, 32, &o->n_assoc_regions, &err))
-                BAD("[synth] associations: %s (region indices, e.g. 0,2)", err.message);
-        }
-        else if (!strcmp(name, "association_share") && parse_double(value, &d)) o->assoc_share = d;
-        else if (!strcmp(name, "association_every") && parse_long(value, &l)) o->assoc_every = (int)l;
-        else BAD("[synth] %s = %s: unknown key or bad value", name, value);
+        else if (!o) BAD("[synth] %s = %s: unknown key", name, value);
+        else if (ba_option_parse(o, &c->synth_options, value, where, &err) != BA_OK)
+            BAD("%s", err.message);
     }
     else if (strcmp(section, "conditions") == 0) return on_condition(st, name, value);
-    else if (KEY("compare", "permutations")) { if (!parse_long(value, &c->compare_permutations) || c->compare_permutations < 1) BAD("[compare] permutations must be >= 1"); }
-    else if (KEY("compare", "bootstrap")) { if (!parse_long(value, &c->compare_bootstrap) || c->compare_bootstrap < 2) BAD("[compare] bootstrap must be >= 2"); }
-    else if (KEY("compare", "confidence")) { if (!parse_double(value, &c->compare_confidence) || !(c->compare_confidence > 0 && c->compare_confidence < 1)) BAD("[compare] confidence is in (0, 1)"); }
-    else if (KEY("compare", "fdr")) { if (!parse_double(value, &c->compare_fdr) || !(c->compare_fdr > 0 && c->compare_fdr < 1)) BAD("[compare] fdr is in (0, 1)"); }
-    else if (KEY("compare", "seed")) { if (!parse_long(value, &l) || l < 0) BAD("[compare] seed must be >= 0"); c->compare_seed = (uint64_t)l; }
+    else if (strcmp(section, "compare") == 0) {
+        const ba_option *o = ba_option_find_key(&ba_compare_option_table, section, name);
+        if (!o) BAD("unknown key '%s' in section [%s]", name, section);
+        if (ba_option_parse(o, &c->compare, value, where, &err) != BA_OK) BAD("%s", err.message);
+    }
     else if (KEY("features", "path")) { st->seen_features = true; resolve(st->base_dir, value, c->features_path, sizeof c->features_path); }
     else if (KEY("model", "path")) { st->seen_model = true; resolve(st->base_dir, value, c->model_dir, sizeof c->model_dir); }
     else if (KEY("model", "adapter")) resolve(st->base_dir, value, c->adapter_dir, sizeof c->adapter_dir);
@@ -277,13 +261,7 @@ ba_status ba_study_config_load(const char *path, ba_study_config *cfg, ba_error 
     snprintf(cfg->condition, sizeof cfg->condition, "baseline");
     snprintf(cfg->stimuli_format, sizeof cfg->stimuli_format, "auto");
     ba_features_options_defaults(&cfg->features);
-    ba_compare_options co;
-    ba_compare_options_defaults(&co);
-    cfg->compare_permutations = co.n_permutations;
-    cfg->compare_bootstrap = co.n_bootstrap;
-    cfg->compare_confidence = co.confidence;
-    cfg->compare_fdr = co.fdr;
-    cfg->compare_seed = co.seed;
+    ba_compare_options_defaults(&cfg->compare);
     BA_CHECK(read_text(path, &cfg->text, err));
     parse_state st = {.cfg = cfg};
     const char *slash = strrchr(path, '/');
@@ -521,17 +499,11 @@ static ba_status compare_conditions(const ba_study_plan *plan, ba_error *err)
                                    cfg->subjects[p->subject], p->scores, err);
     }
     const char *prefix = plan->compare_prefix;
-    ba_compare_options o;
-    ba_compare_options_defaults(&o);
+    ba_compare_options o = cfg->compare; /* the [compare] statistics */
     o.inputs = &inputs;
     o.baseline = cfg->condition;
     o.atlas_path = cfg->atlas_path[0] ? cfg->atlas_path : NULL;
     o.out_prefix = prefix;
-    o.n_permutations = cfg->compare_permutations;
-    o.n_bootstrap = cfg->compare_bootstrap;
-    o.confidence = cfg->compare_confidence;
-    o.fdr = cfg->compare_fdr;
-    o.seed = cfg->compare_seed;
     o.command_line = plan->command;
     ba_compare_result res = {0};
     if (rc == BA_OK) rc = ba_compare_run(&o, &res, err);

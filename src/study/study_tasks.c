@@ -13,6 +13,8 @@
 
 #include "brainalign/core/fs.h"
 #include "brainalign/io/h5io.h"
+#include "brainalign/pipeline/compare_options.h"
+#include "brainalign/pipeline/synth_options.h"
 #include "brainalign/study/plan.h"
 #include "brainalign/study/report.h"
 
@@ -72,18 +74,6 @@ static void join_ints(const int *v, int n, char *buf, size_t size)
         used += (size_t)snprintf(buf + used, size - used, "%s%d", i ? "," : "", v[i]);
 }
 
-/* The shortest decimal form that reads back to exactly the same double
- * (0.1, not 0.10000000000000001), without an exponent where one is not
- * needed (100, not 1e+02). */
-static void exact_double(double v, char *buf, size_t size)
-{
-    for (int plain = 1; plain >= 0; plain--)
-        for (int digits = 1; digits <= 17; digits++) {
-            snprintf(buf, size, "%.*g", digits, v);
-            if (strtod(buf, NULL) == v && (!plain || !strchr(buf, 'e'))) return;
-        }
-}
-
 /* Every option of a stage's table that has an INI key, in table order,
  * spelled as the stage's command line reads it: those marked
  * BA_OPT_ALWAYS, the others when not at their default. */
@@ -116,7 +106,6 @@ static ba_status synth_task(const ba_study_plan *plan, ba_study_task *t, ba_erro
 {
     const ba_study_config *cfg = plan->cfg;
     const ba_synth_options *o = &cfg->synth_options;
-    char list[1024];
     snprintf(t->label, sizeof t->label, "synth/%s", cfg->condition);
     /* the conditions "associations" and "random" of [synth] associations
      * come out of the same generation (synth.h) */
@@ -124,28 +113,17 @@ static ba_status synth_task(const ba_study_plan *plan, ba_study_task *t, ba_erro
     BA_CHECK(add_arg(t, err, "synth"));
     OPT(t, "--out", "%s", t->output);
     if (cfg->synth_stimuli[0]) OPT(t, "--stimuli", "%s", cfg->synth_stimuli);
-    OPT(t, "--stories", "%d", o->n_stories);
-    OPT(t, "--words", "%ld", o->words_per_story);
-    OPT(t, "--subjects", "%d", o->n_subjects);
-    OPT(t, "--voxels", "%ld", o->n_voxels);
-    OPT(t, "--regions", "%d", o->n_regions);
-    OPT(t, "--d-model", "%ld", o->d_model);
-    OPT(t, "--layers", "%d", o->n_layers);
-    OPT(t, "--planted-layer", "%d", o->planted_layer);
-    join_ints(o->delays, o->n_delays, list, sizeof list);
-    OPT(t, "--delays", "%s", list);
-    char number[32];
-    exact_double(o->tr_s, number, sizeof number);
-    OPT(t, "--tr", "%s", number);
-    exact_double(o->max_r, number, sizeof number);
-    OPT(t, "--max-r", "%s", number);
-    OPT(t, "--seed", "%llu", (unsigned long long)o->seed);
-    if (o->n_assoc_regions > 0) {
-        join_ints(o->assoc_regions, o->n_assoc_regions, list, sizeof list);
-        OPT(t, "--assoc-regions", "%s", list);
-        exact_double(o->assoc_share, number, sizeof number);
-        OPT(t, "--assoc-share", "%s", number);
-        OPT(t, "--assoc-every", "%d", o->assoc_every);
+    /* every option of the table, in its order; the association ones
+     * only with association regions (synth_options.h) */
+    for (int i = 0; i < ba_synth_option_table.n_options; i++) {
+        const ba_option *opt = &ba_synth_option_table.options[i];
+        if (o->n_assoc_regions == 0 &&
+            strncmp(opt->name, BA_SYNTH_ASSOC_PREFIX, strlen(BA_SYNTH_ASSOC_PREFIX)) == 0)
+            continue;
+        char value[1024];
+        ba_option_format(opt, o, value, sizeof value);
+        BA_CHECK(add_arg(t, err, "--%s", opt->name));
+        BA_CHECK(add_arg(t, err, "%s", value));
     }
     return BA_OK;
 }
@@ -223,20 +201,13 @@ static ba_status collect_task(const ba_study_plan *plan, ba_study_task *t, ba_er
 static ba_status compare_task(const ba_study_plan *plan, ba_study_task *t, ba_error *err)
 {
     const ba_study_config *cfg = plan->cfg;
-    char number[32];
     snprintf(t->label, sizeof t->label, "compare");
     snprintf(t->output, sizeof t->output, "%s.csv", plan->compare_prefix);
     BA_CHECK(add_arg(t, err, "compare"));
     OPT(t, "--study", "%s", cfg->output_dir);
     OPT(t, "--baseline", "%s", cfg->condition);
     if (cfg->atlas_path[0]) OPT(t, "--atlas", "%s", cfg->atlas_path);
-    OPT(t, "--permutations", "%ld", cfg->compare_permutations);
-    OPT(t, "--bootstrap", "%ld", cfg->compare_bootstrap);
-    exact_double(cfg->compare_confidence, number, sizeof number);
-    OPT(t, "--confidence", "%s", number);
-    exact_double(cfg->compare_fdr, number, sizeof number);
-    OPT(t, "--fdr", "%s", number);
-    OPT(t, "--seed", "%llu", (unsigned long long)cfg->compare_seed);
+    BA_CHECK(table_options(&ba_compare_option_table, &cfg->compare, t, err));
     OPT(t, "--out", "%s", plan->compare_prefix);
     return BA_OK;
 }

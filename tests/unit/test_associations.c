@@ -814,7 +814,7 @@ static void test_study_conditions(void **state)
         assert_int_equal(cfg.conditions[2].augment.seed, 2025);
         assert_non_null(strstr(cfg.conditions[0].associations, "configs/../data/associations/human.jsonl"));
         assert_string_equal(cfg.conditions[0].associations, cfg.conditions[2].associations);
-        assert_int_equal(cfg.compare_permutations, 100000);
+        assert_int_equal(cfg.compare.n_permutations, 100000);
         ba_study_config_free(&cfg);
     }
     static const struct {
@@ -827,7 +827,7 @@ static void test_study_conditions(void **state)
         {"[conditions]\nhuman.colour = red\n", "study.ini:10: [conditions] human.colour: expected"},
         {"[conditions]\nhuman.seed = 3\n", "[conditions] human: give its file"},
         {"[conditions]\nhuman = a.jsonl\n", "an association set needs [model]"},
-        {"[compare]\nfdr = 2\n", "study.ini:10: [compare] fdr is in (0, 1)"},
+        {"[compare]\nfdr = 2\n", "study.ini:10: [compare] fdr 2 must be a finite number > 0 and < 1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char *text = NULL;

@@ -20,7 +20,8 @@
 typedef enum {
     BA_OPT_INT,      /* int in [min, max] */
     BA_OPT_LONG,     /* long in [min, max] */
-    BA_OPT_DOUBLE,   /* finite double in [min, max] (or (min, max] with BA_OPT_ABOVE_MIN) */
+    BA_OPT_U64,      /* uint64_t, any whole number 0..2^64-1 (seeds; min and max unused) */
+    BA_OPT_DOUBLE,   /* finite double in [min, max] (open ends: BA_OPT_ABOVE_MIN, _BELOW_MAX) */
     BA_OPT_FLAG,     /* bool: a flag on the command line, true/false in the INI file */
     BA_OPT_CHOICE,   /* an int-sized enum: the index of its name in choices[] */
     BA_OPT_INT_LIST, /* int[max_count] + int count: "1,2,3" or "1..5", items in [min, max] */
@@ -30,6 +31,7 @@ typedef enum {
 /* flags */
 #define BA_OPT_ALWAYS 1u    /* tasks spell it out even at its default */
 #define BA_OPT_ABOVE_MIN 2u /* DOUBLE: the minimum itself is refused */
+#define BA_OPT_BELOW_MAX 4u /* DOUBLE: the maximum itself is refused */
 
 typedef struct {
     const char *name;        /* command line, without "--": "tr-offset" */
@@ -56,6 +58,7 @@ typedef struct {
     int n_options;
     size_t size;             /* of the options struct */
     void (*defaults)(void *opts);
+    int help_column;         /* where ba_option_help starts the texts (0: 22) */
 } ba_option_table;
 
 /* The option called `name` (command line, without "--"), or NULL. */
@@ -79,7 +82,8 @@ void ba_option_format(const ba_option *o, const void *opts, char *buf, size_t si
 bool ba_option_equal(const ba_option *o, const void *a, const void *b);
 
 /* Print the help lines of every option of `group`, in table order:
- * "  --name METAVAR      text" with text from column 23. */
+ * "  --name METAVAR      text" with text from column 22 (0-based; the
+ * table's help_column if set). */
 void ba_option_help(const ba_option_table *t, const char *group, FILE *out);
 
 #endif

@@ -38,6 +38,7 @@
 
 #include "brainalign/pipeline/associations.h"
 #include "brainalign/core/error.h"
+#include "brainalign/pipeline/compare_options.h"
 #include "brainalign/pipeline/fit.h"
 #include "brainalign/pipeline/features_options.h"
 #include "brainalign/pipeline/fit_options.h"
@@ -91,10 +92,9 @@ typedef struct {
      * name); none: one condition and the plain layout. */
     ba_study_condition conditions[BA_STUDY_MAX_CONDITIONS];
     int n_conditions;
-    /* [compare] */
-    long compare_permutations, compare_bootstrap;
-    double compare_confidence, compare_fdr;
-    uint64_t compare_seed;
+    /* [compare]: the statistics (compare_options.h); `run` sets the
+     * inputs, baseline, atlas and output prefix from its plan */
+    ba_compare_options compare;
 } ba_study_config;
 
 /* Parse and check a configuration. Independent (no MPI). */
