@@ -766,7 +766,8 @@ static void test_features_change_after_insertion_only(void **state)
     features_data f, r;
     run_features(text, "human", "inside", &f);
     run_features(text, "random", "inside-random", &r);
-    assert_string_equal(r.condition, "inside-random");
+    /* the set (inside-random.jsonl) and the policy name the condition */
+    assert_string_equal(r.condition, "inside-random-random");
     size_t pieman = 1, lucy = 0;
     for (size_t w = 0; w <= 30; w++) {
         if (!same_word(&f, &g_baseline, pieman, w)) fail_msg("pieman word %zu (before) differs", w);
