@@ -76,6 +76,7 @@ static ba_status hash_safetensors_header(uint64_t *h, const char *dir, const cha
     snprintf(path, sizeof path, "%s/%s", dir, name);
     struct stat sb;
     if (stat(path, &sb) != 0) return ba_fail(err, BA_ERR_IO, "%s: cannot stat", path);
+    BA_CHECK(ba_require_regular(path, err));
     unsigned char len8[8] = {0};
     FILE *f = fopen(path, "rb");
     if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -306,6 +307,7 @@ static ba_status bos_token_id(const char *dir, const ba_model_config *mc, int *i
     char path[BA_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_error_t jerr;
+    BA_CHECK(ba_require_regular(path, err)); /* a FIFO would block json_load_file */
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root)
         return ba_fail(err, BA_ERR_FORMAT, "%s: not valid JSON (line %d): %s", path, jerr.line,
