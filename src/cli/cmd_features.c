@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "brainalign/core/fs.h"
 #include "commands.h"
 #include "brainalign/pipeline/design.h"
 #include "brainalign/pipeline/features.h"
@@ -191,6 +192,12 @@ int ba_cmd_features(int argc, char **argv)
         cfg.stories = names;
         cfg.n_stories = n > 0 ? (size_t)n : 0;
     }
+    /* names that become HDF5 groups and, in `run`, file names */
+    for (size_t i = 0; !a.error[0] && cfg.stories && i < cfg.n_stories; i++)
+        if (ba_check_name("--stories: story", cfg.stories[i], &err) != BA_OK)
+            snprintf(a.error, sizeof a.error, "%s", err.message);
+    if (!a.error[0] && cfg.condition && ba_check_name("--condition", cfg.condition, &err) != BA_OK)
+        snprintf(a.error, sizeof a.error, "%s", err.message);
     if (a.error[0]) {
         ba_fail(&err, BA_ERR_USAGE, "%s", a.error);
         return ba_cli_report("features", BA_ERR_USAGE, &err);

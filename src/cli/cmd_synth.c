@@ -1,9 +1,11 @@
 /* cmd_synth.c — `brainalign synth`: generate a synthetic study. */
+#include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
 
 #include "args.h"
 #include "commands.h"
+#include "brainalign/core/parse.h"
 #include "brainalign/pipeline/design.h"
 #include "brainalign/pipeline/synth.h"
 
@@ -42,6 +44,15 @@ static void help(const ba_synth_options *d)
         (unsigned long long)d->seed, d->assoc_share, d->assoc_every);
 }
 
+/* An int option, parsed into its type ("--subjects 4294967297" is refused,
+ * not wrapped to 1); ba_synth_run checks what the value means. */
+static void int_option(ba_args *a, const char *name, int *out)
+{
+    if (!ba_parse_int(a->value, INT_MIN, INT_MAX, out))
+        snprintf(a->error, sizeof a->error, "%s: '%s' is not a whole number in [%d, %d]", name,
+                 a->value, INT_MIN, INT_MAX);
+}
+
 int ba_cmd_synth(int argc, char **argv)
 {
     ba_synth_options o;
@@ -55,27 +66,31 @@ int ba_cmd_synth(int argc, char **argv)
         if (ba_cli_is_help(argv[a.i])) { help(&o); return 0; }
         if (ba_args_value(&a, "--out")) o.out_dir = a.value;
         else if (ba_args_value(&a, "--stimuli")) o.stimuli_dir = a.value;
-        else if (ba_args_value(&a, "--stories")) { if (ba_args_long(&a, "--stories", &n)) o.n_stories = (int)n; }
+        else if (ba_args_value(&a, "--stories")) int_option(&a, "--stories", &o.n_stories);
         else if (ba_args_value(&a, "--words")) ba_args_long(&a, "--words", &o.words_per_story);
-        else if (ba_args_value(&a, "--subjects")) { if (ba_args_long(&a, "--subjects", &n)) o.n_subjects = (int)n; }
+        else if (ba_args_value(&a, "--subjects")) int_option(&a, "--subjects", &o.n_subjects);
         else if (ba_args_value(&a, "--voxels")) ba_args_long(&a, "--voxels", &o.n_voxels);
-        else if (ba_args_value(&a, "--regions")) { if (ba_args_long(&a, "--regions", &n)) o.n_regions = (int)n; }
+        else if (ba_args_value(&a, "--regions")) int_option(&a, "--regions", &o.n_regions);
         else if (ba_args_value(&a, "--d-model")) ba_args_long(&a, "--d-model", &o.d_model);
-        else if (ba_args_value(&a, "--layers")) { if (ba_args_long(&a, "--layers", &n)) o.n_layers = (int)n; }
-        else if (ba_args_value(&a, "--planted-layer")) { if (ba_args_long(&a, "--planted-layer", &n)) o.planted_layer = (int)n; }
+        else if (ba_args_value(&a, "--layers")) int_option(&a, "--layers", &o.n_layers);
+        else if (ba_args_value(&a, "--planted-layer")) int_option(&a, "--planted-layer", &o.planted_layer);
         else if (ba_args_value(&a, "--delays")) {
             if (ba_parse_int_list(a.value, o.delays, 32, &o.n_delays, &err))
                 snprintf(a.error, sizeof a.error, "--delays: %s", err.message);
         }
         else if (ba_args_value(&a, "--tr")) ba_args_double(&a, "--tr", &o.tr_s);
         else if (ba_args_value(&a, "--max-r")) ba_args_double(&a, "--max-r", &o.max_r);
-        else if (ba_args_value(&a, "--seed")) { if (ba_args_long(&a, "--seed", &n)) o.seed = (unsigned long long)n; }
+        else if (ba_args_value(&a, "--seed")) {
+            if (ba_args_long(&a, "--seed", &n) && n < 0)
+                snprintf(a.error, sizeof a.error, "--seed %s must be a whole number >= 0", a.value);
+            else o.seed = (unsigned long long)n;
+        }
         else if (ba_args_value(&a, "--assoc-regions")) {
             if (ba_parse_int_list(a.value, o.assoc_regions, 32, &o.n_assoc_regions, &err))
                 snprintf(a.error, sizeof a.error, "--assoc-regions: %s", err.message);
         }
         else if (ba_args_value(&a, "--assoc-share")) ba_args_double(&a, "--assoc-share", &o.assoc_share);
-        else if (ba_args_value(&a, "--assoc-every")) { if (ba_args_long(&a, "--assoc-every", &n)) o.assoc_every = (int)n; }
+        else if (ba_args_value(&a, "--assoc-every")) int_option(&a, "--assoc-every", &o.assoc_every);
         else if (ba_args_flag(&a, "--quiet")) o.quiet = true;
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);
     }
