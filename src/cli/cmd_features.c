@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,16 @@ static void print_summary(const ba_features_summary *s, const ba_features_config
     printf("wrote %s (checkpoint %s)\n", cfg->out_path, s->checkpoint);
 }
 
+/* SIGTERM (SLURM's time limit, or a user): stop at the next window, remove
+ * the unfinished output, exit 1. */
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_terminate(int signal_number)
+{
+    (void)signal_number;
+    stop_requested = 1;
+}
+
 int ba_cmd_features(int argc, char **argv)
 {
     ba_features_config cfg;
@@ -206,6 +217,11 @@ int ba_cmd_features(int argc, char **argv)
     ba_args_command_line(argc, argv, command, sizeof command);
     cfg.command_line = command;
 
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_terminate;
+    sigaction(SIGTERM, &action, NULL);
+    cfg.stop_requested = &stop_requested;
     ba_features_summary summary;
     ba_status rc = ba_features_run(&cfg, MPI_COMM_WORLD, &summary, &err);
     if (rc != BA_OK) return ba_cli_report("features", rc, &err);

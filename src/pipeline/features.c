@@ -17,6 +17,7 @@
 
 #include "brainalign/core/fs.h"
 #include "brainalign/core/hash.h"
+#include "brainalign/core/outfile.h"
 #include "brainalign/io/features_io.h"
 #include "brainalign/lm/model.h"
 #include "brainalign/lm/safetensors.h"
@@ -770,6 +771,12 @@ static ba_status run_my_windows(window_run *wr, const work_unit *units, size_t n
     ba_status rc = alloc_window_buffers(wr, &rows, err);
     for (size_t i = 0; rc == BA_OK && i < n_units; i++) {
         if (units[i].rank != rank) continue;
+        if (wr->cfg->stop_requested && *wr->cfg->stop_requested) {
+            rc = ba_fail(err, BA_ERR_INTERRUPTED, "%s: stopped by a signal after %zu of this "
+                         "rank's %zu windows; the unfinished output is removed (run again to "
+                         "start afresh)", wr->cfg->out_path, done, mine);
+            break;
+        }
         double t0 = ba_now(), c0 = process_cpu_seconds();
         rc = ba_mapped_files_check(err); /* a checkpoint shrunk under us: an error, not SIGBUS */
         if (rc == BA_OK) rc = ba_fault("features.story", err);
@@ -794,6 +801,11 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     int rank = 0, n_ranks = 1;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &n_ranks);
+    /* Before any work: the output writable, no other run on it, stale
+     * temporaries of dead runs removed (core/outfile.h). */
+    ba_output_lock lock = {0};
+    BA_CHECK(ba_mpi_agree(comm, rank == 0 ? ba_output_begin(cfg->out_path, false, &lock, err)
+                                          : BA_OK, err));
     prepared p = {0};
     work_unit *units = NULL;
     size_t n_units = 0;
@@ -854,6 +866,7 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     sum->d_model = (long)wr.d;
     for (size_t i = 0; i < n_units; i++) sum->n_window_tokens += units[i].cost;
 done:
+    ba_output_end(&lock);
     sum->seconds_total = ba_now() - t0;
     free(wr.ids);
     free(wr.hidden);

@@ -723,6 +723,7 @@ static ba_status model_features(const ba_study_plan *plan, const ba_plan_conditi
     fc.out_path = path;
     fc.command_line = recipe;
     fc.quiet = cfg->quiet;
+    fc.stop_requested = cfg->stop_requested; /* SIGTERM stops the features stage too */
     if (rank == 0 && !cfg->quiet) fprintf(stderr, "run: features of condition %s -> %s\n", name, path);
     ba_features_summary sum;
     return ba_features_run(&fc, comm, &sum, err);

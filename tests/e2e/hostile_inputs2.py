@@ -245,11 +245,218 @@ def case_int_options(ba, mpiexec, tmp):
         sys.exit("FAILED (int-options): synth wrote output for a refused option")
 
 
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+
+
+def dead_pid():
+    """The pid of a process that has ended (not reused this soon)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def shared_data():
+    data = os.environ.get("BA_DATA_DIR") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "../../../shared/data")
+    vocab = os.path.join(data, "gpt2-tokenizer")
+    story = os.path.join(data, "narratives/stimuli/pieman/align.csv")
+    if not os.path.isdir(vocab) or not os.path.exists(story):
+        sys.exit(f"FAILED: the shared data ({data}) is missing")
+    return vocab, story
+
+
+def tiny_model(ba, tmp, lines, **dims):
+    """A random GPT-2 checkpoint with the real vocabulary and `lines` rows
+    of Pie Man's alignment as the one story."""
+    vocab, story = shared_data()
+    model = f"{tmp}/model"
+    must_pass(run([ba, "checkpoint", "--out", model, "--vocab-from", vocab,
+                   "--layers", str(dims.get("layers", 2)), "--d-model", str(dims.get("d", 32)),
+                   "--heads", "4", "--positions", "64"]), "checkpoint")
+    stim = f"{tmp}/stim/pieman"
+    os.makedirs(stim)
+    with open(story) as src, open(f"{stim}/align.csv", "w") as dst:
+        dst.writelines(src.readlines()[:lines])
+    return model, f"{tmp}/stim"
+
+
+def read_only_dir(path):
+    """A directory no one can write, even root: a read-only tmpfs (root), or
+    mode 0555 (anyone else). None when neither is possible."""
+    os.makedirs(path)
+    if os.geteuid() != 0:
+        os.chmod(path, 0o555)
+        return path
+    if run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", path]).returncode == 0:
+        return path
+    return None
+
+
+def case_outputs(ba, mpiexec, tmp):
+    synth(ba, f"{tmp}/syn")
+    feats = f"{tmp}/syn/features.h5"
+    with h5py.File(feats) as f:
+        story = sorted(f["stories"])[0]
+        layer = str(int(f[f"stories/{story}/hidden"].attrs["layers"][-1]))
+    must_pass(run([*mpiexec, "-n", "1", ba, "fit", "--quiet", "--features", feats, "--bold",
+                   f"{tmp}/syn/bold-sub-01.h5", "--layer", layer, "--out", f"{tmp}/s1.h5"], env=ENV),
+              "fit")
+    if os.path.exists(f"{tmp}/s1.h5.lock"):
+        sys.exit("FAILED (outputs): fit left its lock behind")
+    model, stim = tiny_model(ba, tmp, 40)
+    ro = read_only_dir(f"{tmp}/ro")
+    os.makedirs(f"{tmp}/adir")
+    targets = {"directory": (f"{tmp}/adir", "is a directory; the output is a file"),
+               "missing parent": (f"{tmp}/nope/out.h5", "cannot write in"),
+               }
+    if ro:
+        targets["read-only"] = (f"{ro}/out.h5", "cannot write in")
+    else:
+        print("SKIP (read-only): cannot make a read-only directory here")
+    try:
+        for what, (out, needle) in targets.items():
+            for np_ in (1, 2):
+                must_fail(run([*mpiexec, "-n", str(np_), ba, "fit", "--quiet", "--features", feats,
+                               "--bold", f"{tmp}/syn/bold-sub-01.h5", "--layer", layer, "--out",
+                               out], env=ENV), needle, what=f"fit, {what}, {np_} rank(s)")
+                must_fail(run([*mpiexec, "-n", str(np_), ba, "features", "--quiet", "--model",
+                               model, "--stimuli", stim, "--context", "32", "--stride", "16",
+                               "--out", out], env=ENV), needle,
+                          what=f"features, {what}, {np_} rank(s)")
+            must_fail(run([ba, "compare", "--quiet", "--scores", f"baseline={tmp}/s1.h5",
+                           "--scores", f"other={tmp}/s1.h5", "--out",
+                           out[:-3] if out.endswith(".h5") else out, "--permutations", "10",
+                           "--bootstrap", "10"], env=ENV),
+                      needle if what != "directory" else "is a directory",
+                      what=f"compare, {what}")
+            must_fail(run([ba, "import", "--format", "hdf5", "--tr", "2", "--out", out,
+                           "--story", story, "--file", f"{tmp}/syn/bold-sub-01.h5"]),
+                      needle, what=f"import, {what}")
+        if ro:
+            must_fail(run([ba, "synth", "--out", f"{ro}/syn", "--quiet"]), "cannot write in",
+                      what="synth into a read-only directory")
+        must_fail(run([ba, "synth", "--out", f"{tmp}/no/such/syn", "--quiet"]), "cannot write in",
+                  what="synth, missing parent")
+        with open(f"{tmp}/plainfile", "w") as f:
+            f.write("x")
+        must_fail(run([ba, "synth", "--out", f"{tmp}/plainfile", "--quiet"]),
+                  "exists and is not a directory", what="synth onto a file")
+    finally:
+        if ro and os.geteuid() == 0:
+            run(["umount", ro])
+
+
+def case_lock(ba, mpiexec, tmp):
+    synth(ba, f"{tmp}/syn")
+    feats = f"{tmp}/syn/features.h5"
+    with h5py.File(feats) as f:
+        story = sorted(f["stories"])[0]
+        layer = str(int(f[f"stories/{story}/hidden"].attrs["layers"][-1]))
+    out = f"{tmp}/s.h5"
+    fit = [*mpiexec, "-n", "1", ba, "fit", "--quiet", "--features", feats, "--bold",
+           f"{tmp}/syn/bold-sub-01.h5", "--layer", layer, "--out", out]
+    host = os.uname().nodename
+    # A live holder (this script): the second run fails clearly, nothing written.
+    with open(out + ".lock", "w") as f:
+        f.write(f"{os.getpid()} {host}\n")
+    must_fail(run(fit, env=ENV), f"another run (process {os.getpid()} on {host}) is writing it",
+              what="fit, output locked by a live run")
+    if os.path.exists(out):
+        sys.exit("FAILED (lock): the locked output was written")
+    must_fail(run([*mpiexec, "-n", "2", ba, "fit", "--quiet", "--features", feats, "--bold",
+                   f"{tmp}/syn/bold-sub-01.h5", "--layer", layer, "--out", out], env=ENV),
+              "another run", what="fit, locked, 2 ranks")
+    # A stale lock of a dead process: taken over with a warning, removed at the end.
+    dead = dead_pid()
+    with open(out + ".lock", "w") as f:
+        f.write(f"{dead} {host}\n")
+    # stale temporaries: a dead process's is removed, a live one's kept
+    stale, live = f"{tmp}/.s.h5.partial-{dead}", f"{tmp}/.s.h5.partial-{os.getpid()}"
+    for p in (stale, live):
+        with open(p, "wb") as f:
+            f.write(b"\0" * 4096)
+    proc = must_pass(run(fit, env=ENV), "fit over a stale lock")
+    if f"taking over the lock {out}.lock of process {dead}" not in proc.stderr:
+        sys.exit(f"FAILED (lock): no warning about the stale lock\n{proc.stderr}")
+    if os.path.exists(out + ".lock") or not os.path.exists(out):
+        sys.exit("FAILED (lock): lock left behind or no output")
+    if os.path.exists(stale):
+        sys.exit("FAILED (lock): the dead process's .partial was not removed")
+    if not os.path.exists(live):
+        sys.exit("FAILED (lock): a live process's .partial was removed")
+    os.unlink(live)
+    # Two real concurrent synth runs to one directory: one is refused.
+    cmd = [ba, "synth", "--out", f"{tmp}/twice", "--quiet", "--stories", "3", "--words", "3000",
+           "--voxels", "3000", "--subjects", "3", "--d-model", "64"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(200):
+        if os.path.exists(f"{tmp}/twice.lock"):
+            break
+        time.sleep(0.05)
+    second = run(cmd)
+    out1, err1 = first.communicate(timeout=300)
+    if first.returncode != 0:
+        sys.exit(f"FAILED (lock): the first synth failed\n{err1}")
+    if os.path.exists(f"{tmp}/twice.lock"):
+        must_fail(second, "another run", what="second concurrent synth")
+    elif second.returncode == 0:
+        print("note (lock): the first synth ended before the second started; not conclusive")
+    else:
+        must_fail(second, "another run", what="second concurrent synth")
+
+
+def case_sigterm(ba, mpiexec, tmp):
+    model, stim = tiny_model(ba, tmp, 400, layers=4, d=64)
+    out = f"{tmp}/f.h5"
+    dead = dead_pid()
+    stale = f"{tmp}/.f.h5.partial-{dead}"
+    with open(stale, "wb") as f:
+        f.write(b"\0" * 65536)
+    cmd = [ba, "features", "--quiet", "--model", model, "--stimuli", stim, "--context", "64",
+           "--stride", "1", "--out", out]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV)
+    partial = None
+    for _ in range(1200):
+        if proc.poll() is not None:
+            break
+        found = [f for f in os.listdir(tmp) if f.startswith(".f.h5.partial-") and
+                 f != os.path.basename(stale)]
+        if found:
+            partial = found[0]
+            break
+        time.sleep(0.05)
+    if not partial:
+        out_, err_ = proc.communicate()
+        sys.exit(f"FAILED (sigterm): features ended before its output was begun\n{err_}")
+    if os.path.exists(stale):
+        sys.exit("FAILED (sigterm): the stale .partial of a dead process was not removed")
+    time.sleep(0.5)
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err_ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        sys.exit("FAILED (sigterm): features did not stop within 120 s of SIGTERM")
+    print(f"features stopped {time.time() - t0:.2f} s after SIGTERM, exit {proc.returncode}")
+    must_fail(subprocess.CompletedProcess(cmd, proc.returncode, "", err_),
+              "stopped by a signal", "the unfinished output is removed", what="SIGTERM")
+    if proc.returncode != 1 + 0 and proc.returncode <= 0:
+        sys.exit(f"FAILED (sigterm): exit {proc.returncode}")
+    no_partials(tmp, "sigterm")
+    if os.path.exists(out) or os.path.exists(out + ".lock"):
+        sys.exit("FAILED (sigterm): an output or its lock is left")
+
+
 CASES = {
     "names": case_names,
     "ini": case_ini,
     "fifo": case_fifo,
     "int-options": case_int_options,
+    "outputs": case_outputs,
+    "lock": case_lock,
+    "sigterm": case_sigterm,
 }
 
 
