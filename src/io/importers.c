@@ -673,6 +673,7 @@ static ba_status add_list_line(ba_bold_inputs *list, ba_bold_format format,
 ba_status ba_bold_inputs_read_list(ba_bold_inputs *list, ba_bold_format format,
                                    const char *list_path, ba_error *err)
 {
+    BA_CHECK(ba_require_regular(list_path, err)); /* a FIFO would block fopen */
     FILE *fp = fopen(list_path, "r");
     if (!fp) return ba_fail(err, BA_ERR_IO, "%s: cannot open the list file", list_path);
     char *line = NULL;
