@@ -447,6 +447,37 @@ def case_sigterm(ba, mpiexec, tmp):
     no_partials(tmp, "sigterm")
     if os.path.exists(out) or os.path.exists(out + ".lock"):
         sys.exit("FAILED (sigterm): an output or its lock is left")
+    # The same in `run`'s features stage (it used to go on until the fit).
+    study = write(f"{tmp}/study/study.ini",
+                  f"[study]\noutput = out\n[model]\npath = {model}\ncontext = 64\nstride = 1\n"
+                  f"[stimuli]\ndir = {stim}\n[bold]\nsubjects = sub-01\n"
+                  "path = bold-{subject}.h5\n[fit]\nlayers = 1\n")
+    feat_dir = f"{tmp}/study/out/features"
+    proc = subprocess.Popen([ba, "run", study, "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    begun = False
+    for _ in range(1200):
+        if proc.poll() is not None:
+            break
+        if os.path.isdir(feat_dir) and any(".partial-" in f for f in os.listdir(feat_dir)):
+            begun = True
+            break
+        time.sleep(0.05)
+    if not begun:
+        _, err_ = proc.communicate()
+        sys.exit(f"FAILED (sigterm, run): the features stage never began\n{err_}")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err_ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        sys.exit("FAILED (sigterm, run): run did not stop within 120 s of SIGTERM")
+    must_fail(subprocess.CompletedProcess([], proc.returncode, "", err_), "stopped by a signal",
+              what="SIGTERM in run's features stage")
+    no_partials(feat_dir, "sigterm, run")
+    if os.listdir(feat_dir):
+        sys.exit(f"FAILED (sigterm, run): left {os.listdir(feat_dir)}")
 
 
 CASES = {
