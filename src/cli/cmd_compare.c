@@ -224,7 +224,12 @@ int ba_cmd_compare(int argc, char **argv)
         } else if (ba_args_value(&a, "--scores")) {
             if (n_scores < 4096) scores[n_scores++] = a.value;
             else snprintf(a.error, sizeof a.error, "at most 4096 --scores");
-        } else if (ba_args_value(&a, "--layer")) ba_args_long(&a, "--layer", &layer);
+        } else if (ba_args_value(&a, "--layer")) {
+            /* parsed into the int it becomes: 4294967297 is not layer 1 */
+            if (ba_args_long(&a, "--layer", &layer) && (layer < 0 || layer > INT_MAX))
+                snprintf(a.error, sizeof a.error, "--layer %s: expected a layer number in [0, %d]",
+                         a.value, INT_MAX);
+        }
         else if (ba_args_value(&a, "--baseline")) o.baseline = a.value;
         else if (ba_args_value(&a, "--atlas")) o.atlas_path = a.value;
         else if (ba_args_value(&a, "--bold")) o.bold_path = a.value;
@@ -233,7 +238,11 @@ int ba_cmd_compare(int argc, char **argv)
         else if (ba_args_value(&a, "--bootstrap")) ba_args_long(&a, "--bootstrap", &o.n_bootstrap);
         else if (ba_args_value(&a, "--confidence")) ba_args_double(&a, "--confidence", &o.confidence);
         else if (ba_args_value(&a, "--fdr")) ba_args_double(&a, "--fdr", &o.fdr);
-        else if (ba_args_value(&a, "--seed")) { if (ba_args_long(&a, "--seed", &number)) o.seed = (uint64_t)number; }
+        else if (ba_args_value(&a, "--seed")) {
+            if (ba_args_long(&a, "--seed", &number) && number < 0)
+                snprintf(a.error, sizeof a.error, "--seed %s must be a whole number >= 0", a.value);
+            else o.seed = (uint64_t)number;
+        }
         else if (ba_args_flag(&a, "--plot")) plot = true;
         else if (ba_args_flag(&a, "--quiet")) quiet = true;
         else snprintf(a.error, sizeof a.error, "unknown option '%s' (see --help)", argv[a.i]);

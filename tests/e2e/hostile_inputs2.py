@@ -243,6 +243,11 @@ def case_int_options(ba, mpiexec, tmp):
               "--seed -1 must be a whole number >= 0", what="synth --seed -1")
     if os.path.exists(os.path.join(tmp, "o")):
         sys.exit("FAILED (int-options): synth wrote output for a refused option")
+    must_fail(run([ba, "compare", "--study", tmp, "--layer", "4294967297", "--out",
+                   os.path.join(tmp, "c")]), "--layer 4294967297: expected a layer number",
+              what="compare --layer wraps")
+    must_fail(run([ba, "compare", "--study", tmp, "--seed", "-1", "--out", os.path.join(tmp, "c")]),
+              "--seed -1 must be a whole number >= 0", what="compare --seed -1")
 
 
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
