@@ -24,11 +24,28 @@ static void split(const char *path, char *dir, size_t cap, const char **name)
     *name = slash ? slash + 1 : path;
 }
 
+/* Linux: is pid a zombie (ended, not yet reaped: a killed MPI rank whose
+ * parent is gone lingers so until init reaps it)? false when unknown. */
+static bool zombie(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
+    return close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z';
+}
+
 /* Is process pid alive on this host? (EPERM: alive, someone else's) */
 static bool alive(long pid)
 {
     if (pid <= 0 || (long)(pid_t)pid != pid) return false;
-    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+    if (kill((pid_t)pid, 0) != 0 && errno != EPERM) return false;
+    return !zombie(pid);
 }
 
 static void host_name(char *out, size_t cap)
