@@ -77,13 +77,11 @@ static ba_status probe(const char *path, const char *dir, const char *name, ba_e
     return BA_OK;
 }
 
-int ba_output_clean_stale(const char *path)
+/* Remove, in dir, the temporaries "[.]<name>.partial-<pid>" of dead
+ * processes (of any name when name is NULL). */
+static int clean_in(const char *dir, const char *name)
 {
-    char dir[BA_PATH_MAX];
-    const char *name;
-    split(path, dir, sizeof dir, &name);
-    size_t len = strlen(name);
-    if (len == 0) return 0;
+    size_t len = name ? strlen(name) : 0;
     DIR *d = opendir(dir);
     if (!d) return 0;
     int removed = 0;
@@ -91,10 +89,16 @@ int ba_output_clean_stale(const char *path)
     while ((e = readdir(d)) != NULL) {
         /* ".<name>.partial-<pid>" (HDF5 outputs) or "<name>.partial-<pid>" */
         const char *p = e->d_name;
-        if (*p == '.' && strncmp(p + 1, name, len) == 0) p += 1 + len;
-        else if (strncmp(p, name, len) == 0) p += len;
-        else continue;
-        if (strncmp(p, ".partial-", 9) != 0) continue;
+        if (name) {
+            if (*p == '.' && strncmp(p + 1, name, len) == 0) p += 1 + len;
+            else if (strncmp(p, name, len) == 0) p += len;
+            else continue;
+            if (strncmp(p, ".partial-", 9) != 0) continue;
+        } else {
+            const char *at = strstr(p, ".partial-");
+            if (!at || at == p) continue;
+            p = at;
+        }
         p += 9;
         char *end = NULL;
         errno = 0;
@@ -111,6 +115,14 @@ int ba_output_clean_stale(const char *path)
     }
     closedir(d);
     return removed;
+}
+
+int ba_output_clean_stale(const char *path)
+{
+    char dir[BA_PATH_MAX];
+    const char *name;
+    split(path, dir, sizeof dir, &name);
+    return name[0] ? clean_in(dir, name) : 0;
 }
 
 /* Read "<pid> <host>" from an existing lock file. */
@@ -201,6 +213,7 @@ ba_status ba_output_begin(const char *path, bool is_dir, ba_output_lock *lock, b
         return ba_fail(err, BA_ERR_USAGE, "%.200s: path too long", clean);
     BA_CHECK(take_lock(clean, lock, err));
     if (!is_dir) ba_output_clean_stale(clean);
+    else if (exists) clean_in(clean, NULL); /* the directory is this run's now */
     return BA_OK;
 }
 

@@ -390,6 +390,13 @@ def case_lock(ba, mpiexec, tmp):
     if not os.path.exists(live):
         sys.exit("FAILED (lock): a live process's .partial was removed")
     os.unlink(live)
+    # synth: stale temporaries inside its directory are removed
+    stale_in = f"{tmp}/syn/.bold-sub-01.h5.partial-{dead}"
+    with open(stale_in, "wb") as f:
+        f.write(b"\0" * 4096)
+    synth(ba, f"{tmp}/syn")
+    if os.path.exists(stale_in):
+        sys.exit("FAILED (lock): synth left a dead process's .partial in its directory")
     # Two real concurrent synth runs to one directory: one is refused.
     cmd = [ba, "synth", "--out", f"{tmp}/twice", "--quiet", "--stories", "3", "--words", "3000",
            "--voxels", "3000", "--subjects", "3", "--d-model", "64"]

@@ -24,7 +24,8 @@
  *     stderr each). A live process's are left alone.
  * For an output directory (is_dir true; it may not exist yet, but then its
  * parent must) the probe is made in the directory when it exists, else in
- * its parent, and the lock is "<dir>.lock".
+ * its parent, the lock is "<dir>.lock", and the stale temporaries removed
+ * are those of any name inside the directory.
  * ba_output_end removes the lock (nothing when none is held). */
 #ifndef BRAINALIGN_OUTFILE_H
 #define BRAINALIGN_OUTFILE_H
