@@ -2,6 +2,7 @@
  * an association set is inserted into the stories (a preview of what
  * `features --associations` does). */
 #include <mpi.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,9 +121,18 @@ int ba_cmd_augment(int argc, char **argv)
             if (ba_augment_policy_parse(a.value, &o, &err))
                 snprintf(a.error, sizeof a.error, "--policy: %s", err.message);
         } else if (ba_args_value(&a, "--every")) {
-            if (ba_args_long(&a, "--every", &number)) o.every_k = number < 1 ? 0 : (int)number;
+            if (ba_args_long(&a, "--every", &number)) {
+                if (number > INT_MAX)
+                    snprintf(a.error, sizeof a.error, "--every %s: at most %d", a.value, INT_MAX);
+                else o.every_k = number < 1 ? 0 : (int)number;
+            }
         } else if (ba_args_value(&a, "--seed")) {
-            if (ba_args_long(&a, "--seed", &number)) o.seed = (uint64_t)number;
+            if (ba_args_long(&a, "--seed", &number)) {
+                if (number < 0)
+                    snprintf(a.error, sizeof a.error, "--seed %s must be a whole number >= 0",
+                             a.value);
+                else o.seed = (uint64_t)number;
+            }
         } else if (ba_args_value(&a, "--pause")) ba_args_double(&a, "--pause", &o.pause_s);
         else if (ba_args_value(&a, "--story")) story = a.value;
         else if (ba_args_flag(&a, "--tsv")) tsv = true;

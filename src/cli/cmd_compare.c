@@ -221,7 +221,12 @@ int ba_cmd_compare(int argc, char **argv)
         } else if (ba_args_value(&a, "--scores")) {
             if (n_scores < 4096) scores[n_scores++] = a.value;
             else snprintf(a.error, sizeof a.error, "at most 4096 --scores");
-        } else if (ba_args_value(&a, "--layer")) ba_args_long(&a, "--layer", &layer);
+        } else if (ba_args_value(&a, "--layer")) {
+            /* parsed into the int it becomes: 4294967297 is not layer 1 */
+            if (ba_args_long(&a, "--layer", &layer) && (layer < 0 || layer > INT_MAX))
+                snprintf(a.error, sizeof a.error, "--layer %s: expected a layer number in [0, %d]",
+                         a.value, INT_MAX);
+        }
         else if (ba_args_value(&a, "--baseline")) o.baseline = a.value;
         else if (ba_args_value(&a, "--atlas")) o.atlas_path = a.value;
         else if (ba_args_value(&a, "--bold")) o.bold_path = a.value;

@@ -3,11 +3,13 @@
 #include <cblas.h>
 #include <limits.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
+#include "brainalign/core/fs.h"
 #include "commands.h"
 #include "brainalign/pipeline/design.h"
 #include "brainalign/pipeline/features.h"
@@ -127,6 +129,16 @@ static void print_summary(const ba_features_summary *s, const ba_features_config
     printf("wrote %s (checkpoint %s)\n", cfg->out_path, s->checkpoint);
 }
 
+/* SIGTERM (SLURM's time limit, or a user): stop at the next window, remove
+ * the unfinished output, exit 1. */
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_terminate(int signal_number)
+{
+    (void)signal_number;
+    stop_requested = 1;
+}
+
 int ba_cmd_features(int argc, char **argv)
 {
     ba_features_config cfg;
@@ -198,6 +210,12 @@ int ba_cmd_features(int argc, char **argv)
         cfg.stories = names;
         cfg.n_stories = n > 0 ? (size_t)n : 0;
     }
+    /* names that become HDF5 groups and, in `run`, file names */
+    for (size_t i = 0; !a.error[0] && cfg.stories && i < cfg.n_stories; i++)
+        if (ba_check_name("--stories: story", cfg.stories[i], &err) != BA_OK)
+            snprintf(a.error, sizeof a.error, "%s", err.message);
+    if (!a.error[0] && cfg.condition && ba_check_name("--condition", cfg.condition, &err) != BA_OK)
+        snprintf(a.error, sizeof a.error, "%s", err.message);
     if (a.error[0]) {
         ba_fail(&err, BA_ERR_USAGE, "%s", a.error);
         return ba_cli_report("features", BA_ERR_USAGE, &err);
@@ -206,6 +224,11 @@ int ba_cmd_features(int argc, char **argv)
     ba_args_command_line(argc, argv, command, sizeof command);
     cfg.command_line = command;
 
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_terminate;
+    sigaction(SIGTERM, &action, NULL);
+    cfg.stop_requested = &stop_requested;
     ba_features_summary summary;
     ba_status rc = ba_features_run(&cfg, MPI_COMM_WORLD, &summary, &err);
     if (rc != BA_OK) return ba_cli_report("features", rc, &err);

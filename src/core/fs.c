@@ -48,12 +48,68 @@ ba_status ba_join_path(char *out, size_t cap, const char *dir, const char *name,
     return BA_OK;
 }
 
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a pipe or FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a regular file";
+}
+
+ba_status ba_require_regular(const char *path, ba_error *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return ba_fail(err, BA_ERR_IO, "%s: is %s, expected a regular file", path,
+                       file_kind(sb.st_mode));
+    return BA_OK;
+}
+
+/* Before open(): opening a FIFO with no writer would block for ever. */
+static FILE *open_regular(const char *path, ba_error *err)
+{
+    if (ba_require_regular(path, err) != BA_OK) return NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    return f;
+}
+
+bool ba_valid_name(const char *name, const char **why)
+{
+    const char *w = NULL;
+    size_t n = strlen(name);
+    if (n == 0) w = "it is empty";
+    else if (name[0] == '-') w = "it starts with '-'";
+    else if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strstr(name, ".."))
+        w = "it contains '..'";
+    else if (n >= 256) w = "it is longer than 255 bytes";
+    for (size_t i = 0; !w && i < n; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch == '/' || ch == '\\') w = "it contains a '/' or '\\'";
+        else if (ch < 0x20 || ch == 0x7f) w = "it contains a control character";
+    }
+    if (why) *why = w;
+    return w == NULL;
+}
+
+ba_status ba_check_name(const char *what, const char *name, ba_error *err)
+{
+    const char *why = NULL;
+    if (ba_valid_name(name, &why)) return BA_OK;
+    return ba_fail(err, BA_ERR_USAGE, "%s '%.80s': not a valid name, %s (a name becomes a file "
+                   "or directory name: no '/', no '..', no control characters, no leading '-')",
+                   what, name, why);
+}
+
 ba_status ba_read_file(const char *path, unsigned char **data, size_t *len, ba_error *err)
 {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = open_regular(path, err);
+    if (!f) return BA_ERR_IO;
     ba_status rc = BA_OK;
     size_t cap = 1 << 16, n = 0;
     unsigned char *buf = malloc(cap);
@@ -147,8 +203,8 @@ ba_status ba_partial_close(FILE *f, const char *temp, const char *path, ba_statu
 ba_status ba_hash_file(const char *path, size_t limit, uint64_t *h, unsigned long long *bytes,
                        ba_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = open_regular(path, err);
+    if (!f) return BA_ERR_IO;
     unsigned char buf[65536];
     size_t done = 0, got;
     while ((limit == 0 || done < limit) &&

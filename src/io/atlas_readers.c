@@ -369,6 +369,7 @@ static int split_fields(char *line, char **field, int max)
 ba_status ba_label_table_read(const char *path, ba_label_table *t, ba_error *err)
 {
     memset(t, 0, sizeof *t);
+    BA_CHECK(ba_require_regular(path, err)); /* a FIFO would block fopen */
     FILE *fp = fopen(path, "r");
     if (!fp) return ba_fail(err, BA_ERR_IO, "%s: no such file or not readable", path);
     char *line = NULL;

@@ -16,6 +16,7 @@
 
 #include "brainalign/core/alloc.h"
 #include "brainalign/core/fs.h"
+#include "brainalign/core/outfile.h"
 #include "brainalign/io/h5io.h"
 #include "brainalign/parallel/fault.h"
 #include "brainalign/parallel/parallel.h"
@@ -895,6 +896,7 @@ static ba_status add_list_line(ba_bold_inputs *list, ba_bold_format format,
 ba_status ba_bold_inputs_read_list(ba_bold_inputs *list, ba_bold_format format,
                                    const char *list_path, ba_error *err)
 {
+    BA_CHECK(ba_require_regular(list_path, err)); /* a FIFO would block fopen */
     FILE *fp = fopen(list_path, "r");
     if (!fp) return ba_fail(err, BA_ERR_IO, "%s: cannot open the list file", list_path);
     char *line = NULL;
@@ -1393,7 +1395,16 @@ ba_status ba_import_bold(const ba_import_options *o, MPI_Comm comm, ba_import_su
     memset(summary, 0, sizeof *summary);
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    ba_status rc = rank == 0 ? import_on_this_rank(o, summary, err) : ba_fault("import", err);
+    ba_status rc = BA_OK;
+    if (rank == 0) {
+        /* Before any work: the output writable and not another run's (outfile.h). */
+        ba_output_lock lock = {0};
+        rc = o->out_path ? ba_output_begin(o->out_path, false, &lock, err) : BA_OK;
+        if (rc == BA_OK) rc = import_on_this_rank(o, summary, err);
+        ba_output_end(&lock);
+    } else {
+        rc = ba_fault("import", err);
+    }
     rc = ba_mpi_agree(comm, rc, err);
     MPI_Bcast(summary, (int)sizeof *summary, MPI_BYTE, 0, comm);
     return rc;

@@ -200,6 +200,33 @@ static ba_status parse_gpt2(const cfg_reader *r, ba_model_config *cfg, ba_error 
     return check_heads(r, cfg, err);
 }
 
+/* Only plain RoPE is implemented: a "rope_scaling" object (linear, dynamic,
+ * llama3, yarn, longrope...) would change every position's rotation, so it
+ * is refused by its type rather than ignored. null or absent is plain RoPE. */
+static ba_status check_rope_scaling(const cfg_reader *r, ba_error *err)
+{
+    json_t *v = json_object_get(r->root, "rope_scaling");
+    if (!v || json_is_null(v)) return BA_OK;
+    if (!json_is_object(v))
+        return ba_fail(err, BA_ERR_FORMAT, "%s: \"rope_scaling\" must be an object or null",
+                       r->source);
+    json_t *type = json_object_get(v, "rope_type");
+    const char *key = "rope_scaling.rope_type";
+    if (!type || json_is_null(type)) {
+        type = json_object_get(v, "type");
+        key = "rope_scaling.type";
+    }
+    if (type && json_is_string(type) && strcmp(json_string_value(type), "default") == 0)
+        return BA_OK; /* Hugging Face's name for plain RoPE */
+    if (type && json_is_string(type))
+        return ba_fail(err, BA_ERR_VALUE, "%s: \"%s\" = \"%.40s\": this RoPE scaling is not "
+                       "implemented (only plain RoPE: rope_scaling null)", r->source, key,
+                       json_string_value(type));
+    return ba_fail(err, BA_ERR_VALUE, "%s: \"rope_scaling\" is given without a string \"type\" "
+                   "or \"rope_type\"; no RoPE scaling is implemented (only plain RoPE: "
+                   "rope_scaling null)", r->source);
+}
+
 static ba_status parse_llama(const cfg_reader *r, ba_model_config *cfg, ba_error *err)
 {
     BA_CHECK(read_int(r, "num_hidden_layers", NULL, 1, -1, &cfg->n_layers, err));
@@ -216,6 +243,7 @@ static ba_status parse_llama(const cfg_reader *r, ba_model_config *cfg, ba_error
     if (strcmp(cfg->activation, "silu") != 0)
         return ba_fail(err, BA_ERR_VALUE, "%s: hidden_act '%s' is not supported (silu)", r->source,
                        cfg->activation);
+    BA_CHECK(check_rope_scaling(r, err));
     return check_heads(r, cfg, err);
 }
 

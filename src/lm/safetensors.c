@@ -230,6 +230,7 @@ void ba_mapped_files_guard(const char *cleanup_path)
 
 static ba_status map_file(ba_safetensors *st, ba_error *err)
 {
+    BA_CHECK(ba_require_regular(st->path, err)); /* before open(): a FIFO would block it */
     int fd = open(st->path, O_RDONLY);
     if (fd < 0)
         return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", st->path, strerror(errno));
@@ -287,11 +288,31 @@ static ba_status parse_int_array(const ba_safetensors *st, const char *tname, js
     return BA_OK;
 }
 
+/* A numeric part of a dotted tensor name ("h.3.attn") is written without
+ * leading zeros: "h.03.attn" would be read as layer 3 by a strtol-based
+ * lookup and so slip past the unknown-tensor check, or alias "h.3.attn". */
+static ba_status check_tensor_name(const ba_safetensors *st, const char *name, ba_error *err)
+{
+    for (const char *p = name; *p;) {
+        const char *end = strchr(p, '.');
+        if (!end) end = p + strlen(p);
+        size_t n = (size_t)(end - p), digits = 0;
+        while (digits < n && p[digits] >= '0' && p[digits] <= '9') digits++;
+        if (n > 1 && digits == n && p[0] == '0')
+            return ba_fail(err, BA_ERR_FORMAT, "%s: tensor '%s': the index '%.*s' has a leading "
+                           "zero (indices are written 0, 1, 2...): not a tensor of this model",
+                           st->path, name, (int)n, p);
+        p = *end ? end + 1 : end;
+    }
+    return BA_OK;
+}
+
 /* Fill t from its header entry; offsets are checked against data_len. */
 static ba_status parse_tensor_entry(const ba_safetensors *st, const char *name, json_t *entry,
                                     const unsigned char *data, size_t data_len, ba_tensor *t,
                                     st_span *span_out, ba_error *err)
 {
+    BA_CHECK(check_tensor_name(st, name, err));
     if (!json_is_object(entry))
         return ba_fail(err, BA_ERR_FORMAT, "%s: tensor '%s': header entry must be an object "
                        "with dtype, shape, data_offsets", st->path, name);
@@ -533,6 +554,7 @@ static ba_status open_sharded(ba_checkpoint *ck, const char *index_path, ba_erro
 {
     ba_status rc = BA_OK;
     json_error_t jerr;
+    BA_CHECK(ba_require_regular(index_path, err));
     json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return ba_fail(err, BA_ERR_FORMAT, "%s: not valid JSON (line %d, column %d): %s",

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "brainalign/core/fs.h"
 
@@ -47,6 +48,7 @@ static ba_status open_hf_json(const char *dir, const char *path, ba_tokenizer *t
                               ba_error *err)
 {
     json_error_t jerr;
+    BA_CHECK(ba_require_regular(path, err)); /* a FIFO would block json_load_file */
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root)
         return ba_fail(err, BA_ERR_FORMAT, "%s:%d:%d: malformed JSON: %s", path, jerr.line,
@@ -98,7 +100,8 @@ static ba_status open_by_format(const char *dir, ba_tokenizer *tok, ba_error *er
         return ba_fail(err, BA_ERR_IO, "%s: tokenizer directory does not exist", dir);
     char path[BA_PATH_MAX];
     BA_CHECK(ba_join_path(path, sizeof path, dir, "tokenizer.json", err));
-    if (ba_file_exists(path)) return open_hf_json(dir, path, tok, err);
+    /* there but not a regular file (a FIFO): refused, not passed over */
+    if (ba_file_exists(path) || access(path, F_OK) == 0) return open_hf_json(dir, path, tok, err);
     bool found;
     BA_CHECK(open_gpt2_pair(dir, "vocab.json", "merges.txt", tok, &found, err));
     if (found) return BA_OK;

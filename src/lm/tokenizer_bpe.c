@@ -985,6 +985,8 @@ static ba_status read_merge_lines(bpe_model *m, vocab_builder *vb, const char *p
 static ba_status load_json_file(const char *path, json_t **out, ba_error *err)
 {
     json_error_t jerr;
+    *out = NULL;
+    BA_CHECK(ba_require_regular(path, err)); /* a FIFO would block json_load_file */
     *out = json_load_file(path, 0, &jerr);
     if (*out) return BA_OK;
     if (access(path, R_OK) != 0)

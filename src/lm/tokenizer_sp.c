@@ -922,6 +922,7 @@ static ba_status load_hf_json(const char *path, sp_model **out, ba_error *err)
 {
     *out = NULL;
     json_error_t jerr;
+    BA_CHECK(ba_require_regular(path, err)); /* a FIFO would block json_load_file */
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root)
         return ba_fail(err, BA_ERR_FORMAT, "%s: line %d column %d: %s", path, jerr.line,

@@ -181,6 +181,7 @@ ba_status ba_association_set_read(const char *path, ba_association_set *set, ba_
     memset(set, 0, sizeof *set);
     snprintf(set->path, sizeof set->path, "%s", path);
     file_stem(path, set->name, sizeof set->name);
+    BA_CHECK(ba_require_regular(path, err)); /* a FIFO would block fopen */
     FILE *f = fopen(path, "rb");
     if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open the association set", path);
     ba_status rc = BA_OK;

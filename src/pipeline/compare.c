@@ -14,6 +14,7 @@
 
 #include "brainalign/core/alloc.h"
 #include "brainalign/core/hash.h"
+#include "brainalign/core/outfile.h"
 #include "brainalign/io/atlas.h"
 #include "brainalign/io/brainmaps.h"
 #include "brainalign/io/h5io.h"
@@ -1100,6 +1101,12 @@ ba_status ba_compare_run(const ba_compare_options *o, ba_compare_result *res, ba
 {
     memset(res, 0, sizeof *res);
     BA_CHECK(check_options(o, err));
+    /* Before any work: PREFIX.* writable and not another run's (outfile.h). */
+    ba_output_lock lock = {0};
+    BA_CHECK(ba_output_begin(o->out_prefix, false, &lock, err));
+    char h5_name[BA_PATH_MAX + 8];
+    snprintf(h5_name, sizeof h5_name, "%s.h5", o->out_prefix);
+    ba_output_clean_stale(h5_name);
     ba_status rc = BA_OK;
     design d = {0};
     model_data *data = NULL;
@@ -1136,6 +1143,7 @@ ba_status ba_compare_run(const ba_compare_options *o, ba_compare_result *res, ba
     rc = write_outputs(o, &d, data, &atlas, &rv, atlas_path, res, err);
     if (rc != BA_OK && created[0]) rmdir(created); /* only if left empty */
 done:
+    ba_output_end(&lock);
     for (int m = 0; data && m < d.n_models; m++) model_data_free(&data[m], d.models[m].n_conditions);
     free(data);
     free(first_r);

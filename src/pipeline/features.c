@@ -17,6 +17,7 @@
 
 #include "brainalign/core/fs.h"
 #include "brainalign/core/hash.h"
+#include "brainalign/core/outfile.h"
 #include "brainalign/io/features_io.h"
 #include "brainalign/lm/adapter.h"
 #include "brainalign/lm/model.h"
@@ -78,6 +79,7 @@ static ba_status hash_safetensors_header(uint64_t *h, const char *dir, const cha
     snprintf(path, sizeof path, "%s/%s", dir, name);
     struct stat sb;
     if (stat(path, &sb) != 0) return ba_fail(err, BA_ERR_IO, "%s: cannot stat", path);
+    BA_CHECK(ba_require_regular(path, err));
     unsigned char len8[8] = {0};
     FILE *f = fopen(path, "rb");
     if (!f) return ba_fail(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -325,6 +327,7 @@ static ba_status bos_token_id(const char *dir, const ba_model_config *mc, int *i
     char path[BA_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_error_t jerr;
+    BA_CHECK(ba_require_regular(path, err)); /* a FIFO would block json_load_file */
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root)
         return ba_fail(err, BA_ERR_FORMAT, "%s: not valid JSON (line %d): %s", path, jerr.line,
@@ -794,6 +797,12 @@ static ba_status run_my_windows(window_run *wr, const work_unit *units, size_t n
     ba_status rc = alloc_window_buffers(wr, &rows, err);
     for (size_t i = 0; rc == BA_OK && i < n_units; i++) {
         if (units[i].rank != rank) continue;
+        if (wr->cfg->stop_requested && *wr->cfg->stop_requested) {
+            rc = ba_fail(err, BA_ERR_INTERRUPTED, "%s: stopped by a signal after %zu of this "
+                         "rank's %zu windows; the unfinished output is removed (run again to "
+                         "start afresh)", wr->cfg->out_path, done, mine);
+            break;
+        }
         double t0 = ba_now(), c0 = process_cpu_seconds();
         rc = ba_mapped_files_check(err); /* a checkpoint shrunk under us: an error, not SIGBUS */
         if (rc == BA_OK) rc = ba_fault("features.story", err);
@@ -818,6 +827,11 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     int rank = 0, n_ranks = 1;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &n_ranks);
+    /* Before any work: the output writable, no other run on it, stale
+     * temporaries of dead runs removed (core/outfile.h). */
+    ba_output_lock lock = {0};
+    BA_CHECK(ba_mpi_agree(comm, rank == 0 ? ba_output_begin(cfg->out_path, false, &lock, err)
+                                          : BA_OK, err));
     prepared p = {0};
     work_unit *units = NULL;
     size_t n_units = 0;
@@ -886,6 +900,7 @@ ba_status ba_features_run(const ba_features_config *cfg, MPI_Comm comm,
     sum->d_model = (long)wr.d;
     for (size_t i = 0; i < n_units; i++) sum->n_window_tokens += units[i].cost;
 done:
+    ba_output_end(&lock);
     sum->seconds_total = ba_now() - t0;
     free(wr.ids);
     free(wr.hidden);

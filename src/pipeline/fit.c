@@ -12,6 +12,7 @@
 #include "brainalign/core/alloc.h"
 #include "brainalign/core/fs.h"
 #include "brainalign/core/hash.h"
+#include "brainalign/core/outfile.h"
 #include "brainalign/io/features_io.h"
 #include "brainalign/io/importers.h"
 #include "brainalign/ridge/folds.h"
@@ -930,6 +931,12 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     memset(sum, 0, sizeof *sum);
     double t0 = ba_now();
     BA_CHECK(ba_mpi_agree(comm, check_config(cfg, err), err));
+    /* Before any work: the output writable and not another run's (outfile.h). */
+    int lock_rank = 0;
+    MPI_Comm_rank(comm, &lock_rank);
+    ba_output_lock lock = {0};
+    BA_CHECK(ba_mpi_agree(comm, lock_rank == 0 ? ba_output_begin(cfg->out_path, false, &lock, err)
+                                               : BA_OK, err));
     ba_status rc = BA_OK;
     fit_inputs in = {0};
     ba_h5file xf = {.id = H5I_INVALID_HID}, yf = {.id = H5I_INVALID_HID};
@@ -1086,6 +1093,7 @@ ba_status ba_fit_run(const ba_fit_config *cfg, MPI_Comm comm, ba_fit_summary *su
     if (ropt.checkpoint_path && me == 0) unlink(checkpoint);
     sum->seconds_total = ba_now() - t0;
 done:
+    ba_output_end(&lock);
     ba_ridge_result_free(&R);
     ba_banded_result_free(&BR);
     free(bands.candidates);

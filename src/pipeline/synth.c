@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "brainalign/core/outfile.h"
 #include "brainalign/pipeline/associations.h"
 #include "brainalign/io/atlas.h"
 #include "brainalign/pipeline/design.h"
@@ -662,6 +663,16 @@ ba_status ba_synth_run(const ba_synth_options *o, MPI_Comm comm, ba_error *err)
 {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    ba_status rc = rank == 0 ? synth_on_one_rank(o, err) : ba_fault("synth", err);
+    ba_status rc = BA_OK;
+    if (rank == 0) {
+        /* Before any work: the directory writable and not another run's (outfile.h). */
+        ba_output_lock lock = {0};
+        rc = check_options(o, err);
+        if (rc == BA_OK) rc = ba_output_begin(o->out_dir, true, &lock, err);
+        if (rc == BA_OK) rc = synth_on_one_rank(o, err);
+        ba_output_end(&lock);
+    } else {
+        rc = ba_fault("synth", err);
+    }
     return ba_mpi_agree(comm, rc, err);
 }

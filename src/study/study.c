@@ -2,7 +2,6 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "brainalign/study/study.h"
 
-#include <ini.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,10 +30,19 @@ typedef struct {
     bool seen_synth, seen_features, seen_model;
 } parse_state;
 
-static void resolve(const char *base, const char *value, char *out, size_t size)
+/* value, made absolute against base, into out[size]; false when it does not fit */
+static bool resolve(const char *base, const char *value, char *out, size_t size)
 {
-    if (value[0] == '/' || base[0] == '\0') snprintf(out, size, "%s", value);
-    else snprintf(out, size, "%s/%s", base, value);
+    int n = value[0] == '/' || base[0] == '\0' ? snprintf(out, size, "%s", value)
+                                               : snprintf(out, size, "%s/%s", base, value);
+    return n >= 0 && (size_t)n < size;
+}
+
+/* value into out[size]; false when it does not fit */
+static bool copy_value(const char *value, char *out, size_t size)
+{
+    int n = snprintf(out, size, "%s", value);
+    return n >= 0 && (size_t)n < size;
 }
 
 /* Whole-text numbers (core/parse.h); each key checks its own range. */
@@ -48,7 +56,8 @@ static bool parse_double(const char *value, double *out)
     return ba_parse_double(value, -HUGE_VAL, HUGE_VAL, out);
 }
 
-/* "a, b ,c" -> names; false if too many or one is empty. */
+/* "a, b ,c" -> names; false if too many or one is empty (the caller then
+ * checks each with ba_valid_name). */
 static bool parse_names(const char *value, char names[][BA_STUDY_NAME_MAX], int max, int *n)
 {
     *n = 0;
@@ -69,6 +78,11 @@ static bool parse_names(const char *value, char names[][BA_STUDY_NAME_MAX], int 
 }
 
 #define KEY(s, k) (strcmp(section, s) == 0 && strcmp(name, k) == 0)
+/* messages of on_entry, which has `section`, `name` and `value` */
+#define TOO_LONG "[%s] %s: the value (%zu bytes) is too long for this key", section, name, strlen(value)
+/* the type's range; ba_synth_run checks what the values mean */
+#define INT_RANGE "[%s] %s = %.80s: expected a whole number in [%d, %d]", section, name, value, INT_MIN, INT_MAX
+#define LONG_RANGE "[%s] %s = %.80s: expected a whole number in [%ld, %ld]", section, name, value, LONG_MIN, LONG_MAX
 /* inih goes on after a bad line and reports the first: keep its message */
 #define BAD(...) do { if (!st->problem[0]) snprintf(st->problem, sizeof st->problem, __VA_ARGS__); return 0; } while (0)
 
@@ -95,7 +109,13 @@ static int on_condition(parse_state *st, const char *name, const char *value)
     if (len == strlen(st->cfg->condition) && strncmp(name, st->cfg->condition, len) == 0)
         BAD("[conditions] %.*s: the baseline is not listed here (it is [study] condition)",
             (int)len, name);
-    if (memchr(name, '/', len) || memchr(name, ' ', len))
+    char bare[BA_STUDY_NAME_MAX] = "";
+    const char *why = "it is longer than 127 bytes";
+    if (len < sizeof bare) snprintf(bare, sizeof bare, "%.*s", (int)len, name);
+    if (len >= sizeof bare || !ba_valid_name(bare, &why))
+        BAD("[conditions] '%.*s': not a valid condition name, %s (it becomes a file name: no "
+            "'/', no '..', no control characters, no leading '-')", (int)len, name, why);
+    if (memchr(name, ' ', len))
         BAD("[conditions] '%.*s': a condition name has no '/' or spaces", (int)len, name);
     ba_study_condition *k = condition_named(st->cfg, name, len);
     if (!k) BAD("[conditions] %s: at most %d conditions, names of 1 to %d bytes",
@@ -144,13 +164,19 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         if (ba_option_parse(features_option, &c->features, value, where, &err) != BA_OK)
             BAD("%s", err.message);
     }
-    else if (KEY("study", "name")) snprintf(c->name, sizeof c->name, "%s", value);
-    else if (KEY("study", "output")) resolve(st->base_dir, value, c->output_dir, sizeof c->output_dir);
-    else if (KEY("study", "condition")) snprintf(c->condition, sizeof c->condition, "%s", value);
+    else if (KEY("study", "name")) { if (!copy_value(value, c->name, sizeof c->name)) BAD(TOO_LONG); }
+    else if (KEY("study", "output")) { if (!resolve(st->base_dir, value, c->output_dir, sizeof c->output_dir)) BAD(TOO_LONG); }
+    else if (KEY("study", "condition")) {
+        const char *why = NULL;
+        if (!ba_valid_name(value, &why))
+            BAD("[study] condition '%.80s': not a valid condition name, %s (it becomes a file name: "
+                "no '/', no '..', no control characters, no leading '-')", value, why);
+        if (!copy_value(value, c->condition, sizeof c->condition)) BAD(TOO_LONG);
+    }
     else if (strcmp(section, "synth") == 0) {
         st->seen_synth = true;
         const ba_option *o = ba_option_find_key(&ba_synth_option_table, section, name);
-        if (!strcmp(name, "stimuli")) resolve(st->base_dir, value, c->synth_stimuli, sizeof c->synth_stimuli);
+        if (!strcmp(name, "stimuli")) { if (!resolve(st->base_dir, value, c->synth_stimuli, sizeof c->synth_stimuli)) BAD(TOO_LONG); }
         else if (!o) BAD("[synth] %s = %s: unknown key", name, value);
         else if (ba_option_parse(o, &c->synth_options, value, where, &err) != BA_OK)
             BAD("%s", err.message);
@@ -171,18 +197,268 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         if (ba_parse_int_list(value, c->layers, BA_MAX_LAYERS, &c->n_layers, &err)) BAD("[fit] layers: %s", err.message);
     }
     else if (KEY("bold", "subjects")) {
-        if (!parse_names(value, c->subjects, BA_STUDY_MAX_SUBJECTS, &c->n_subjects)) BAD("[bold] subjects: a comma-separated list of names");
+        if (!parse_names(value, c->subjects, BA_STUDY_MAX_SUBJECTS, &c->n_subjects))
+            BAD("[bold] subjects: a comma-separated list of at most %d names of 1 to %d bytes",
+                BA_STUDY_MAX_SUBJECTS, BA_STUDY_NAME_MAX - 1);
+        for (int i = 0; i < c->n_subjects; i++) {
+            const char *why = NULL;
+            if (!ba_valid_name(c->subjects[i], &why))
+                BAD("[bold] subjects: '%.80s' is not a valid subject name, %s (it becomes a "
+                    "directory name: no '/', no '..', no control characters, no leading '-')",
+                    c->subjects[i], why);
+        }
     }
-    else if (KEY("bold", "path")) resolve(st->base_dir, value, c->bold_pattern, sizeof c->bold_pattern);
-    else if (KEY("atlas", "path")) resolve(st->base_dir, value, c->atlas_path, sizeof c->atlas_path);
+    else if (KEY("bold", "path")) { if (!resolve(st->base_dir, value, c->bold_pattern, sizeof c->bold_pattern)) BAD(TOO_LONG); }
+    else if (KEY("atlas", "path")) { if (!resolve(st->base_dir, value, c->atlas_path, sizeof c->atlas_path)) BAD(TOO_LONG); }
     else BAD("unknown key '%s' in section [%s]", name, section);
     return 1;
 }
 
-static ba_status read_text(const char *path, char **text, ba_error *err)
+/* ------------------------------------------------------------ the INI file
+ *
+ * The file is read whole (the configuration recorded in every output is
+ * exactly the text parsed) and parsed here, not by libinih, whose Debian
+ * build cuts lines at 200 bytes and parses the rest as a new line. Syntax:
+ *
+ *   ; comment            # comment          (whole lines; " ;" ends a value)
+ *   [section]
+ *   key = value
+ *   subjects = sub-01, sub-02,               a list may go on over indented
+ *       sub-03, sub-04                       lines (as Python's configparser)
+ *
+ * A line is at most BA_INI_LINE_MAX bytes; a longer one is refused whole
+ * with its line number. Only lists (keys whose value is a comma-separated
+ * list) may continue; the lines are joined with ", ". A key given twice in
+ * a section, a section of no stage, and a key outside a section are errors. */
+
+#define BA_INI_LINE_MAX 8192
+
+/* Lists, which may continue over indented lines. */
+static bool is_list_key(const char *section, const char *name)
 {
-    size_t len = 0;
-    return ba_read_file(path, (unsigned char **)text, &len, err);
+    const ba_option *o = ba_option_find_key(&ba_fit_option_table, section, name);
+    if (!o) o = ba_option_find_key(&ba_features_option_table, section, name);
+    if (o) return o->type == BA_OPT_INT_LIST || o->type == BA_OPT_ALPHAS;
+    return KEY("bold", "subjects") || KEY("stimuli", "stories") || KEY("fit", "layers") ||
+           KEY("synth", "associations");
+}
+
+static bool table_has_section(const ba_option_table *t, const char *section)
+{
+    for (int i = 0; i < t->n_options; i++)
+        if (t->options[i].section && strcmp(t->options[i].section, section) == 0) return true;
+    return false;
+}
+
+static bool known_section(const char *section)
+{
+    static const char *const SECTIONS[] = {"study", "synth", "conditions", "compare", "features",
+                                           "model", "stimuli", "fit", "bold", "atlas", NULL};
+    for (int i = 0; SECTIONS[i]; i++)
+        if (strcmp(section, SECTIONS[i]) == 0) return true;
+    return table_has_section(&ba_fit_option_table, section) ||
+           table_has_section(&ba_features_option_table, section);
+}
+
+static bool is_blank(char ch) { return ch == ' ' || ch == '\t'; }
+
+/* One key whose value may still continue on the next lines. */
+typedef struct {
+    char section[128];
+    char key[128];
+    int line;               /* where the key is */
+    char *value;            /* malloc'd, NUL-terminated */
+    size_t len, cap;
+    bool open;
+} ini_pending;
+
+static ba_status pending_append(ini_pending *p, const char *sep, const char *text, size_t n,
+                                const char *path, ba_error *err)
+{
+    size_t m = strlen(sep);
+    if (p->len + m + n + 1 > p->cap) {
+        size_t cap = (p->len + m + n + 1) * 2;
+        char *grown = realloc(p->value, cap);
+        if (!grown) return ba_fail(err, BA_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap);
+        p->value = grown;
+        p->cap = cap;
+    }
+    memcpy(p->value + p->len, sep, m);
+    memcpy(p->value + p->len + m, text, n);
+    p->len += m + n;
+    p->value[p->len] = '\0';
+    return BA_OK;
+}
+
+/* Hand the pending key to on_entry. */
+static ba_status pending_flush(ini_pending *p, parse_state *st, const char *path, ba_error *err)
+{
+    if (!p->open) return BA_OK;
+    p->open = false;
+    st->problem[0] = '\0';
+    if (!on_entry(st, p->section, p->key, p->value ? p->value : ""))
+        return ba_fail(err, BA_ERR_USAGE, "%s:%d: %s", path, p->line,
+                       st->problem[0] ? st->problem : "bad value");
+    return BA_OK;
+}
+
+/* The keys seen so far, as "section\0key" pairs in one growing buffer. */
+typedef struct {
+    char *names;
+    size_t len, cap;
+} ini_seen;
+
+static int seen_line(const ini_seen *s, const char *section, const char *key)
+{
+    size_t a = strlen(section), b = strlen(key);
+    for (size_t at = 0; at < s->len;) {
+        const char *sec = s->names + at, *k = sec + strlen(sec) + 1;
+        const char *line = k + strlen(k) + 1;
+        if (strlen(sec) == a && strlen(k) == b && !strcmp(sec, section) && !strcmp(k, key))
+            return atoi(line);
+        at = (size_t)(line - s->names) + strlen(line) + 1;
+    }
+    return 0;
+}
+
+static ba_status seen_add(ini_seen *s, const char *section, const char *key, int line,
+                          const char *path, ba_error *err)
+{
+    char number[16];
+    snprintf(number, sizeof number, "%d", line);
+    size_t need = strlen(section) + strlen(key) + strlen(number) + 3;
+    if (s->len + need > s->cap) {
+        size_t cap = (s->len + need) * 2;
+        char *grown = realloc(s->names, cap);
+        if (!grown) return ba_fail(err, BA_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap);
+        s->names = grown;
+        s->cap = cap;
+    }
+    char *at = s->names + s->len;
+    at += sprintf(at, "%s", section) + 1;
+    at += sprintf(at, "%s", key) + 1;
+    at += sprintf(at, "%s", number) + 1;
+    s->len = (size_t)(at - s->names);
+    return BA_OK;
+}
+
+static ba_status ini_parse_text(const char *path, const char *text, size_t len, parse_state *st,
+                                ba_error *err)
+{
+    if (strlen(text) != len)
+        return ba_fail(err, BA_ERR_FORMAT, "%s: holds a NUL byte (at byte %zu): not a text file",
+                       path, strlen(text));
+    ini_pending p = {0};
+    ini_seen seen = {0};
+    char section[128] = "";
+    ba_status rc = BA_OK;
+    const char *at = text;
+    if (len >= 3 && memcmp(at, "\xEF\xBB\xBF", 3) == 0) at += 3; /* UTF-8 byte-order mark */
+    for (int line = 1; rc == BA_OK && *at; line++) {
+        const char *end = strchr(at, '\n');
+        if (!end) end = at + strlen(at);
+        const char *next = *end ? end + 1 : end;
+        size_t n = (size_t)(end - at);
+        if (n > 0 && at[n - 1] == '\r') n--;
+        if (n > BA_INI_LINE_MAX) {
+            rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: the line is %zu bytes long, more than the %d "
+                         "a line may have (a list may continue on indented lines)", path, line, n,
+                         BA_INI_LINE_MAX);
+            break;
+        }
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)at[i] < 0x20 && at[i] != '\t') {
+                rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: a control character (byte 0x%02x) in the "
+                             "line", path, line, (unsigned char)at[i]);
+                break;
+            }
+        if (rc != BA_OK) break;
+        bool indented = n > 0 && is_blank(at[0]);
+        const char *b = at, *e = at + n;
+        while (b < e && is_blank(*b)) b++;
+        /* an inline comment: ';' after a blank */
+        for (const char *q = b; q < e; q++)
+            if (*q == ';' && q > b && is_blank(q[-1])) {
+                e = q;
+                break;
+            }
+        while (e > b && is_blank(e[-1])) e--;
+        if (b == e || *b == ';' || *b == '#') { /* blank or comment */
+            at = next;
+            continue;
+        }
+        if (indented && p.open) {
+            if (!is_list_key(p.section, p.key))
+                rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: an indented line continues [%s] %s (line "
+                             "%d), which is not a list; only lists may go on over several lines",
+                             path, line, p.section, p.key, p.line);
+            else {
+                bool comma = p.len > 0 && p.value[p.len - 1] == ',';
+                rc = pending_append(&p, p.len == 0 ? "" : comma ? " " : ", ", b,
+                                    (size_t)(e - b), path, err);
+            }
+        } else if (indented) {
+            rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: an indented line that continues no key "
+                         "(a key starts at the beginning of its line)", path, line);
+        } else if (*b == '[') {
+            rc = pending_flush(&p, st, path, err);
+            if (rc != BA_OK) break;
+            if (e[-1] != ']' || e - b < 3 || (size_t)(e - b) - 2 >= sizeof section)
+                rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: not a [section] header", path, line);
+            else {
+                snprintf(section, sizeof section, "%.*s", (int)(e - b - 2), b + 1);
+                if (!known_section(section))
+                    rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: unknown section [%s]", path, line,
+                                 section);
+            }
+        } else {
+            rc = pending_flush(&p, st, path, err);
+            if (rc != BA_OK) break;
+            const char *eq = memchr(b, '=', (size_t)(e - b));
+            const char *ke = eq;
+            while (ke && ke > b && is_blank(ke[-1])) ke--;
+            if (!eq || ke == b) {
+                rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: not a 'key = value' line or a [section]",
+                             path, line);
+                break;
+            }
+            if (!section[0]) {
+                rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: '%.*s' before any [section]", path, line,
+                             (int)(ke - b), b);
+                break;
+            }
+            if ((size_t)(ke - b) >= sizeof p.key) {
+                rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: a key of %d bytes", path, line,
+                             (int)(ke - b));
+                break;
+            }
+            snprintf(p.section, sizeof p.section, "%s", section);
+            snprintf(p.key, sizeof p.key, "%.*s", (int)(ke - b), b);
+            int before = seen_line(&seen, p.section, p.key);
+            if (before) {
+                rc = ba_fail(err, BA_ERR_USAGE, "%s:%d: [%s] %s is given twice (first on line %d)",
+                             path, line, p.section, p.key, before);
+                break;
+            }
+            rc = seen_add(&seen, p.section, p.key, line, path, err);
+            const char *v = eq + 1;
+            while (v < e && is_blank(*v)) v++;
+            p.len = 0;
+            p.line = line;
+            p.open = true;
+            if (rc == BA_OK) rc = pending_append(&p, "", v, (size_t)(e - v), path, err);
+        }
+        at = next;
+    }
+    if (rc == BA_OK) rc = pending_flush(&p, st, path, err);
+    free(p.value);
+    free(seen.names);
+    return rc;
+}
+
+static ba_status read_text(const char *path, char **text, size_t *len, ba_error *err)
+{
+    return ba_read_file(path, (unsigned char **)text, len, err);
 }
 
 /* Every condition names a file its source can use; a synthetic study with
@@ -262,7 +538,8 @@ ba_status ba_study_config_load(const char *path, ba_study_config *cfg, ba_error 
     snprintf(cfg->stimuli_format, sizeof cfg->stimuli_format, "auto");
     ba_features_options_defaults(&cfg->features);
     ba_compare_options_defaults(&cfg->compare);
-    BA_CHECK(read_text(path, &cfg->text, err));
+    size_t text_len = 0;
+    BA_CHECK(read_text(path, &cfg->text, &text_len, err));
     parse_state st = {.cfg = cfg};
     const char *slash = strrchr(path, '/');
     /* Paths in the file are relative to its directory; resolve that to an
@@ -271,11 +548,7 @@ ba_status ba_study_config_load(const char *path, ba_study_config *cfg, ba_error 
     if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     else snprintf(dir, sizeof dir, ".");
     if (!realpath(dir[0] ? dir : "/", st.base_dir)) snprintf(st.base_dir, sizeof st.base_dir, "%s", dir);
-    int line = ini_parse(path, on_entry, &st);
-    if (line < 0) return ba_fail(err, BA_ERR_IO, "%s: cannot read the configuration", path);
-    if (line > 0)
-        return ba_fail(err, BA_ERR_USAGE, "%s:%d: %s", path, line,
-                       st.problem[0] ? st.problem : "not a 'key = value' line or a [section]");
+    BA_CHECK(ini_parse_text(path, cfg->text, text_len, &st, err));
     cfg->synth = st.seen_synth;
     if (cfg->synth && cfg->synth_stimuli[0]) cfg->synth_options.stimuli_dir = cfg->synth_stimuli;
     return check_config(cfg, &st, err);
@@ -421,6 +694,7 @@ static ba_status model_features(const ba_study_plan *plan, const ba_plan_conditi
     fc.out_path = path;
     fc.command_line = recipe;
     fc.quiet = cfg->quiet;
+    fc.stop_requested = cfg->stop_requested; /* SIGTERM stops the features stage too */
     if (rank == 0 && !cfg->quiet) fprintf(stderr, "run: features of condition %s -> %s\n", name, path);
     ba_features_summary sum;
     return ba_features_run(&fc, comm, &sum, err);

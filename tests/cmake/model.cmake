@@ -44,3 +44,17 @@ grep -q 'not a multiple of the 3 heads' || exit 1; test ! -e \"$out\""
 # (Open MPI's start-up allocations are never freed: no leak check here.)
 set_tests_properties(model.checkpoint_usage_errors PROPERTIES LABELS model
   ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
+
+# tie_word_embeddings = false in config.json with no lm_head.weight is an
+# error naming the tensor, never a silent tie to the embeddings.
+set(BA_MODEL_UNTIED ${CMAKE_CURRENT_BINARY_DIR}/model-untied)
+add_test(NAME model.gpt2_untied_without_lm_head
+  COMMAND sh -c "b=\"$0\"; d=\"$1\"; dump=\"$2\"; py=\"$3\"; rm -rf \"$d\"; mkdir -p \"$d\"; \
+\"$b\" checkpoint --out \"$d/ckpt\" --vocab-size 50 --layers 1 --d-model 16 --heads 2 >/dev/null || exit 1; \
+\"$py\" -c 'import json,sys; p=sys.argv[1]; c=json.load(open(p)); c[\"tie_word_embeddings\"]=False; json.dump(c,open(p,\"w\"))' \"$d/ckpt/config.json\" || exit 1; \
+\"$py\" -c 'import numpy; numpy.arange(4,dtype=\"<i4\").tofile(\"'\"$d\"'/t.i32\")' || exit 1; \
+out=$(\"$dump\" \"$d/ckpt\" \"$d/t.i32\" \"$d/out\" 2>&1); test $? -ne 0 || exit 1; \
+echo \"$out\" | grep -q \"no tensor 'lm_head.weight'\""
+  $<TARGET_FILE:brainalign> ${BA_MODEL_UNTIED} $<TARGET_FILE:gpt2_dump> ${BA_PYTHON})
+set_tests_properties(model.gpt2_untied_without_lm_head PROPERTIES LABELS model
+  ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")

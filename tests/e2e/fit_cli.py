@@ -141,7 +141,7 @@ def case_bad_input(ba, mpiexec, tmp):
         ("Inf in X", ["--x", f"{tmp}/bad.h5:/X_inf", "--y", f"{good}:/Y"], "bad.h5:/X_inf: X: sample 3, feature 1 is infinite"),
         ("constant voxel", ["--x", f"{good}:/X", "--y", f"{tmp}/bad.h5:/Y_const", "--strict-voxels"], "voxel 4 is constant"),
         ("fewer samples than folds", ["--x", f"{tmp}/bad.h5:/X_tiny", "--y", f"{tmp}/bad.h5:/Y_tiny"], "cannot make 5 folds"),
-        ("unwritable output", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--out", "/proc/brainalign/scores.h5"], "cannot create the output file"),
+        ("unwritable output", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--out", "/proc/brainalign/scores.h5"], "cannot write in /proc/brainalign"),  # before the fit (outfile.h)
         ("TR count mismatch", feats + ["--bold", f"{tmp}/short-bold.h5"], "the words need"),
         ("atlas of the wrong size", feats + ["--bold", f"{tmp}/syn/bold-sub-01.h5", "--atlas", f"{tmp}/wrong-atlas.h5"], "has 39 voxels, the BOLD has 40"),
         ("unknown layer", ["--features", f"{tmp}/syn/features.h5", "--layer", "9", "--bold", f"{tmp}/syn/bold-sub-01.h5"], "layer 9 was not extracted"),

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "brainalign/core/fs.h"
 
@@ -104,10 +105,64 @@ static void test_exists_and_read(void **state)
     assert_null(data);
     assert_non_null(strstr(err.message, missing));
     assert_non_null(strstr(err.message, "cannot open"));
-    /* a directory opens but cannot be read */
+    /* a directory is refused before it is opened */
     assert_int_equal(ba_read_file(dir, &data, &len, &err), BA_ERR_IO);
     assert_null(data);
-    assert_non_null(strstr(err.message, "cannot read"));
+    assert_non_null(strstr(err.message, "is a directory, expected a regular file"));
+}
+
+/* A FIFO with no writer: opening it would block for ever (issue 16); it is
+ * refused by ba_read_file, ba_hash_file and ba_require_regular. */
+static void test_fifo_refused(void **state)
+{
+    (void)state;
+    char path[BA_PATH_MAX];
+    snprintf(path, sizeof path, "%s/config.json", ba_test_tmpdir());
+    assert_int_equal(mkfifo(path, 0600), 0);
+    alarm(20); /* a hang fails the test instead of blocking ctest */
+    ba_error err;
+    ba_error_clear(&err);
+    unsigned char *data = (unsigned char *)"not touched";
+    size_t len = 7;
+    assert_int_equal(ba_read_file(path, &data, &len, &err), BA_ERR_IO);
+    assert_null(data);
+    assert_non_null(strstr(err.message, path));
+    assert_non_null(strstr(err.message, "is a pipe or FIFO, expected a regular file"));
+    uint64_t h = 0;
+    assert_int_equal(ba_hash_file(path, 0, &h, NULL, &err), BA_ERR_IO);
+    assert_non_null(strstr(err.message, "pipe or FIFO"));
+    assert_int_equal(ba_require_regular(path, &err), BA_ERR_IO);
+    alarm(0);
+    unlink(path);
+}
+
+/* Names that become path components (issue 16). */
+static void test_names(void **state)
+{
+    (void)state;
+    const char *good[] = {"sub-01", "baseline", "pieman", "a.b", "gpt4_every-4", "x"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        const char *why = "unset";
+        assert_true(ba_valid_name(good[i], &why));
+        assert_null(why);
+    }
+    const char *bad[] = {"", "..", ".", "../../../escaped", "a/b", "/abs", "-rf", "a..b",
+                         "tab\there", "new\nline", "del\x7f", "back\\slash"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *why = NULL;
+        assert_false(ba_valid_name(bad[i], &why));
+        assert_non_null(why);
+    }
+    char long_name[300];
+    memset(long_name, 'a', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    assert_false(ba_valid_name(long_name, NULL));
+    ba_error err;
+    ba_error_clear(&err);
+    assert_int_equal(ba_check_name("[bold] subjects", "../x", &err), BA_ERR_USAGE);
+    assert_non_null(strstr(err.message, "[bold] subjects '../x'"));
+    assert_non_null(strstr(err.message, "'..'"));
+    assert_int_equal(ba_check_name("[bold] subjects", "sub-01", &err), BA_OK);
 }
 
 static void test_make_dirs(void **state)
@@ -194,6 +249,8 @@ int main(void)
         cmocka_unit_test(test_suffix),
         cmocka_unit_test(test_join),
         cmocka_unit_test(test_exists_and_read),
+        cmocka_unit_test(test_fifo_refused),
+        cmocka_unit_test(test_names),
         cmocka_unit_test(test_make_dirs),
         cmocka_unit_test(test_partial_write),
     };

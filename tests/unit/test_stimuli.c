@@ -228,7 +228,8 @@ static void test_align_csv_errors(void **state)
     char *missing = path_in(dir, "nowhere/align.csv");
     expect_failure(missing, BA_STIM_AUTO, BA_ERR_IO, "cannot open", NULL);
     free(missing);
-    expect_failure(dir, F, BA_ERR_IO, "cannot read", NULL); /* a directory */
+    /* a directory: refused before it is opened */
+    expect_failure(dir, F, BA_ERR_IO, "is a directory, expected a regular file", NULL);
     expect_text_failure(dir, "empty.csv", F, "", BA_ERR_FORMAT, "no words", NULL);
     expect_text_failure(dir, "blank.csv", F, "\n  \n\r\n", BA_ERR_FORMAT, "no words", NULL);
     expect_text_failure(dir, "nan.csv", F, "a,a,1.0,1.2\nb,b,abc,1.5\n", BA_ERR_FORMAT,

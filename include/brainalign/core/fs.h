@@ -21,6 +21,20 @@ bool ba_has_suffix_ci(const char *s, const char *suffix, bool proper);
 /* Is `path` an existing regular file (following symbolic links)? */
 bool ba_file_exists(const char *path);
 
+/* BA_OK when `path` is a regular file (following symbolic links), else
+ * BA_ERR_IO "<path>: is a pipe or FIFO, expected a regular file" (or a
+ * directory, a device...) or "<path>: cannot open: <reason>". Call it
+ * before opening a file that must be one: opening a FIFO blocks. */
+ba_status ba_require_regular(const char *path, ba_error *err);
+
+/* A name that becomes a path component (a subject, a condition, a story):
+ * not empty, no '/' or '\\', no "..", no control characters, no leading
+ * '-', under 256 bytes. ba_valid_name says why not in *why (may be NULL);
+ * ba_check_name fails with BA_ERR_USAGE "<what> '<name>': not a valid name,
+ * <why> ..." (what: "[bold] subjects" or "--condition"). */
+bool ba_valid_name(const char *name, const char **why);
+ba_status ba_check_name(const char *what, const char *name, ba_error *err);
+
 /* out = "<dir>/<name>" in a buffer of `cap` bytes; BA_ERR_USAGE
  * "<dir>/<name>: path too long" when it does not fit (out is then ""). */
 ba_status ba_join_path(char *out, size_t cap, const char *dir, const char *name,
@@ -28,7 +42,7 @@ ba_status ba_join_path(char *out, size_t cap, const char *dir, const char *name,
 
 /* The whole of file `path` in a fresh buffer (free() it), *len bytes, plus
  * a terminating NUL byte not counted in *len so that text can be parsed in
- * place. BA_ERR_IO "<path>: cannot open: <reason>" or "<path>: cannot read:
+ * place. Only regular files (ba_require_regular). BA_ERR_IO "<path>: cannot open: <reason>" or "<path>: cannot read:
  * <reason> (after N bytes)";
  * BA_ERR_NOMEM when it does not fit in memory. On failure *data is NULL. */
 ba_status ba_read_file(const char *path, unsigned char **data, size_t *len, ba_error *err);

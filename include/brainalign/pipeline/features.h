@@ -66,6 +66,7 @@
 #define BRAINALIGN_FEATURES_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -107,6 +108,10 @@ typedef struct {
     const char *out_path;
     const char *command_line; /* recorded in the file                         */
     bool quiet;               /* no progress on rank 0                        */
+    /* set by a signal handler (SIGTERM): stop at the next window boundary,
+     * BA_ERR_INTERRUPTED, the unfinished output removed (nothing is kept to
+     * resume from: a features run starts afresh). NULL: never. */
+    volatile sig_atomic_t *stop_requested;
 } ba_features_config;
 
 void ba_features_config_defaults(ba_features_config *cfg);

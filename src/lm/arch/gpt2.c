@@ -237,6 +237,12 @@ static ba_status gpt2_load(ba_model *m, ba_error *err)
         rc = expect(&ld, "lm_head.weight", 2, V, d, &head, err);
         ld.prefix = saved;
         if (rc != BA_OK) goto fail;
+    } else if (!c->tie_word_embeddings) {
+        /* config.json says the output layer is its own tensor: never tie it
+         * silently to the embeddings */
+        rc = ba_fail(err, BA_ERR_FORMAT, "%s: no tensor 'lm_head.weight', and config.json "
+                     "does not tie it to the embeddings (tie_word_embeddings is false)", m->dir);
+        goto fail;
     }
     g->lm_head = ba_weight_of(head, BA_WEIGHT_OUT_IN, NULL);
     g->vectors_cap = count_widened_vectors(g, c->n_layers);
