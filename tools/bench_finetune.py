@@ -25,8 +25,9 @@ process time), which time-sharing with other jobs inflates far less. The
 share of the machine's cores used by other processes meanwhile is printed
 (from /proc/stat), as is the OpenBLAS kernel each side ran with (brainalign
 re-executes itself with OPENBLAS_CORETYPE=SKYLAKEX on AVX-512 CPUs unless the
-variable is set; torch runs with the environment as it is and with
-OPENBLAS_CORETYPE=SKYLAKEX, --torch-coretypes). brainalign skips the output
+variable is set and OpenBLAS chose slower kernels; torch runs with the
+environment as it is, and with --torch-coretypes env,SKYLAKEX also with
+OPENBLAS_CORETYPE=SKYLAKEX). brainalign skips the output
 layer on the masked prompt rows; torch computes all rows (a short prompt: a
 few rows of --seq).
 
@@ -226,12 +227,13 @@ def story_spans(args, ckpt, story):
     return words, word_spans(words, ids, token_byte_lengths(os.path.join(ckpt, "encoder.json")))
 
 
-def build_samples(args, ckpt, seq, count, path):
+def build_samples(args, ckpt, seq, count, path, specials=1):
     """`count` samples of the plain template with instruction PROMPT, no input,
     and a response of consecutive story words such that [prompt] + [response]
-    + [EOS] is exactly `seq` tokens (GPT-2 adds no BOS): the cut is guessed
-    from the story's token spans, then checked (and moved) with
-    `brainalign tokenize`. Samples already in `path` are kept."""
+    + [EOS] is exactly `seq` tokens (GPT-2 adds no BOS; specials=2 for LLaMA's
+    BOS + EOS): the cut is guessed from the story's token spans (GPT-2) or by
+    bisection (LLaMA), then checked (and moved) with `brainalign tokenize`.
+    Samples already in `path` are kept."""
     samples = []
     if os.path.exists(path):
         with open(path) as f:
@@ -239,22 +241,40 @@ def build_samples(args, ckpt, seq, count, path):
         if len(samples) >= count:
             return
     n_prompt = len(tokenize(args, ckpt, PROMPT + "\n\n"))
-    want = seq - n_prompt - 1
+    want = seq - n_prompt - specials
     log(f"building {count - len(samples)} more samples of {seq} tokens (prompt {n_prompt}, "
-        f"response {want}, EOS 1) from Narratives stories")
+        f"response {want}, special {specials}) from Narratives stories")
+    gpt2 = os.path.exists(os.path.join(ckpt, "encoder.json"))
     used = {s["output"] for s in samples}
     calls = 0
     for story in STORIES:
-        words, spans = story_spans(args, ckpt, story)
-        calls += 1
+        if gpt2:
+            words, spans = story_spans(args, ckpt, story)
+            calls += 1
+        else:
+            words = story_words(args, story)
         start = 0
         while len(samples) < count and start < len(words):
-            first = spans[start][0]
-            end = start + 1
-            while end < len(words) and spans[end][1] - first + 1 <= want:
-                end += 1
-            if spans[end - 1][1] - first + 1 < want - 8:
-                break  # the rest of the story is too short
+            if gpt2:
+                first = spans[start][0]
+                end = start + 1
+                while end < len(words) and spans[end][1] - first + 1 <= want:
+                    end += 1
+                if spans[end - 1][1] - first + 1 < want - 8:
+                    break  # the rest of the story is too short
+            else:  # the largest end with at most `want` tokens
+                lo, hi = start + 1, len(words)
+                calls += 1
+                if len(tokenize(args, ckpt, " ".join(words[start:hi]))) < want:
+                    break
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    calls += 1
+                    if len(tokenize(args, ckpt, " ".join(words[start:mid]))) <= want:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                end = lo
             seen, found = set(), None
             while end not in seen and start < end <= len(words):
                 seen.add(end)
@@ -497,7 +517,7 @@ def llama_part(args):
         print(f"# checkpoint written in {time.time() - t0:.0f} s", flush=True)
     try:
         data = os.path.join(args.workdir, f"samples-llama-{args.llama_seq}.jsonl")
-        build_samples_llama(args, ckpt, args.llama_seq, args.llama_steps * args.llama_batch, data)
+        build_samples(args, ckpt, args.llama_seq, args.llama_steps * args.llama_batch, data, specials=2)
         r = run_finetune(args, ckpt, data, 1, args.llama_threads, args.llama_steps, args.llama_batch,
                          args.llama_seq, "llama", extra=["--recompute"], direct=True)
     finally:
@@ -505,35 +525,6 @@ def llama_part(args):
             shutil.rmtree(ckpt, ignore_errors=True)
             print(f"# deleted {ckpt}", flush=True)
     return r
-
-
-def build_samples_llama(args, ckpt, seq, count, path):
-    """As build_samples, for the LLaMA tokenizer: BOS + prompt + response + EOS."""
-    if os.path.exists(path):
-        with open(path) as f:
-            if sum(1 for _ in f) >= count:
-                return
-    n_prompt = len(tokenize(args, ckpt, PROMPT + "\n\n"))
-    want = seq - n_prompt - 2
-    words = [w for st in STORIES for w in story_words(args, st)]
-    samples, start = [], 0
-    while len(samples) < count:
-        end, seen, found = start + int(want / 1.4), set(), None
-        while end not in seen and end <= len(words):
-            seen.add(end)
-            n = len(tokenize(args, ckpt, " ".join(words[start:end])))
-            if n == want:
-                found = end
-                break
-            end += 1 if n < want else -1
-        if found is None:
-            start += 1
-            continue
-        samples.append({"instruction": PROMPT, "input": "", "output": " ".join(words[start:found])})
-        start = found
-    with open(path, "w") as f:
-        for smp in samples:
-            f.write(json.dumps(smp) + "\n")
 
 
 # ---- main ------------------------------------------------------------------------------------------
