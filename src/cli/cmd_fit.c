@@ -158,7 +158,7 @@ int ba_cmd_fit(int argc, char **argv)
     ba_args_init(&a, argc, argv);
     bool timing = false;
     const char *design_only = NULL;
-    char layer_text[256] = "";
+    const char *layer_text = NULL; /* argv's own string: no fixed buffer to cut it */
     /* PETSc's options: argv[0] for PetscInitialize, then what we pass on. */
     char *petsc_argv[argc + 2];
     int petsc_argc = 1;
@@ -185,7 +185,7 @@ int ba_cmd_fit(int argc, char **argv)
         else if (ba_args_flag(&a, "--nan-as-missing")) cfg.nan_as_missing = true;
         else if (ba_args_value(&a, "--out")) cfg.out_path = a.value;
         else if (ba_args_value(&a, "--layer") || ba_args_value(&a, "--layers"))
-            snprintf(layer_text, sizeof layer_text, "%s", a.value);
+            layer_text = a.value;
         else if (ba_args_table(&a, &ba_fit_option_table, &options)) continue;
         else if (ba_args_value(&a, "--bands")) cfg.bands_spec = a.value;
         else if (ba_args_value(&a, "--band-alphas")) cfg.band_alphas_spec = a.value;
@@ -212,7 +212,7 @@ int ba_cmd_fit(int argc, char **argv)
     if (!a.error[0] && petsc_argc > 1 && cfg.solver != BA_FIT_SOLVER_PETSC)
         snprintf(a.error, sizeof a.error, "PETSc options (%s ...) need --solver petsc",
                  petsc_argv[1]);
-    if (!a.error[0] && layer_text[0] &&
+    if (!a.error[0] && layer_text &&
         ba_parse_int_list(layer_text, cfg.layers, BA_MAX_LAYERS, &cfg.n_layers, &err))
         snprintf(a.error, sizeof a.error, "--layer: %s", err.message);
     if (a.error[0]) {

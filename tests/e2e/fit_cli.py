@@ -145,6 +145,9 @@ def case_bad_input(ba, mpiexec, tmp):
         ("TR count mismatch", feats + ["--bold", f"{tmp}/short-bold.h5"], "the words need"),
         ("atlas of the wrong size", feats + ["--bold", f"{tmp}/syn/bold-sub-01.h5", "--atlas", f"{tmp}/wrong-atlas.h5"], "has 39 voxels, the BOLD has 40"),
         ("unknown layer", ["--features", f"{tmp}/syn/features.h5", "--layer", "9", "--bold", f"{tmp}/syn/bold-sub-01.h5"], "layer 9 was not extracted"),
+        # a long --layer value is read whole, never cut at a fixed buffer
+        # (300 zeros then 9 is layer 9, not layer 0)
+        ("long layer list", ["--features", f"{tmp}/syn/features.h5", "--layer", "0" * 300 + "9", "--bold", f"{tmp}/syn/bold-sub-01.h5"], "layer 9 was not extracted"),
         ("bad alphas", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--alphas", "logspace:1"], "logspace"),
         ("unknown option", ["--x", f"{good}:/X", "--bogus"], "unknown option '--bogus'"),
         ("fold groups", ["--x", f"{good}:/X", "--y", f"{good}:/Y", "--fold-groups", "3"], "--fold-groups 3"),
