@@ -42,85 +42,7 @@
 #include "brainalign/parallel/parallel.h"
 #include "brainalign/parallel/scalapack.h"
 #include "solver.h"
-
-/* ------------------------------------------------- design, as the dense solver */
-
-/* Fill the local part of X (f->n x p, permuted rows) from the reader (the
- * same as solver_dense.c's load_x). */
-static ba_status load_x(const ba_grid *grid, const ba_ridge_data *D, const ba_fold_rows *f,
-                        ba_dmat *x, ba_error *err)
-{
-    ba_status rc = BA_OK;
-    float *rows = NULL;
-    int lld = x->desc[8];
-    BA_ALLOC(rows, (size_t)x->nb * (size_t)D->p, "rows of X", done);
-    for (int i0 = 0; i0 < x->mloc; i0 += x->nb) {
-        int block = x->mloc - i0 < x->nb ? x->mloc - i0 : x->nb;
-        long g0 = ba_dmat_global_row(x, grid, i0);
-        for (long g = g0; g < g0 + block;) {
-            long run_end = ba_fold_run_end(f, g);
-            if (run_end > g0 + block) run_end = g0 + block;
-            long count = run_end - g, o = ba_fold_original_row(f, g);
-            BA_TRY(D->read_x(D->x_ctx, o, count, rows, err), done);
-            for (long r = 0; r < count; r++) {
-                int i = i0 + (int)(g - g0 + r);
-                for (int j = 0; j < x->nloc; j++) {
-                    int gj = ba_dmat_global_col(x, grid, j);
-                    float value = rows[r * D->p + gj];
-                    if (!isfinite(value)) {
-                        rc = ba_fail(err, BA_ERR_VALUE, "X: sample %ld, feature %d is %s",
-                                     o + r, gj, isnan(value) ? "NaN" : "infinite");
-                        goto done;
-                    }
-                    x->data[(size_t)j * lld + i] = value;
-                }
-            }
-            g = run_end;
-        }
-    }
-done:
-    free(rows);
-    return rc;
-}
-
-/* StandardScaler with the training rows' statistics (ddof 0, a zero std
- * becomes 1), as solver_dense.c. */
-static ba_status standardise(const ba_grid *grid, MPI_Comm column_comm, long n_train,
-                             ba_dmat *x, ba_error *err)
-{
-    ba_status rc = BA_OK;
-    int lld = x->desc[8];
-    double *sum = ba_calloc((size_t)(x->nloc > 0 ? x->nloc : 1), sizeof *sum,
-                            "column statistics", err);
-    BA_TRY(ba_mpi_agree(grid->comm, sum ? BA_OK : BA_ERR_NOMEM, err), done);
-    for (int pass = 0; pass < 2; pass++) {
-        for (int j = 0; j < x->nloc; j++) {
-            double s = 0;
-            const double *col = x->data + (size_t)j * lld;
-            for (int i = 0; i < x->mloc; i++) {
-                if (ba_dmat_global_row(x, grid, i) >= n_train) continue;
-                s += pass == 0 ? col[i] : col[i] * col[i];
-            }
-            sum[j] = s;
-        }
-        BA_TRY(ba_mpi_check(MPI_Allreduce(MPI_IN_PLACE, sum, x->nloc, MPI_DOUBLE, MPI_SUM,
-                                          column_comm), "column statistics", err), done);
-        for (int j = 0; j < x->nloc; j++) {
-            double *col = x->data + (size_t)j * lld;
-            if (pass == 0) {
-                double mean = sum[j] / (double)n_train;
-                for (int i = 0; i < x->mloc; i++) col[i] -= mean;
-            } else {
-                double sd = sqrt(sum[j] / (double)n_train);
-                if (sd < 10 * DBL_EPSILON) sd = 1.0;
-                for (int i = 0; i < x->mloc; i++) col[i] /= sd;
-            }
-        }
-    }
-done:
-    free(sum);
-    return rc;
-}
+#include "x_side.h"
 
 /* ------------------------------------------------------------ the solver */
 
@@ -231,8 +153,8 @@ static ba_status banded_prepare_fold(void *self, const ba_ridge_fold *F,
     if (nb > fitting) nb = fitting > 0 ? fitting : 1;
     ba_dmat x = {0}, cross = {0};
     AGREE(ba_dmat_create(grid, n, p, nb, &x, err));
-    AGREE(load_x(grid, D, f, &x, err));
-    BA_TRY(standardise(grid, s->column_comm, ntr, &x, err), done);
+    AGREE(ba_ridge_load_x(grid, D, f, &x, err));
+    BA_TRY(ba_ridge_standardise(grid, s->column_comm, ntr, &x, err), done);
 
     size_t tsize = (size_t)nte * (size_t)ntr;
     s->kte = ba_malloc((size_t)B * tsize * sizeof(float), "test kernels", err);

@@ -37,6 +37,7 @@
 #include "solver.h"
 #include "spectrum.h"
 #include "ties.h"
+#include "x_side.h"
 
 /* -------------------------------------------------- the feature side */
 
@@ -49,88 +50,6 @@ static void spectrum_free(ba_fold_spectrum *S)
     ba_dmat_destroy(&S->exact);
     ba_dmat_destroy(&S->exact_test);
     memset(S, 0, sizeof *S);
-}
-
-/* Fill the local part of X (n x p, permuted rows) from the reader. */
-static ba_status load_x(const ba_grid *grid, const ba_ridge_data *D, const ba_fold_rows *f,
-                        ba_dmat *x, ba_error *err)
-{
-    ba_status rc = BA_OK;
-    float *rows = NULL;
-    int lld = x->desc[8];
-    BA_ALLOC(rows, (size_t)x->nb * (size_t)D->p, "rows of X", done);
-    for (int i0 = 0; i0 < x->mloc; i0 += x->nb) {
-        int block = x->mloc - i0 < x->nb ? x->mloc - i0 : x->nb;
-        long g0 = ba_dmat_global_row(x, grid, i0);
-        /* The permuted rows [g0, g0 + block) are at most three runs of
-         * consecutive original rows. */
-        for (long g = g0; g < g0 + block;) {
-            long run_end = ba_fold_run_end(f, g);
-            if (run_end > g0 + block) run_end = g0 + block;
-            long count = run_end - g, o = ba_fold_original_row(f, g);
-            BA_TRY(D->read_x(D->x_ctx, o, count, rows, err), done);
-            for (long r = 0; r < count; r++) {
-                int i = i0 + (int)(g - g0 + r);
-                for (int j = 0; j < x->nloc; j++) {
-                    int gj = ba_dmat_global_col(x, grid, j);
-                    float value = rows[r * D->p + gj];
-                    if (!isfinite(value)) {
-                        rc = ba_fail_about(err, BA_ABOUT_X, BA_ERR_VALUE, "X: sample %ld, feature %d is %s",
-                                     o + r, gj, isnan(value) ? "NaN" : "infinite");
-                        goto done;
-                    }
-                    x->data[(size_t)j * lld + i] = value;
-                }
-            }
-            g = run_end;
-        }
-    }
-done:
-    free(rows);
-    return rc;
-}
-
-/* Standardise every column with the mean and std (ddof 0) of its training
- * rows, like StandardScaler (a zero std becomes 1). Sums go over the
- * process rows of the grid. */
-static ba_status standardise(const ba_grid *grid, MPI_Comm column_comm, long n_train,
-                             ba_dmat *x, ba_error *err)
-{
-    ba_status rc = BA_OK;
-    int lld = x->desc[8];
-    /* Allocated and agreed on before the first collective: a rank out of
-     * memory must not leave its peers waiting in the reduction. */
-    double *sum = ba_calloc((size_t)(x->nloc > 0 ? x->nloc : 1), sizeof *sum,
-                            "column statistics", err);
-    BA_TRY(ba_mpi_agree(grid->comm, sum ? BA_OK : BA_ERR_NOMEM, err), done);
-    for (int pass = 0; pass < 2; pass++) {
-        for (int j = 0; j < x->nloc; j++) {
-            double s = 0;
-            const double *col = x->data + (size_t)j * lld;
-            for (int i = 0; i < x->mloc; i++) {
-                if (ba_dmat_global_row(x, grid, i) >= n_train) continue;
-                double d = col[i];
-                s += pass == 0 ? d : d * d;
-            }
-            sum[j] = s;
-        }
-        BA_TRY(ba_mpi_check(MPI_Allreduce(MPI_IN_PLACE, sum, x->nloc, MPI_DOUBLE, MPI_SUM,
-                                          column_comm), "column statistics", err), done);
-        for (int j = 0; j < x->nloc; j++) {
-            double *col = x->data + (size_t)j * lld;
-            if (pass == 0) {
-                double mean = sum[j] / (double)n_train;
-                for (int i = 0; i < x->mloc; i++) col[i] -= mean;
-            } else {
-                double sd = sqrt(sum[j] / (double)n_train);
-                if (sd < 10 * DBL_EPSILON) sd = 1.0;
-                for (int i = 0; i < x->mloc; i++) col[i] /= sd;
-            }
-        }
-    }
-done:
-    free(sum);
-    return rc;
 }
 
 /* The lower triangle of C = op(A) op(A)ᵀ, op = "N" (A Aᵀ) or "T" (Aᵀ A),
@@ -227,10 +146,10 @@ static ba_status feature_phase(const ba_grid *grid, MPI_Comm column_comm,
     int m = (int)S->m;
 
     AGREE(ba_dmat_create(grid, n, p, nb, &x, err));
-    rc = load_x(grid, D, f, &x, err);
+    rc = ba_ridge_load_x(grid, D, f, &x, err);
     if (rc == BA_OK) rc = ba_fault("fit.ridge.features", err);
     BA_TRY(ba_mpi_agree(grid->comm, rc, err), done);
-    BA_TRY(standardise(grid, column_comm, ntr, &x, err), done);
+    BA_TRY(ba_ridge_standardise(grid, column_comm, ntr, &x, err), done);
 
     /* Matrices are freed as soon as they are used up, the double X before
      * the eigensolver in the dual case: the solver's workspace is the peak
