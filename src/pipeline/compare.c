@@ -1101,9 +1101,16 @@ ba_status ba_compare_run(const ba_compare_options *o, ba_compare_result *res, ba
 {
     memset(res, 0, sizeof *res);
     BA_CHECK(check_options(o, err));
-    /* Before any work: PREFIX.* writable and not another run's (outfile.h). */
+    /* Before any work: the folder of PREFIX made (removed again on failure
+     * if this run made it), PREFIX.* writable and not another run's
+     * (outfile.h). */
+    char created[BA_PATH_MAX] = "";
+    BA_CHECK(ba_out_prefix_prepare(o->out_prefix, created, sizeof created, err));
     ba_output_lock lock = {0};
-    BA_CHECK(ba_output_begin(o->out_prefix, false, &lock, err));
+    if (ba_output_begin(o->out_prefix, false, &lock, err) != BA_OK) {
+        if (created[0]) rmdir(created);
+        return err->code;
+    }
     char h5_name[BA_PATH_MAX + 8];
     snprintf(h5_name, sizeof h5_name, "%s.h5", o->out_prefix);
     ba_output_clean_stale(h5_name);
@@ -1138,12 +1145,10 @@ ba_status ba_compare_run(const ba_compare_options *o, ba_compare_result *res, ba
         BA_TRY(model_rows(o, &d.models[m], &data[m], &rv, &atlas, res, err), done);
     }
     p_floor_note(o, &d, res);
-    char created[BA_PATH_MAX] = "";
-    BA_TRY(ba_out_prefix_prepare(o->out_prefix, created, sizeof created, err), done);
     rc = write_outputs(o, &d, data, &atlas, &rv, atlas_path, res, err);
-    if (rc != BA_OK && created[0]) rmdir(created); /* only if left empty */
 done:
     ba_output_end(&lock);
+    if (rc != BA_OK && created[0]) rmdir(created); /* only if left empty */
     for (int m = 0; data && m < d.n_models; m++) model_data_free(&data[m], d.models[m].n_conditions);
     free(data);
     free(first_r);

@@ -187,12 +187,26 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         if (!o) BAD("unknown key '%s' in section [%s]", name, section);
         if (ba_option_parse(o, &c->compare, value, where, &err) != BA_OK) BAD("%s", err.message);
     }
-    else if (KEY("features", "path")) { st->seen_features = true; resolve(st->base_dir, value, c->features_path, sizeof c->features_path); }
-    else if (KEY("model", "path")) { st->seen_model = true; resolve(st->base_dir, value, c->model_dir, sizeof c->model_dir); }
-    else if (KEY("model", "adapter")) resolve(st->base_dir, value, c->adapter_dir, sizeof c->adapter_dir);
-    else if (KEY("stimuli", "dir")) resolve(st->base_dir, value, c->stimuli_dir, sizeof c->stimuli_dir);
-    else if (KEY("stimuli", "format")) snprintf(c->stimuli_format, sizeof c->stimuli_format, "%s", value);
-    else if (KEY("stimuli", "stories")) snprintf(c->stories, sizeof c->stories, "%s", value);
+    else if (KEY("features", "path")) { st->seen_features = true; if (!resolve(st->base_dir, value, c->features_path, sizeof c->features_path)) BAD(TOO_LONG); }
+    else if (KEY("model", "path")) { st->seen_model = true; if (!resolve(st->base_dir, value, c->model_dir, sizeof c->model_dir)) BAD(TOO_LONG); }
+    else if (KEY("model", "adapter")) { if (!resolve(st->base_dir, value, c->adapter_dir, sizeof c->adapter_dir)) BAD(TOO_LONG); }
+    else if (KEY("stimuli", "dir")) { if (!resolve(st->base_dir, value, c->stimuli_dir, sizeof c->stimuli_dir)) BAD(TOO_LONG); }
+    else if (KEY("stimuli", "format")) { if (!copy_value(value, c->stimuli_format, sizeof c->stimuli_format)) BAD(TOO_LONG); }
+    else if (KEY("stimuli", "stories")) {
+        if (!copy_value(value, c->stories, sizeof c->stories)) BAD(TOO_LONG);
+        char copy[sizeof c->stories];
+        memcpy(copy, c->stories, sizeof copy);
+        char *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            while (*tok == ' ') tok++;
+            char *end = tok + strlen(tok);
+            while (end > tok && end[-1] == ' ') *--end = '\0';
+            const char *why = NULL;
+            if (*tok && !ba_valid_name(tok, &why))
+                BAD("[stimuli] stories: '%.80s' is not a valid story name, %s (no '/', no '..', no "
+                    "control characters, no leading '-')", tok, why);
+        }
+    }
     else if (KEY("fit", "layers")) {
         if (ba_parse_int_list(value, c->layers, BA_MAX_LAYERS, &c->n_layers, &err)) BAD("[fit] layers: %s", err.message);
     }
