@@ -842,36 +842,6 @@ ba_status ba_bpe_encode_reference(const ba_tokenizer *tok, const char *text, siz
     return encode_with(tok->impl, merge_reference, text, len, ids, n_ids, NULL, err);
 }
 
-/* Python's UTF-8 decoder with errors="replace" at s[0, n) (n >= 1): the
- * number of bytes it takes, and whether they form one valid character (else
- * they are the maximal prefix of a valid sequence, one U+FFFD). */
-static size_t utf8_maximal_subpart(const unsigned char *s, size_t n, bool *valid)
-{
-    unsigned char c = s[0];
-    *valid = c < 0x80;
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 1;
-    }
-    if (n < 2 || s[1] < lo || s[1] > hi) return 1;
-    size_t k = 2;
-    while (k < len && k < n && s[k] >= 0x80 && s[k] <= 0xBF) k++;
-    *valid = k == len;
-    return k;
-}
-
 /* in[0, n) with invalid UTF-8 replaced (Python's rule) into out, which
  * holds 3 * n bytes at least (U+FFFD is 3 bytes for >= 1 byte taken). */
 static size_t utf8_replace_invalid(const unsigned char *in, size_t n, char *out)
@@ -879,7 +849,7 @@ static size_t utf8_replace_invalid(const unsigned char *in, size_t n, char *out)
     size_t at = 0;
     for (size_t i = 0; i < n;) {
         bool valid;
-        size_t k = utf8_maximal_subpart(in + i, n - i, &valid);
+        size_t k = ba_utf8_maximal_subpart(in + i, n - i, &valid);
         if (valid) {
             memcpy(out + at, in + i, k);
             at += k;

@@ -4,6 +4,7 @@
 #define BRAINALIGN_TOKENIZER_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "brainalign/lm/tokenizer.h"
 
@@ -27,5 +28,12 @@ struct ba_tokenizer {
     const ba_tokenizer_ops *ops;
     void *impl;
 };
+
+/* Python's UTF-8 decoder at s[0, n) (n >= 1): the number of bytes its next
+ * step takes and whether they form one valid character (no overlongs,
+ * surrogates or code points above U+10FFFF); when not, they are the maximal
+ * prefix of a valid sequence, which errors="replace" turns into one U+FFFD.
+ * The one UTF-8 classifier of both tokenizer families (tokenizer.c). */
+size_t ba_utf8_maximal_subpart(const unsigned char *s, size_t n, bool *valid);
 
 #endif

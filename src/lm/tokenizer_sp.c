@@ -968,30 +968,12 @@ static void sp_text_free(sp_text *t)
 }
 
 /* Length of the valid UTF-8 sequence at s (no overlongs, surrogates or
- * code points above U+10FFFF), or 0 when s[0] does not start one. */
+ * code points above U+10FFFF), or 0 when s does not start one. */
 static size_t utf8_valid_len(const unsigned char *s, size_t n)
 {
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t k = 2; k < len; k++)
-        if (s[k] < 0x80 || s[k] > 0xBF) return 0;
-    return len;
+    bool valid;
+    size_t k = ba_utf8_maximal_subpart(s, n, &valid);
+    return valid ? k : 0;
 }
 
 static void put_bytes(sp_text *t, const char *bytes, size_t n, size_t src)
