@@ -189,11 +189,15 @@ void ba_gelu_new_ref(float *x, size_t n)
     }
 }
 
-static void softmax_row(float *row, size_t cols)
+/* In place softmax of one row; returns its log-sum-exp (max + log(sum)),
+ * which the attention forward of training keeps for the backward. */
+static float softmax_row(float *row, size_t cols)
 {
     float m = max_of(row, cols);
-    float inv = 1.0f / exp_shifted_store(row, cols, m, row);
+    float sum = exp_shifted_store(row, cols, m, row);
+    float inv = 1.0f / sum;
     for (size_t j = 0; j < cols; j++) row[j] *= inv;
+    return m + logf(sum);
 }
 
 void ba_softmax_rows(float *x, size_t rows, size_t cols, size_t ld)
@@ -223,9 +227,12 @@ size_t ba_attention_scratch_floats(size_t n)
     return (size_t)ATTENTION_BLOCK * (n ? n : 1);
 }
 
-void ba_attention_causal(const float *q, size_t ld_q, const float *k, const float *v,
-                         size_t ld_kv, size_t n, int n_heads, int n_kv_heads, int d_head,
-                         float scale, float *out, size_t ld_out, float *scores)
+/* The causal attention of inference and of training (lse [n_heads][n], the
+ * per-row log-sum-exp of the scaled scores, when not NULL): one loop, so
+ * that a training forward computes bitwise what inference computes. */
+static void attention_causal(const float *q, size_t ld_q, const float *k, const float *v,
+                             size_t ld_kv, size_t n, int n_heads, int n_kv_heads, int d_head,
+                             float scale, float *out, size_t ld_out, float *lse, float *scores)
 {
     int group = n_heads / n_kv_heads;
     for (int h = 0; h < n_heads; h++) {
@@ -242,7 +249,8 @@ void ba_attention_causal(const float *q, size_t ld_q, const float *k, const floa
             for (size_t i = 0; i < rows; i++) {
                 float *row = scores + i * cols;
                 size_t visible = r0 + i + 1;
-                softmax_row(row, visible);
+                float row_lse = softmax_row(row, visible);
+                if (lse) lse[(size_t)h * n + r0 + i] = row_lse;
                 memset(row + visible, 0, (cols - visible) * sizeof *row);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, d_head, (int)cols,
@@ -250,6 +258,22 @@ void ba_attention_causal(const float *q, size_t ld_q, const float *k, const floa
                         (int)ld_out);
         }
     }
+}
+
+void ba_attention_causal(const float *q, size_t ld_q, const float *k, const float *v,
+                         size_t ld_kv, size_t n, int n_heads, int n_kv_heads, int d_head,
+                         float scale, float *out, size_t ld_out, float *scores)
+{
+    attention_causal(q, ld_q, k, v, ld_kv, n, n_heads, n_kv_heads, d_head, scale, out, ld_out,
+                     NULL, scores);
+}
+
+void ba_attention_causal_fwd(const float *q, size_t ld_q, const float *k, const float *v,
+                             size_t ld_kv, size_t n, int n_heads, int n_kv_heads, int d_head,
+                             float scale, float *out, size_t ld_out, float *lse, float *scores)
+{
+    attention_causal(q, ld_q, k, v, ld_kv, n, n_heads, n_kv_heads, d_head, scale, out, ld_out,
+                     lse, scores);
 }
 
 void ba_attention_causal_ref(const float *q, size_t ld_q, const float *k, const float *v,

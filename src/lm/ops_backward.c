@@ -491,46 +491,6 @@ void ba_rope_backward_ref(float *dx, size_t n, size_t ld, int n_heads, int d_hea
 /* Query rows go in blocks; a block needs only the keys up to its last row. */
 #define ATTENTION_BLOCK 64
 
-void ba_attention_causal_fwd(const float *q, size_t ld_q, const float *k, const float *v,
-                             size_t ld_kv, size_t n, int n_heads, int n_kv_heads, int d_head,
-                             float scale, float *out, size_t ld_out, float *lse, float *scores)
-{
-    int group = n_heads / n_kv_heads;
-    for (int h = 0; h < n_heads; h++) {
-        const float *qh = q + (size_t)h * d_head;
-        const float *kh = k + (size_t)(h / group) * d_head;
-        const float *vh = v + (size_t)(h / group) * d_head;
-        float *oh = out + (size_t)h * d_head;
-        for (size_t r0 = 0; r0 < n; r0 += ATTENTION_BLOCK) {
-            size_t r1 = r0 + ATTENTION_BLOCK < n ? r0 + ATTENTION_BLOCK : n;
-            size_t rows = r1 - r0, cols = r1;
-            /* scores [rows][cols] = scale q[r0..r1) k[0..r1)^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, d_head,
-                        scale, qh + r0 * ld_q, (int)ld_q, kh, (int)ld_kv, 0.0f, scores,
-                        (int)cols);
-            for (size_t i = 0; i < rows; i++) {
-                float *row = scores + i * cols;
-                size_t visible = r0 + i + 1;
-                float m = -INFINITY;
-                for (size_t j = 0; j < visible; j++) m = row[j] > m ? row[j] : m;
-                float sum = 0.0f;
-                for (size_t j = 0; j < visible; j++) {
-                    row[j] = expf(row[j] - m);
-                    sum += row[j];
-                }
-                float inv = 1.0f / sum;
-                for (size_t j = 0; j < visible; j++) row[j] *= inv;
-                memset(row + visible, 0, (cols - visible) * sizeof *row);
-                lse[(size_t)h * n + r0 + i] = m + logf(sum);
-            }
-            /* out[r0..r1) [rows][d_head] = P [rows][cols] v[0..r1) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, d_head, (int)cols,
-                        1.0f, scores, (int)cols, vh, (int)ld_kv, 0.0f, oh + r0 * ld_out,
-                        (int)ld_out);
-        }
-    }
-}
-
 void ba_attention_causal_fwd_ref(const float *q, size_t ld_q, const float *k, const float *v,
                                  size_t ld_kv, size_t n, int n_heads, int n_kv_heads,
                                  int d_head, float scale, float *out, size_t ld_out, float *lse)

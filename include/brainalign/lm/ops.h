@@ -249,7 +249,8 @@ void ba_rope_backward_ref(float *dx, size_t n, size_t ld, int n_heads, int d_hea
  * per-row log-sum-exp of the scaled scores, lse [n_heads][n]:
  * lse[h][i] = log sum_{j<=i} exp(scale q_i.k_j), so that the backward can
  * recompute every probability p_ij = exp(scale q_i.k_j - lse[h][i])
- * without a [T][T] matrix per head being kept. */
+ * without a [T][T] matrix per head being kept. Its out is bitwise
+ * ba_attention_causal's (one loop in ops.c serves both). */
 void ba_attention_causal_fwd(const float *q, size_t ld_q, const float *k, const float *v,
                              size_t ld_kv, size_t n, int n_heads, int n_kv_heads, int d_head,
                              float scale, float *out, size_t ld_out, float *lse, float *scores);
